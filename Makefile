@@ -1,0 +1,16 @@
+PYTHON ?= python3
+
+.PHONY: proto proto-check lint test
+
+proto:  ## regenerate api/cri/*_pb2*.py from api/cri/api.proto
+	$(PYTHON) api/cri/generate.py
+
+proto-check:
+	$(PYTHON) api/cri/generate.py --check
+
+lint:
+	ruff check .
+	ruff format --check server adapters tests crictl_tests bench
+
+test:
+	$(PYTHON) -m pytest

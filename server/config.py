@@ -1,0 +1,186 @@
+"""pycrid's configuration: one TOML file, overridden by command-line flags.
+
+The key names are a contract with users' files and scripts; add keys, never
+rename them. Unknown keys are refused so that a typo does not silently fall
+back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/etc/pycrid/config.toml")
+ADAPTERS = ("docker", "oci")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+NETWORK_MODES = ("cni", "docker")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the problem."""
+
+
+@dataclass
+class StreamingConfig:
+    address: str = "127.0.0.1"
+    port: int = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
+@dataclass
+class NetworkConfig:
+    mode: str = "cni"
+    cni_conf_dir: str = "/etc/cni/net.d"
+    cni_bin_dirs: list[str] = field(default_factory=lambda: ["/usr/lib/cni", "/opt/cni/bin"])
+
+
+@dataclass
+class DockerConfig:
+    endpoint: str = "unix:///var/run/docker.sock"
+    startup_timeout: float = 20.0
+    """Seconds to wait for dockerd to answer when the daemon starts."""
+
+
+@dataclass
+class RegistryConfig:
+    mirrors: list[str] = field(default_factory=list)
+    insecure: bool = False
+
+
+@dataclass
+class Config:
+    listen: str = "unix:///run/pycrid/pycrid.sock"
+    adapter: str = "docker"
+    state_dir: str = "/var/lib/pycrid"
+    run_dir: str = "/run/pycrid"
+    log_level: str = "info"
+    pause_image: str = "registry.k8s.io/pause:3.10"
+    shutdown_grace: float = 10.0
+    """Seconds in-flight calls get to finish after SIGTERM."""
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+    registries: dict[str, RegistryConfig] = field(default_factory=dict)
+
+    @property
+    def socket_path(self) -> Path:
+        """The filesystem path of the Unix socket named by ``listen``."""
+        return Path(self.listen.removeprefix("unix://"))
+
+    def registry(self, host: str) -> RegistryConfig:
+        """Settings for one registry host (empty settings when unconfigured)."""
+        return self.registries.get(host, RegistryConfig())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"streaming": StreamingConfig, "network": NetworkConfig, "docker": DockerConfig}
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {where}{key!r}")
+        default = getattr(cls(), key)
+        if isinstance(default, bool) != isinstance(value, bool) or (
+            not isinstance(value, type(default))
+            and not (isinstance(default, float) and isinstance(value, int))
+        ):
+            raise ConfigError(
+                f"{where}{key} must be a {type(default).__name__}, not {type(value).__name__}"
+            )
+        if isinstance(default, list) and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}{key} must be a list of strings")
+        kwargs[key] = float(value) if isinstance(default, float) else value
+    return cls(**kwargs)
+
+
+def parse_config(values: dict[str, Any]) -> Config:
+    """Build a validated Config from a TOML document's values."""
+    values = dict(values)
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        if name in values:
+            raw = values.pop(name)
+            if not isinstance(raw, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            sections[name] = _build(cls, raw, f"{name}.")
+    registries: dict[str, RegistryConfig] = {}
+    raw_registries = values.pop("registries", {})
+    if not isinstance(raw_registries, dict):
+        raise ConfigError("[registries] must be a table of registry hosts")
+    for host, raw in raw_registries.items():
+        if not isinstance(raw, dict):
+            raise ConfigError(f'[registries."{host}"] must be a table')
+        registries[host] = _build(RegistryConfig, raw, f'registries."{host}".')
+    config = _build(Config, values, "")
+    for name, section in sections.items():
+        setattr(config, name, section)
+    config.registries = registries
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Refuse values no part of pycrid can work with."""
+    if config.adapter not in ADAPTERS:
+        raise ConfigError(
+            f"unknown adapter {config.adapter!r} (choose one of {', '.join(ADAPTERS)})"
+        )
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"unknown log level {config.log_level!r} (choose one of {', '.join(LOG_LEVELS)})"
+        )
+    if not config.listen.startswith("unix://") or config.listen == "unix://":
+        raise ConfigError(f"listen must be a unix:// socket address, not {config.listen!r}")
+    if config.network.mode not in NETWORK_MODES:
+        raise ConfigError(
+            f"unknown network mode {config.network.mode!r} "
+            f"(choose one of {', '.join(NETWORK_MODES)})"
+        )
+    if not 0 <= config.streaming.port <= 65535:
+        raise ConfigError(f"streaming.port {config.streaming.port} is out of range")
+    if bool(config.streaming.tls_cert) != bool(config.streaming.tls_key):
+        raise ConfigError("streaming.tls_cert and streaming.tls_key must be set together")
+    for host, registry in config.registries.items():
+        for mirror in registry.mirrors:
+            if not mirror.startswith(("http://", "https://")):
+                raise ConfigError(
+                    f'registries."{host}" mirror {mirror!r} must start with http:// or https://'
+                )
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read the config file (the default one may be absent) and apply flag overrides.
+
+    ``overrides`` maps dotted keys (``"docker.endpoint"``) to values.
+    """
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG_PATH
+    values: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        table = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[leaf] = value
+    return parse_config(values)

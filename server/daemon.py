@@ -1,0 +1,150 @@
+"""The pycrid daemon: one gRPC server on a Unix socket, one adapter behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pycrid.adapters.base import Adapter, StartupError
+from pycrid.api.cri import api_pb2, api_pb2_grpc
+from pycrid.server.config import Config
+from pycrid.server.instrument import InstrumentInterceptor
+from pycrid.server.servicers.image import ImageServicer
+from pycrid.server.servicers.runtime import RuntimeServicer
+
+log = logging.getLogger("pycrid")
+
+CRI_SERVICES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
+SOCKET_MODE = 0o660
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024 + 1024 * 1024  # ExecSync output may be 16 MiB per stream
+
+
+def create_adapter(config: Config) -> Adapter:
+    """The adapter named by the configuration."""
+    if config.adapter == "docker":
+        from pycrid.adapters.docker.adapter import DockerAdapter
+
+        return DockerAdapter(config)
+    if config.adapter == "oci":
+        from pycrid.adapters.oci.adapter import OciAdapter
+
+        return OciAdapter(config)
+    raise StartupError(f"unknown adapter {config.adapter!r}")
+
+
+def prepare_socket(path: Path) -> None:
+    """Create the socket's directory and clear a stale socket left by a crash.
+
+    A socket that still accepts connections belongs to a running daemon and
+    is never taken over.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StartupError(f"cannot create socket directory {path.parent}: {e.strerror}") from None
+    if not path.parent.is_dir():
+        raise StartupError(f"cannot create socket directory {path.parent}: not a directory")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StartupError(f"cannot use socket path {path}: {e.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise StartupError(f"socket path {path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()
+        log.info("removed stale socket %s", path)
+        return
+    finally:
+        probe.close()
+    raise StartupError(f"another daemon is serving on {path}")
+
+
+def build_server(adapter: Adapter) -> tuple[grpc.aio.Server, health.HealthServicer]:
+    server = grpc.aio.server(
+        interceptors=[InstrumentInterceptor(CRI_SERVICES)],
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(adapter), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(adapter), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (
+        *(api_pb2.DESCRIPTOR.services_by_name[s.split(".")[-1]].full_name for s in CRI_SERVICES),
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server)
+    return server, health_servicer
+
+
+async def _set_health(health_servicer: health.HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *CRI_SERVICES):
+        await health_servicer.set(name, status)
+
+
+async def serve(config: Config, adapter: Adapter | None = None) -> None:
+    """Run until SIGTERM or SIGINT; raise StartupError when serving cannot begin."""
+    adapter = adapter or create_adapter(config)
+    socket_path = config.socket_path
+    prepare_socket(socket_path)
+    await adapter.start()
+    server, health_servicer = build_server(adapter)
+    try:
+        try:
+            server.add_insecure_port(config.listen)
+        except RuntimeError as e:
+            raise StartupError(f"cannot listen on {config.listen}: {e}") from None
+        await server.start()
+        os.chmod(socket_path, SOCKET_MODE)
+        await _set_health(health_servicer, True)
+        log.info(
+            "serving CRI on %s with the %s adapter (pycrid %s)",
+            config.listen,
+            adapter.name,
+            adapter.runtime_version,
+        )
+        await _wait_for_signal()
+        log.info("shutting down: finishing in-flight calls (at most %.0fs)", config.shutdown_grace)
+        await _set_health(health_servicer, False)
+        await server.stop(config.shutdown_grace)
+    finally:
+        await server.stop(None)
+        await adapter.close()
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+    log.info("stopped")
+
+
+async def _wait_for_signal() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

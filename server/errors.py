@@ -1,0 +1,48 @@
+"""The error vocabulary shared by the server and every adapter.
+
+Adapters raise these; the server maps them to gRPC status codes in one place
+(`pycrid.server.instrument`). Anything else that escapes an adapter is a bug
+and is answered INTERNAL.
+"""
+
+from __future__ import annotations
+
+
+class CRIError(Exception):
+    """Base of the errors a CRI call may answer with."""
+
+
+class NotFound(CRIError):
+    """The object named by the request does not exist."""
+
+
+class InvalidArgument(CRIError):
+    """The request is malformed or names something ambiguously."""
+
+
+class AlreadyExists(CRIError):
+    """An object with the same identity already exists."""
+
+
+class FailedPrecondition(CRIError):
+    """The object is in a state that does not allow the call."""
+
+
+class Unavailable(CRIError):
+    """The backend (dockerd, runc, a registry) cannot be reached right now."""
+
+
+class DeadlineExceeded(CRIError):
+    """The call, or the command it ran, outlived its deadline."""
+
+
+class ResourceExhausted(CRIError):
+    """A bounded resource (pending sessions, output size) is used up."""
+
+
+class Unimplemented(CRIError):
+    """The adapter does not support this call."""
+
+
+class Internal(CRIError):
+    """A failure of the backend that is none of the above."""

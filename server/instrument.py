@@ -1,0 +1,150 @@
+"""The one place where adapter errors become gRPC status codes.
+
+Every RPC handler of the daemon is wrapped here: the call is timed, logged
+(debug for success, warning for failure) and the exceptions of
+``pycrid.server.errors`` are turned into status codes. The call's deadline is
+published in a context variable so that backend clients can pass it down.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from pycrid.server import errors
+
+log = logging.getLogger("pycrid.calls")
+
+# Seconds left for the current call, or None when the client set no deadline.
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "call_deadline", default=None
+)
+
+STATUS_CODES: dict[type[errors.CRIError], grpc.StatusCode] = {
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_code(error: BaseException) -> grpc.StatusCode:
+    """The gRPC code that answers ``error``."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def seconds_left() -> float | None:
+    """Seconds until the current call's deadline (None without one)."""
+    deadline = call_deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+class _Outcome:
+    """Logs one finished call."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.started = time.monotonic()
+
+    def done(self, code: grpc.StatusCode, detail: str = "") -> None:
+        elapsed_ms = (time.monotonic() - self.started) * 1000
+        if code == grpc.StatusCode.OK:
+            log.debug("%s %.1fms %s", self.method, elapsed_ms, code.name)
+        elif code == grpc.StatusCode.UNIMPLEMENTED:
+            log.debug("%s %.1fms %s: %s", self.method, elapsed_ms, code.name, detail)
+        else:
+            log.warning("%s %.1fms %s: %s", self.method, elapsed_ms, code.name, detail)
+
+
+def _enter(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    call_deadline.set(None if remaining is None else time.monotonic() + remaining)
+
+
+async def _fail(outcome: _Outcome, context: grpc.aio.ServicerContext, error: Exception) -> None:
+    code = status_code(error)
+    detail = str(error) or type(error).__name__
+    if code == grpc.StatusCode.INTERNAL and not isinstance(error, errors.CRIError):
+        log.exception("%s failed unexpectedly", outcome.method)
+    outcome.done(code, detail)
+    await context.abort(code, detail)
+
+
+def wrap_unary(
+    method: str, handler: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        outcome = _Outcome(method)
+        _enter(context)
+        try:
+            response = await handler(request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # every failure is answered, none kills the daemon
+            await _fail(outcome, context, error)
+        outcome.done(grpc.StatusCode.OK)
+        return response
+
+    return unary
+
+
+def wrap_stream(
+    method: str, handler: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        outcome = _Outcome(method)
+        _enter(context)
+        try:
+            async for item in handler(request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await _fail(outcome, context, error)
+        outcome.done(grpc.StatusCode.OK)
+
+    return stream
+
+
+class InstrumentInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the handlers of the CRI services (health and reflection pass through)."""
+
+    def __init__(self, services: tuple[str, ...]) -> None:
+        self._services = services
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not method.lstrip("/").startswith(self._services):
+            return handler
+        short = method.rsplit("/", 1)[-1]
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                wrap_unary(short, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                wrap_stream(short, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
