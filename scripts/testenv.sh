@@ -149,9 +149,11 @@ start_daemon() {
 	local name=$1
 	shift
 	# The shell writes its own pid and then execs the daemon, so the pid file is
-	# right whether or not setsid had to fork.
+	# right whether or not setsid had to fork. The daemon must not inherit the
+	# lock (fd 9), or it would hold it for as long as it runs.
+	# shellcheck disable=SC2016 # $$ and $@ are for the inner shell
 	setsid sh -c 'echo $$ >"$0"; exec "$@"' "$RUN_DIR/$name.pid" "$@" \
-		</dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+		</dev/null >>"$LOG_DIR/$name.log" 2>&1 9>&- &
 }
 
 # wait_until NAME CHECK SECONDS: wait for CHECK to succeed while the daemon NAME
@@ -208,11 +210,12 @@ start_registry() {
 	wait_until registry registry_answers 30
 }
 
-# stop_daemon NAME: stop the daemon that start_daemon started, if it still runs.
+# stop_daemon NAME PROGRAM: stop the daemon that start_daemon started, if it
+# still runs (and its pid has not gone to another program since).
 stop_daemon() {
-	local name=$1 pidfile=$RUN_DIR/$1.pid pid i
+	local name=$1 program=$2 pidfile=$RUN_DIR/$1.pid pid i
 	pid=$(cat "$pidfile" 2>/dev/null) || return 0
-	if kill -0 "$pid" 2>/dev/null; then
+	if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$program" ]]; then
 		kill -TERM "$pid"
 		# dockerd stops its containers first; give it time.
 		for ((i = 0; i < 120; i++)); do
@@ -243,7 +246,7 @@ image_sources_hash() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# True when every image is in the registry and tagged in dockerd.
+# True when every image is in the registry.
 images_present() {
 	local refs ref codes urls=()
 	mapfile -t refs < <(image_refs)
@@ -254,8 +257,7 @@ images_present() {
 		-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
 		-H 'Accept: application/vnd.oci.image.manifest.v1+json' \
 		"${urls[@]}" 2>/dev/null | awk '$1 == "HTTP-CODE" { print $2 }') || return 1
-	[[ $(grep -cx 200 <<<"$codes") -eq ${#refs[@]} ]] || return 1
-	"$DOCKER" image inspect "${refs[@]/#/$REGISTRY/}" >/dev/null 2>&1
+	[[ $(grep -cx 200 <<<"$codes") -eq ${#refs[@]} ]]
 }
 
 # new_context REF: make an empty build context for REF and print its path.
@@ -386,6 +388,11 @@ build_and_push_images() {
 	for ref in $(image_refs); do
 		run_logged "$BUILD_LOG" "$DOCKER" push "$REGISTRY/$ref"
 	done
+	# dockerd keeps none of these names: tests pull the images through registry
+	# mirrors under their upstream names and must see only the names they asked for.
+	for ref in $(image_refs); do
+		run_logged "$BUILD_LOG" "$DOCKER" rmi "$REGISTRY/$ref"
+	done
 }
 
 ensure_images() {
@@ -409,12 +416,12 @@ cmd_up() {
 	start_dockerd
 	start_registry
 	ensure_images
-	echo "testenv: up (dockerd, registry on $REGISTRY, $(image_refs | wc -l) images)"
+	echo "testenv: up (dockerd, registry on $REGISTRY, $(image_refs | wc -l) image references)"
 }
 
 cmd_down() {
-	stop_daemon registry
-	stop_daemon dockerd
+	stop_daemon registry docker-registry
+	stop_daemon dockerd dockerd
 	docker_answers && echo "testenv: a dockerd not started by testenv is still running"
 	registry_answers && echo "testenv: a registry not started by testenv is still on $REGISTRY"
 	return 0
@@ -449,10 +456,21 @@ cmd_status() {
 		echo "images:   missing"
 		ok=1
 	fi
-	return "$ok"
+	exit "$ok"
+}
+
+# Several people may run this script at once: one run at a time, or two of them
+# could both start a registry and lose track of which one is running.
+take_lock() {
+	mkdir -p "$RUN_DIR"
+	exec 9>"$RUN_DIR/lock"
+	flock -w 600 9 || die "another testenv.sh still runs after 10 minutes"
 }
 
 main() {
+	case ${1:-} in
+	up | down) take_lock ;;
+	esac
 	case ${1:-} in
 	up) cmd_up ;;
 	down) cmd_down ;;

@@ -29,8 +29,8 @@ class DockerAdapter(Adapter):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self.client = DockerClient(config.docker.endpoint)
-        self.images = DockerImages(self.client, config.pause_image)
         self.state_dir = Path(config.state_dir) / "docker"
+        self.images = DockerImages(self.client, config, self.state_dir)
         self._runtime_config_path = self.state_dir / "runtime-config.json"
         self.pod_cidr = ""
 
@@ -116,6 +116,12 @@ class DockerAdapter(Adapter):
 
     async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
         return await self.images.status(request)
+
+    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
+        return await self.images.pull(request)
+
+    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+        return await self.images.remove(request)
 
     async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
         return await self.images.fs_info(request)

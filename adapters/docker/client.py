@@ -107,14 +107,18 @@ class DockerClient:
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``APIClient.<method>`` with Docker errors mapped to CRI errors."""
-        fn = getattr(self.api, method)
+        return await self.run(getattr(self.api, method), *args, **kwargs)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking function that uses the SDK, as ``call`` does."""
+        what = getattr(fn, "__name__", "call")
         timeout = seconds_left()
         if timeout is not None and timeout <= 0:
-            raise errors.DeadlineExceeded(f"no time left for docker {method}")
+            raise errors.DeadlineExceeded(f"no time left for docker {what}")
         try:
             return await asyncio.wait_for(self._run(fn, *args, **kwargs), timeout=timeout)
         except TimeoutError:
-            raise errors.DeadlineExceeded(f"docker {method} outlived the call's deadline") from None
+            raise errors.DeadlineExceeded(f"docker {what} outlived the call's deadline") from None
         except errors.CRIError:
             raise
         except Exception as e:

@@ -1,16 +1,36 @@
-"""The ImageService over Docker: images as dockerd stores them."""
+"""The ImageService over Docker: images as dockerd stores them, plus mirrors.
+
+Docker's own registry mirrors cover docker.io only; pycrid pulls any
+registry's images from the mirrors in its configuration, then tags them with
+the requested name (see imagenames.py for what Docker cannot record).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.imagenames import ImageNames
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import InvalidArgument, NotFound
-from pycrid.server.imageref import parse_image_user, parse_reference
+from pycrid.server.config import Config
+from pycrid.server.errors import (
+    CRIError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from pycrid.server.imageref import Reference, parse_image_user, parse_reference
+
+log = logging.getLogger("pycrid.docker.images")
 
 NO_TAG = "<none>:<none>"
 NO_DIGEST = "<none>@<none>"
@@ -24,48 +44,103 @@ def normalized(name: str) -> str:
         return name
 
 
-def to_cri_image(inspect: dict[str, Any], pause_image: str) -> cri.Image:
-    """The CRI view of a ``docker image inspect`` result."""
-    tags = [t for t in inspect.get("RepoTags") or [] if t != NO_TAG]
-    digests = [d for d in inspect.get("RepoDigests") or [] if d != NO_DIGEST]
-    uid, username = parse_image_user((inspect.get("Config") or {}).get("User") or "")
-    image = cri.Image(
-        id=inspect["Id"],
-        repo_tags=tags,
-        repo_digests=digests,
-        size=inspect.get("Size") or 0,
-        username=username,
-        spec=cri.ImageSpec(image=inspect["Id"]),
-        pinned=normalized(pause_image) in {normalized(t) for t in tags},
-    )
-    if uid is not None:
-        image.uid.value = uid
-    return image
+def _repository_of(reference: str) -> str:
+    """``127.0.0.1:5000/pause`` for ``127.0.0.1:5000/pause@sha256:...``."""
+    return reference.split("@", 1)[0]
+
+
+def docker_auth(auth: cri.AuthConfig) -> dict[str, str] | None:
+    """The CRI's credentials in the shape the Docker API takes them."""
+    username, password = auth.username, auth.password
+    if auth.auth and not username:
+        try:
+            username, _, password = base64.b64decode(auth.auth).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidArgument("auth is not base64 of user:password") from None
+    config = {
+        "username": username,
+        "password": password,
+        "serveraddress": auth.server_address,
+        "identitytoken": auth.identity_token,
+        "registrytoken": auth.registry_token,
+    }
+    config = {key: value for key, value in config.items() if value}
+    return config or None
 
 
 class DockerImages:
-    def __init__(self, client: DockerClient, pause_image: str) -> None:
+    def __init__(self, client: DockerClient, config: Config, state_dir: Path) -> None:
         self.client = client
-        self.pause_image = pause_image
+        self.config = config
+        self.names = ImageNames(state_dir / "image-names.json")
         # Image IDs are content digests, so what inspect says of one never
         # changes except for its names; listing reuses the rest.
         self._configs: dict[str, dict[str, Any]] = {}
 
+    # Looking images up.
+
     async def inspect(self, reference: str) -> dict[str, Any] | None:
-        """``docker image inspect`` by ID, ID prefix, tag or digest; None if absent."""
+        """``docker image inspect`` by ID, ID prefix, tag, digest or alias; None if absent."""
+        target = self.names.image_for_alias(normalized(reference)) or reference
         try:
-            found = await self.client.call("inspect_image", reference)
+            found = await self.client.call("inspect_image", target)
         except NotFound:
             return None
+        except FailedPrecondition:
+            return None  # an ambiguous ID prefix names no image
         self._configs[found["Id"]] = found.get("Config") or {}
         return found
+
+    async def ensure(self, reference: str, auth: cri.AuthConfig | None = None) -> dict[str, Any]:
+        """The image named ``reference``, pulled first when dockerd lacks it."""
+        found = await self.inspect(reference)
+        if found is None:
+            await self.pull(cri.PullImageRequest(image=cri.ImageSpec(image=reference), auth=auth))
+            found = await self.inspect(reference)
+            if found is None:
+                raise NotFound(f"image {reference!r} vanished right after its pull")
+        return found
+
+    def image_ref(self, inspect: dict[str, Any]) -> str:
+        """What PullImage answers for an image: its repo digest, else its ID."""
+        digests = self.to_cri(inspect).repo_digests
+        return digests[0] if digests else inspect["Id"]
+
+    def to_cri(self, inspect: dict[str, Any]) -> cri.Image:
+        """The CRI view of a ``docker image inspect`` result."""
+        image_id = inspect["Id"]
+        tags = [
+            t
+            for t in inspect.get("RepoTags") or []
+            if t != NO_TAG and not self.names.is_hidden(t, image_id)
+        ]
+        digests = [
+            d
+            for d in inspect.get("RepoDigests") or []
+            if d != NO_DIGEST and not self.names.is_hidden(d, image_id)
+        ]
+        digests += [a for a in self.names.aliases_of(image_id) if a not in digests]
+        uid, username = parse_image_user((inspect.get("Config") or {}).get("User") or "")
+        image = cri.Image(
+            id=image_id,
+            repo_tags=tags,
+            repo_digests=digests,
+            size=inspect.get("Size") or 0,
+            username=username,
+            spec=cri.ImageSpec(image=image_id),
+            pinned=normalized(self.config.pause_image) in {normalized(t) for t in tags},
+        )
+        if uid is not None:
+            image.uid.value = uid
+        return image
+
+    # The ImageService calls.
 
     async def list(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
         wanted = request.filter.image.image
         if wanted:
             found = await self.inspect(wanted)
-            images = [to_cri_image(found, self.pause_image)] if found else []
-            return cri.ListImagesResponse(images=images)
+            return cri.ListImagesResponse(images=[self.to_cri(found)] if found else [])
         summaries = await self.client.call("images")
         images = []
         for summary in summaries:
@@ -75,10 +150,11 @@ class DockerImages:
                 if found is None:  # removed while we listed
                     continue
                 config = self._configs[summary["Id"]]
-            images.append(to_cri_image({**summary, "Config": config}, self.pause_image))
+            images.append(self.to_cri({**summary, "Config": config}))
         live = {summary["Id"] for summary in summaries}
         for image_id in set(self._configs) - live:
             del self._configs[image_id]
+        self.names.forget_missing(live)
         return cri.ListImagesResponse(images=images)
 
     async def status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
@@ -86,10 +162,100 @@ class DockerImages:
         if found is None:
             # The CRI answers a missing image with an empty status, not an error.
             return cri.ImageStatusResponse()
-        response = cri.ImageStatusResponse(image=to_cri_image(found, self.pause_image))
+        response = cri.ImageStatusResponse(image=self.to_cri(found))
         if request.verbose:
             response.info["info"] = json.dumps(found)
         return response
+
+    async def pull(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
+        requested = parse_reference(request.image.image)
+        auth = docker_auth(request.auth) if request.HasField("auth") else None
+        failures: list[str] = []
+        for source, credentials in self._sources(requested, auth):
+            try:
+                existed = await self.inspect(str(source)) is not None
+                await self._pull_one(source, credentials)
+            except (NotFound, Unavailable, FailedPrecondition) as e:
+                failures.append(f"{source.domain}: {e}")
+                continue
+            found = await self._name_as_requested(source, requested, existed)
+            return cri.PullImageResponse(image_ref=self.image_ref(found))
+        if len(failures) == 1:
+            raise _pull_error(failures[0], failures)
+        raise _pull_error(f"cannot pull {requested}", failures)
+
+    def _sources(
+        self, requested: Reference, auth: dict[str, str] | None
+    ) -> list[tuple[Reference, dict[str, str] | None]]:
+        """Where to pull from, in order: the mirrors, then the registry itself.
+
+        Credentials belong to the registry they were given for; mirrors get none.
+        """
+        sources = []
+        for mirror in self.config.registry(requested.domain).mirrors:
+            host = urlsplit(mirror).netloc
+            if host and host != requested.domain:
+                sources.append((requested.with_domain(host), None))
+        sources.append((requested, auth))
+        return sources
+
+    async def _pull_one(self, source: Reference, auth: dict[str, str] | None) -> None:
+        repository = source.repository
+        tag = source.digest or source.tag
+        log.info("pulling %s", source)
+        await self.client.run(self._pull_blocking, repository, tag, auth)
+
+    def _pull_blocking(self, repository: str, tag: str, auth: dict[str, str] | None) -> None:
+        stream = self.client.api.pull(
+            repository, tag=tag, stream=True, decode=True, auth_config=auth
+        )
+        for event in stream:
+            if "error" in event:
+                raise _classify_pull_error(event.get("error") or "", repository)
+
+    async def _name_as_requested(
+        self, source: Reference, requested: Reference, existed: bool
+    ) -> dict[str, Any]:
+        """Tag what came from a mirror with the requested name; hide the mirror's."""
+        found = await self.inspect(str(source))
+        if found is None:
+            raise NotFound(f"{source} is missing right after its pull")
+        if source == requested:
+            return found
+        image_id = found["Id"]
+        hidden: list[str] = []
+        if requested.tag and not requested.digest:
+            await self.client.call("tag", image_id, requested.repository, requested.tag)
+            if not existed:
+                hidden.append(_docker_name(str(source)))
+        mirror_digests = [
+            d for d in found.get("RepoDigests") or [] if _repository_of(d) == source.repository
+        ]
+        aliases = [f"{requested.repository}@{d.split('@', 1)[1]}" for d in mirror_digests]
+        if not existed:
+            hidden += mirror_digests
+        self.names.record(image_id, aliases, hidden)
+        if hidden and requested.tag and not requested.digest:
+            # Untagging drops the mirror's tag only: the requested tag keeps the image.
+            await self.client.call("remove_image", _docker_name(str(source)), noprune=True)
+            self.names.record(image_id, [], [])
+        return await self.inspect(image_id) or found
+
+    async def remove(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+        found = await self.inspect(request.image.image)
+        if found is None:
+            return cri.RemoveImageResponse()  # already gone: RemoveImage is idempotent
+        image_id = found["Id"]
+        # Every name of the image goes, in every repository (the CRI says so).
+        try:
+            await self.client.call("remove_image", image_id, force=True)
+        except NotFound:
+            pass
+        except CRIError as e:
+            raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
+        self.names.forget(image_id)
+        self._configs.pop(image_id, None)
+        return cri.RemoveImageResponse()
 
     async def fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
         info = await self.client.call("info")
@@ -117,3 +283,29 @@ class DockerImages:
         return cri.ImageFsInfoResponse(
             image_filesystems=[images_fs], container_filesystems=[containers_fs]
         )
+
+
+def _docker_name(reference: str) -> str:
+    """Docker's short form of a reference (``docker.io/library/x`` is ``x``)."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if reference.startswith(prefix):
+            return reference[len(prefix) :]
+    return reference
+
+
+def _classify_pull_error(message: str, repository: str) -> CRIError:
+    lowered = message.lower()
+    if "not found" in lowered or "manifest unknown" in lowered or "does not exist" in lowered:
+        return NotFound(f"{repository}: {message}")
+    if "unauthorized" in lowered or "denied" in lowered or "authentication" in lowered:
+        return FailedPrecondition(f"{repository}: access denied: {message}")
+    return Unavailable(f"{repository}: {message}")
+
+
+def _pull_error(summary: str, failures: list[str]) -> CRIError:
+    detail = summary if len(failures) == 1 else f"{summary}: " + "; ".join(failures)
+    if all("access denied" in f for f in failures[-1:]):
+        return FailedPrecondition(detail)
+    if any("not found" in f.lower() or "manifest unknown" in f.lower() for f in failures):
+        return NotFound(detail)
+    return Unavailable(detail)

@@ -1,0 +1,19 @@
+"""Run the real daemon with the fake adapter: ``python serve_fake.py CONFIG``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake_adapter import FakeAdapter  # noqa: E402
+
+from pycrid.server.config import load_config  # noqa: E402
+from pycrid.server.daemon import serve  # noqa: E402
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(serve(load_config(Path(sys.argv[1])), FakeAdapter()))

@@ -1,0 +1,169 @@
+"""The pycrid command: its output, and failing fast with one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.api.cri import api_pb2_grpc
+
+HERE = Path(__file__).parent
+
+
+def pycrid(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pycrid.server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_fails_with(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pycrid: error: ")
+    assert fragment in lines[0]
+
+
+def test_version():
+    result = pycrid("version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("pycrid 0.1.0")
+
+
+def test_config_prints_the_effective_configuration(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('log_level = "debug"\n[registries."registry.k8s.io"]\nmirrors = ["http://m"]\n')
+    result = pycrid("config", "--config", str(path), "--adapter", "oci")
+    assert result.returncode == 0, result.stderr
+    printed = tomllib.loads(result.stdout)
+    assert printed["adapter"] == "oci"
+    assert printed["log_level"] == "debug"
+    assert printed["registries"]["registry.k8s.io"]["mirrors"] == ["http://m"]
+    assert printed["listen"] == "unix:///run/pycrid/pycrid.sock"
+
+
+def test_malformed_config_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("adapter = [unterminated\n")
+    assert_fails_with(pycrid("serve", "--config", str(path)), "is not valid TOML")
+
+
+def test_unknown_adapter(tmp_path):
+    result = pycrid("serve", "--config", str(tmp_path / "none.toml"), "--adapter", "podman")
+    assert_fails_with(result, "does not exist")
+    result = pycrid("serve", "--adapter", "podman", "--listen", f"unix://{tmp_path}/s.sock")
+    assert_fails_with(result, "unknown adapter 'podman'")
+
+
+def test_docker_that_never_answers(tmp_path):
+    """A socket that accepts connections but never replies, like a hung dockerd."""
+    hung = tmp_path / "docker.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(hung))
+    listener.listen(16)
+    try:
+        started = time.monotonic()
+        result = pycrid(
+            "serve",
+            "--listen", f"unix://{tmp_path}/pycrid.sock",
+            "--state-dir", str(tmp_path / "state"),
+            "--docker-endpoint", f"unix://{hung}",
+            "--docker-startup-timeout", "1.5",
+        )  # fmt: skip
+        assert time.monotonic() - started < 25
+    finally:
+        listener.close()
+    assert_fails_with(result, f"docker at unix://{hung} did not answer within 1.5s")
+    assert not (tmp_path / "pycrid.sock").exists()
+
+
+def test_docker_socket_that_does_not_exist(tmp_path):
+    result = pycrid(
+        "serve",
+        "--listen", f"unix://{tmp_path}/pycrid.sock",
+        "--docker-endpoint", f"unix://{tmp_path}/missing.sock",
+        "--docker-startup-timeout", "1",
+    )  # fmt: skip
+    assert_fails_with(result, "did not answer within 1s")
+
+
+def test_socket_path_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = pycrid("serve", "--listen", f"unix://{blocker}/sub/pycrid.sock")
+    assert_fails_with(result, f"cannot create socket directory {blocker}/sub")
+
+
+def test_socket_path_taken_by_a_regular_file(tmp_path):
+    taken = tmp_path / "pycrid.sock"
+    taken.write_text("")
+    result = pycrid("serve", "--listen", f"unix://{taken}")
+    assert_fails_with(result, "exists and is not a socket")
+
+
+def _start_fake_daemon(tmp_path: Path, listen: str) -> subprocess.Popen[bytes]:
+    config = tmp_path / "c.toml"
+    config.write_text(f'listen = "{listen}"\nstate_dir = "{tmp_path}/state"\n')
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "serve_fake.py"), str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_socket(path: Path, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(400):
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
+            with grpc.insecure_channel(f"unix://{path}") as channel:
+                try:
+                    api_pb2_grpc.RuntimeServiceStub(channel).Version(
+                        cri.VersionRequest(), timeout=1
+                    )
+                    return
+                except grpc.RpcError:
+                    pass
+        time.sleep(0.05)
+    pytest.fail("daemon did not start")
+
+
+def test_serve_lifecycle_socket_mode_and_clean_exit(tmp_path):
+    sock = tmp_path / "run" / "pycrid.sock"  # the parent directory does not exist yet
+    process = _start_fake_daemon(tmp_path, f"unix://{sock}")
+    try:
+        _wait_for_socket(sock, process)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
+        second = pycrid("serve", "--listen", f"unix://{sock}", "--adapter", "oci")
+        assert_fails_with(second, "another daemon is serving")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    assert not sock.exists()
+
+
+def test_stale_socket_is_replaced(tmp_path):
+    sock = tmp_path / "pycrid.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()  # bound, never listening: what a killed daemon leaves
+    process = _start_fake_daemon(tmp_path, f"unix://{sock}")
+    try:
+        _wait_for_socket(sock, process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+    assert not os.path.exists(sock)

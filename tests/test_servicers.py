@@ -1,0 +1,157 @@
+"""The servicers and the instrumentation, through a real gRPC channel.
+
+A fake adapter stands in for the backend; what is tested is the server layer:
+validation, prefix resolution, idempotence rules and status codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.api.cri import api_pb2_grpc
+from pycrid.server import errors
+from pycrid.server.daemon import build_server
+
+from .fake_adapter import FakeAdapter
+
+
+@pytest.fixture
+async def served(tmp_path: Path):
+    adapter = FakeAdapter()
+    server, _ = build_server(adapter)
+    address = f"unix://{tmp_path}/t.sock"
+    server.add_insecure_port(address)
+    await server.start()
+    channel = grpc.aio.insecure_channel(address)
+    yield (
+        adapter,
+        api_pb2_grpc.RuntimeServiceStub(channel),
+        api_pb2_grpc.ImageServiceStub(channel),
+    )
+    await channel.close()
+    await server.stop(None)
+
+
+async def code_of(call) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK
+
+
+async def test_version_is_what_kubelet_demands(served):
+    _, runtime, _ = served
+    version = await runtime.Version(cri.VersionRequest())
+    assert version.version == "0.1.0"
+    assert version.runtime_api_version == "v1"
+    assert version.runtime_name == "pycrid"
+    assert version.runtime_version
+
+
+async def test_unsupported_calls_are_unimplemented_never_unknown(served):
+    _, runtime, images = served
+    assert await code_of(runtime.ContainerStats(cri.ContainerStatsRequest(container_id="x"))) in (
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert (
+        await code_of(runtime.ListPodSandbox(cri.ListPodSandboxRequest()))
+        == grpc.StatusCode.UNIMPLEMENTED
+    )
+    assert (
+        await code_of(images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image="a"))))
+        == grpc.StatusCode.UNIMPLEMENTED
+    )
+
+
+async def test_prefixes_resolve_before_the_adapter_sees_them(served):
+    adapter, runtime, _ = served
+    adapter.container_ids.replace(["abc111", "abd222"])
+    status = await runtime.ContainerStatus(cri.ContainerStatusRequest(container_id="abc"))
+    assert status.status.id == "abc111"
+    assert adapter.calls[-1][1].container_id == "abc111"
+
+
+async def test_ambiguous_and_unknown_prefixes(served):
+    adapter, runtime, _ = served
+    adapter.container_ids.replace(["abc111", "abd222"])
+    ambiguous = runtime.ContainerStatus(cri.ContainerStatusRequest(container_id="ab"))
+    assert await code_of(ambiguous) == grpc.StatusCode.INVALID_ARGUMENT
+    unknown = runtime.ContainerStatus(cri.ContainerStatusRequest(container_id="zz"))
+    assert await code_of(unknown) == grpc.StatusCode.NOT_FOUND
+    assert adapter.calls == []
+
+
+async def test_stop_and_remove_of_missing_objects_succeed(served):
+    adapter, runtime, _ = served
+    await runtime.StopContainer(cri.StopContainerRequest(container_id="gone"))
+    await runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id="gone"))
+    assert adapter.calls == []
+    adapter.sandbox_ids.add("p1")
+    await runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id="p"))
+    assert adapter.calls == [("remove_pod_sandbox", cri.RemovePodSandboxRequest(pod_sandbox_id="p1"))]
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.NotFound("x"), grpc.StatusCode.NOT_FOUND),
+        (errors.InvalidArgument("x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
+        (errors.DeadlineExceeded("x"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (errors.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
+        (RuntimeError("bug"), grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_adapter_errors_map_to_status_codes(served, error, code):
+    adapter, runtime, _ = served
+    adapter.fail_with["status"] = error
+    try:
+        await runtime.Status(cri.StatusRequest())
+    except grpc.aio.AioRpcError as e:
+        assert e.code() == code
+        assert e.details() == str(error)
+    else:
+        pytest.fail("Status should have failed")
+    # The daemon survives and answers the next call.
+    del adapter.fail_with["status"]
+    await runtime.Status(cri.StatusRequest())
+
+
+async def test_requests_are_validated(served):
+    adapter, runtime, _ = served
+    no_metadata = runtime.RunPodSandbox(cri.RunPodSandboxRequest())
+    assert await code_of(no_metadata) == grpc.StatusCode.INVALID_ARGUMENT
+    adapter.container_ids.add("c1")
+    empty_cmd = runtime.ExecSync(cri.ExecSyncRequest(container_id="c1"))
+    assert await code_of(empty_cmd) == grpc.StatusCode.INVALID_ARGUMENT
+    tty_and_stderr = runtime.Exec(
+        cri.ExecRequest(container_id="c1", cmd=["sh"], tty=True, stdout=True, stderr=True)
+    )
+    assert await code_of(tty_and_stderr) == grpc.StatusCode.INVALID_ARGUMENT
+    assert adapter.calls == []
+
+
+async def test_list_filters_expand_prefixes_or_select_nothing(served):
+    adapter, runtime, _ = served
+    adapter.container_ids.replace(["abc111", "abd222"])
+    await runtime.ListContainers(
+        cri.ListContainersRequest(filter=cri.ContainerFilter(id="abc"))
+    )
+    assert adapter.calls[-1][1].filter.id == "abc111"
+    calls = len(adapter.calls)
+    nothing = await runtime.ListContainers(
+        cri.ListContainersRequest(filter=cri.ContainerFilter(id="ab"))
+    )
+    assert list(nothing.containers) == [] and len(adapter.calls) == calls
+
+
+async def test_stream_calls_batch_the_list(served):
+    _, _, images = served
+    batches = [b async for b in images.StreamImages(cri.StreamImagesRequest())]
+    assert [len(b.images) for b in batches] == [500, 500, 200]
