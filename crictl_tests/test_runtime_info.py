@@ -43,9 +43,7 @@ def test_network_not_ready_without_cni_config(daemon_factory, tmp_path):
     daemon = daemon_factory(
         "docker", {"network": {"mode": "cni", "cni_conf_dir": str(tmp_path / "none")}}
     )
-    conditions = {
-        c.type: c for c in daemon.runtime.Status(cri.StatusRequest()).status.conditions
-    }
+    conditions = {c.type: c for c in daemon.runtime.Status(cri.StatusRequest()).status.conditions}
     assert conditions["RuntimeReady"].status
     assert not conditions["NetworkReady"].status
     assert conditions["NetworkReady"].reason == "NetworkPluginNotReady"

@@ -50,9 +50,7 @@ class FakeAdapter(Adapter):
             containers=[cri.Container(id=i) for i in self.container_ids]
         )
 
-    async def run_pod_sandbox(
-        self, request: cri.RunPodSandboxRequest
-    ) -> cri.RunPodSandboxResponse:
+    async def run_pod_sandbox(self, request: cri.RunPodSandboxRequest) -> cri.RunPodSandboxResponse:
         self._record("run_pod_sandbox", request)
         return cri.RunPodSandboxResponse(pod_sandbox_id="p1")
 

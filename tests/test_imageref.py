@@ -29,7 +29,12 @@ def test_references_normalise_like_docker(text, expected):
 
 def test_parts_of_a_reference():
     ref = parse_reference("127.0.0.1:5000/e2e/busybox:1.29-2")
-    assert (ref.domain, ref.path, ref.tag, ref.digest) == ("127.0.0.1:5000", "e2e/busybox", "1.29-2", "")
+    assert (ref.domain, ref.path, ref.tag, ref.digest) == (
+        "127.0.0.1:5000",
+        "e2e/busybox",
+        "1.29-2",
+        "",
+    )
     assert ref.repository == "127.0.0.1:5000/e2e/busybox"
     assert str(ref.with_domain("registry.k8s.io")) == "registry.k8s.io/e2e/busybox:1.29-2"
 

@@ -35,7 +35,9 @@ def test_services_have_every_cri_method():
     assert len(services["ImageService"].methods) == 6
 
 
-@pytest.mark.skipif(not WIRE_CHECK.exists(), reason="the reference wire check is not beside the repo")
+@pytest.mark.skipif(
+    not WIRE_CHECK.exists(), reason="the reference wire check is not beside the repo"
+)
 def test_wire_protocol_is_identical_to_the_reference():
     result = subprocess.run(
         [sys.executable, str(WIRE_CHECK), str(REPO / "api" / "cri" / "api.proto")],

@@ -93,7 +93,9 @@ async def test_stop_and_remove_of_missing_objects_succeed(served):
     assert adapter.calls == []
     adapter.sandbox_ids.add("p1")
     await runtime.RemovePodSandbox(cri.RemovePodSandboxRequest(pod_sandbox_id="p"))
-    assert adapter.calls == [("remove_pod_sandbox", cri.RemovePodSandboxRequest(pod_sandbox_id="p1"))]
+    assert adapter.calls == [
+        ("remove_pod_sandbox", cri.RemovePodSandboxRequest(pod_sandbox_id="p1"))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -140,9 +142,7 @@ async def test_requests_are_validated(served):
 async def test_list_filters_expand_prefixes_or_select_nothing(served):
     adapter, runtime, _ = served
     adapter.container_ids.replace(["abc111", "abd222"])
-    await runtime.ListContainers(
-        cri.ListContainersRequest(filter=cri.ContainerFilter(id="abc"))
-    )
+    await runtime.ListContainers(cri.ListContainersRequest(filter=cri.ContainerFilter(id="abc")))
     assert adapter.calls[-1][1].filter.id == "abc111"
     calls = len(adapter.calls)
     nothing = await runtime.ListContainers(
