@@ -7,13 +7,17 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+from pycrid.server.config import load_config
+from pycrid.server.daemon import serve
 
-from fake_adapter import FakeAdapter  # noqa: E402
 
-from pycrid.server.config import load_config  # noqa: E402
-from pycrid.server.daemon import serve  # noqa: E402
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_adapter import FakeAdapter
 
-if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     asyncio.run(serve(load_config(Path(sys.argv[1])), FakeAdapter()))
+
+
+if __name__ == "__main__":
+    main()
