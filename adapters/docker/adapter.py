@@ -112,7 +112,7 @@ class DockerAdapter(Adapter):
     # Images.
 
     async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
-        return await self.images.list(request)
+        return await self.images.list_images(request)
 
     async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
         return await self.images.status(request)

@@ -136,7 +136,7 @@ class DockerImages:
 
     # The ImageService calls.
 
-    async def list(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
+    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
         wanted = request.filter.image.image
         if wanted:
             found = await self.inspect(wanted)
@@ -191,7 +191,7 @@ class DockerImages:
 
         Credentials belong to the registry they were given for; mirrors get none.
         """
-        sources = []
+        sources: list[tuple[Reference, dict[str, str] | None]] = []
         for mirror in self.config.registry(requested.domain).mirrors:
             host = urlsplit(mirror).netloc
             if host and host != requested.domain:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
@@ -12,7 +13,7 @@ from pycrid.api.cri import api_pb2_grpc
 from pycrid.server.servicers import validate
 from pycrid.server.servicers.runtime import batches
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 class ImageServicer(api_pb2_grpc.ImageServiceServicer):

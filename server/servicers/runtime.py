@@ -8,6 +8,7 @@ idempotence rules of the CRI) lives here, once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
@@ -18,7 +19,7 @@ from pycrid.server.errors import NotFound
 from pycrid.server.idindex import IdIndex
 from pycrid.server.servicers import validate
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 STREAM_BATCH = 500
 
 
