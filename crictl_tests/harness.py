@@ -54,7 +54,10 @@ def registry_answers() -> bool:
 
 
 def base_config(root: Path, adapter: str) -> dict[str, Any]:
-    registries: dict[str, Any] = {host: {"mirrors": [LOCAL_MIRROR]} for host in MIRRORED_REGISTRIES}
+    # Only the local registry is ever contacted: the real ones are not tried.
+    registries: dict[str, Any] = {
+        host: {"mirrors": [LOCAL_MIRROR], "upstream": False} for host in MIRRORED_REGISTRIES
+    }
     registries[LOCAL_REGISTRY] = {"insecure": True}
     return {
         "listen": f"unix://{root}/pycrid.sock",

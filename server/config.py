@@ -49,6 +49,8 @@ class DockerConfig:
 class RegistryConfig:
     mirrors: list[str] = field(default_factory=list)
     insecure: bool = False
+    upstream: bool = True
+    """Whether the registry itself is tried after its mirrors (air-gapped hosts say no)."""
 
 
 @dataclass

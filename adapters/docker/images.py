@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import docker.errors
+
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.imagenames import ImageNames
 from pycrid.api.cri import api_pb2 as cri
@@ -196,7 +198,8 @@ class DockerImages:
             host = urlsplit(mirror).netloc
             if host and host != requested.domain:
                 sources.append((requested.with_domain(host), None))
-        sources.append((requested, auth))
+        if self.config.registry(requested.domain).upstream or not sources:
+            sources.append((requested, auth))
         return sources
 
     async def _pull_one(self, source: Reference, auth: dict[str, str] | None) -> None:
@@ -206,12 +209,16 @@ class DockerImages:
         await self.client.run(self._pull_blocking, repository, tag, auth)
 
     def _pull_blocking(self, repository: str, tag: str, auth: dict[str, str] | None) -> None:
-        stream = self.client.api.pull(
-            repository, tag=tag, stream=True, decode=True, auth_config=auth
-        )
-        for event in stream:
-            if "error" in event:
-                raise _classify_pull_error(event.get("error") or "", repository)
+        try:
+            stream = self.client.api.pull(
+                repository, tag=tag, stream=True, decode=True, auth_config=auth
+            )
+            for event in stream:
+                if "error" in event:
+                    raise _classify_pull_error(event.get("error") or "", repository)
+        except docker.errors.APIError as e:
+            # dockerd answers most registry failures before streaming anything.
+            raise _classify_pull_error(str(e.explanation or e), repository) from None
 
     async def _name_as_requested(
         self, source: Reference, requested: Reference, existed: bool
@@ -249,10 +256,10 @@ class DockerImages:
         # Every name of the image goes, in every repository (the CRI says so).
         try:
             await self.client.call("remove_image", image_id, force=True)
-        except NotFound:
-            pass
         except CRIError as e:
-            raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
+            # A concurrent RemoveImage may have won the race: that is success too.
+            if await self.inspect(image_id) is not None:
+                raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
         self.names.forget(image_id)
         self._configs.pop(image_id, None)
         return cri.RemoveImageResponse()
