@@ -77,11 +77,11 @@ def test_pull_through_a_mirror_shows_only_the_requested_name(images: Images):
     name = f"{STAGING}/test-image-tag:test"
     image_ref = images.pull(name)
     digest = registry_digest("k8s-staging-cri-tools/test-image-tag", "test")
-    assert image_ref == f"{STAGING}/test-image-tag@{digest}"
     image = images.status(name)
     assert image is not None
+    assert image_ref == image.id
     assert list(image.repo_tags) == [name]
-    assert list(image.repo_digests) == [image_ref]
+    assert list(image.repo_digests) == [f"{STAGING}/test-image-tag@{digest}"]
     # dockerd itself holds the requested name, not the mirror's.
     names = docker_names()
     assert name in names
@@ -98,9 +98,10 @@ def test_pull_without_a_tag_means_latest(images: Images):
 def test_pull_by_digest(images: Images):
     digest = registry_digest("k8s-staging-cri-tools/test-image-digest", "latest")
     name = f"{STAGING}/test-image-digest@{digest}"
-    assert images.pull(name) == name
+    image_ref = images.pull(name)
     image = images.status(name)
     assert image is not None
+    assert image_ref == image.id
     assert list(image.repo_tags) == []
     assert list(image.repo_digests) == [name]
     listed = images.stub.ListImages(cri.ListImagesRequest()).images
@@ -109,10 +110,10 @@ def test_pull_by_digest(images: Images):
 
 def test_status_by_every_kind_of_reference(images: Images):
     name = f"{STAGING}/test-image-tag:all"
-    image_ref = images.pull(name)
+    images.pull(name)
     by_tag = images.status(name)
     assert by_tag is not None
-    for reference in (by_tag.id, by_tag.id[len("sha256:") :][:12], image_ref):
+    for reference in (by_tag.id, by_tag.id[len("sha256:") :][:12], *by_tag.repo_digests):
         assert images.status(reference) == by_tag, reference
 
 

@@ -104,7 +104,7 @@ class DockerImages:
         return found
 
     def image_ref(self, inspect: dict[str, Any]) -> str:
-        """What PullImage answers for an image: its repo digest, else its ID."""
+        """The digested reference ContainerStatus reports: a repo digest, else the ID."""
         digests = self.to_cri(inspect).repo_digests
         return digests[0] if digests else inspect["Id"]
 
@@ -181,7 +181,9 @@ class DockerImages:
                 failures.append(f"{source.domain}: {e}")
                 continue
             found = await self._name_as_requested(source, requested, existed)
-            return cri.PullImageResponse(image_ref=self.image_ref(found))
+            # The image ID, as containerd answers: critest and kubelet expect
+            # PullImage's image_ref to equal Image.id and ContainerStatus.image_id.
+            return cri.PullImageResponse(image_ref=found["Id"])
         if len(failures) == 1:
             raise _pull_error(failures[0], failures)
         raise _pull_error(f"cannot pull {requested}", failures)
