@@ -46,6 +46,14 @@ class DockerConfig:
 
 
 @dataclass
+class OciConfig:
+    pull_progress_timeout: float = 60.0
+    """Seconds a pull may make no progress before it is cancelled."""
+    max_concurrent_downloads: int = 3
+    """Layers of one pull fetched at the same time."""
+
+
+@dataclass
 class RegistryConfig:
     mirrors: list[str] = field(default_factory=list)
     insecure: bool = False
@@ -66,6 +74,7 @@ class Config:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
+    oci: OciConfig = field(default_factory=OciConfig)
     registries: dict[str, RegistryConfig] = field(default_factory=dict)
 
     @property
@@ -81,7 +90,12 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"streaming": StreamingConfig, "network": NetworkConfig, "docker": DockerConfig}
+_SECTIONS = {
+    "streaming": StreamingConfig,
+    "network": NetworkConfig,
+    "docker": DockerConfig,
+    "oci": OciConfig,
+}
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -147,6 +161,8 @@ def validate(config: Config) -> None:
             f"unknown network mode {config.network.mode!r} "
             f"(choose one of {', '.join(NETWORK_MODES)})"
         )
+    if config.oci.pull_progress_timeout <= 0 or config.oci.max_concurrent_downloads < 1:
+        raise ConfigError("oci.pull_progress_timeout and oci.max_concurrent_downloads must be > 0")
     if not 0 <= config.streaming.port <= 65535:
         raise ConfigError(f"streaming.port {config.streaming.port} is out of range")
     if bool(config.streaming.tls_cert) != bool(config.streaming.tls_key):

@@ -1,26 +1,51 @@
 """The oci adapter: pycrid pulls, stores and unpacks images itself and runs
 containers with runc under conmon, the way CRI-O and containerd do.
 
-Only the runtime information calls exist so far; the rest answers
-UNIMPLEMENTED (see docs/adapters.md).
+The ImageService works (see ``images.py`` and docs/oci-images.md); the
+runtime calls answer UNIMPLEMENTED until the runtime part lands.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
-from pycrid.adapters.base import Adapter
+from pycrid.adapters.base import Adapter, StartupError
+from pycrid.adapters.oci.images import OciImages
 from pycrid.api.cri import api_pb2 as cri
+from pycrid.server.config import Config
 
 
 class OciAdapter(Adapter):
     name = "oci"
 
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self.store_root = Path(config.state_dir) / "oci"
+        self.images = OciImages(
+            config,
+            self.store_root,
+            progress_timeout=config.oci.pull_progress_timeout,
+            max_concurrent_downloads=config.oci.max_concurrent_downloads,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self.images.start()
+        except OSError as e:
+            raise StartupError(f"cannot open the image store in {self.store_root}: {e}") from None
+
+    async def close(self) -> None:
+        await self.images.close()
+
+    # Runtime information.
+
     async def status(self, request: cri.StatusRequest) -> cri.StatusResponse:
         runc = shutil.which("runc")
         runtime = cri.RuntimeCondition(type="RuntimeReady", status=False)
         runtime.reason = "RuntimeNotImplemented"
-        runtime.message = "the oci adapter cannot run containers yet" + (
+        runtime.message = "the oci adapter serves images but cannot run containers yet" + (
             "" if runc else " (and runc is not installed)"
         )
         network = cri.RuntimeCondition(
@@ -29,9 +54,43 @@ class OciAdapter(Adapter):
             reason="NetworkPluginNotReady",
             message="the oci adapter has no pod networking yet",
         )
-        return cri.StatusResponse(status=cri.RuntimeStatus(conditions=[runtime, network]))
+        response = cri.StatusResponse(
+            status=cri.RuntimeStatus(conditions=[runtime, network]),
+            features=cri.RuntimeFeatures(supplemental_groups_policy=False),
+        )
+        if request.verbose:
+            response.info["config"] = json.dumps(
+                {
+                    "stateDir": self.config.state_dir,
+                    "imageStore": str(self.store_root),
+                    "images": len(self.images.store.records()),
+                    "pullProgressTimeout": self.images.client.progress_timeout,
+                    "registries": {
+                        host: {"mirrors": r.mirrors, "insecure": r.insecure}
+                        for host, r in self.config.registries.items()
+                    },
+                }
+            )
+        return response
 
     async def runtime_config(self, request: cri.RuntimeConfigRequest) -> cri.RuntimeConfigResponse:
         return cri.RuntimeConfigResponse(
             linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
         )
+
+    # Images.
+
+    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
+        return await self.images.list(request)
+
+    async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
+        return await self.images.status(request)
+
+    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
+        return await self.images.pull(request)
+
+    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+        return await self.images.remove(request)
+
+    async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
+        return await self.images.fs_info(request)

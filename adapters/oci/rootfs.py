@@ -1,0 +1,104 @@
+"""A container's root filesystem: an overlayfs mount over an image's snapshots.
+
+Each container gets its own directory with ``upper`` (its writes), ``work``
+(overlayfs' scratch space) and ``rootfs`` (the mount point). The image's
+snapshots are the read-only lower layers, topmost first. While the rootfs
+exists, a lease in the store keeps those snapshots from being collected even
+if the image is removed.
+
+The lower directories are passed relative to the snapshots directory (mount
+runs there), as containerd does, so that images with many layers fit in the
+one page the kernel accepts for mount options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from pycrid.adapters.oci.store import ContentStore, ImageRecord
+from pycrid.server.errors import Internal
+
+MAX_MOUNT_OPTIONS = 4000
+
+
+async def _run(*argv: str, cwd: Path | None = None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode(errors="replace").strip()
+
+
+def is_mounted(path: Path) -> bool:
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == target:
+                return True
+    return False
+
+
+def lease_name(container_id: str) -> str:
+    return f"rootfs-{container_id}"
+
+
+async def prepare_rootfs(
+    store: ContentStore, image: ImageRecord, container_dir: Path, container_id: str
+) -> Path:
+    """Mount a fresh writable root filesystem of ``image``; returns the mount point."""
+    store.add_lease(lease_name(container_id), image.diff_ids)
+    try:
+        upper, work, rootfs = (
+            container_dir / "upper",
+            container_dir / "work",
+            container_dir / "rootfs",
+        )
+        for directory in (upper, work, rootfs):
+            directory.mkdir(parents=True, exist_ok=True)
+        lowers = [
+            str(store.snapshot_fs(diff_id).relative_to(store.snapshots_dir))
+            for diff_id in reversed(image.diff_ids)
+        ]
+        if not lowers:
+            empty = container_dir / "empty"
+            empty.mkdir(exist_ok=True)
+            lowers = [str(empty)]
+        missing = [d for d in image.diff_ids if not store.has_snapshot(d)]
+        if missing:
+            raise Internal(f"image {image.id} lacks the snapshots of {', '.join(missing)}")
+        options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+        if len(options) > MAX_MOUNT_OPTIONS:
+            raise Internal(f"image {image.id} has too many layers for one overlay mount")
+        code, output = await _run(
+            "mount", "-t", "overlay", "overlay", "-o", options, str(rootfs), cwd=store.snapshots_dir
+        )
+        if code != 0:
+            raise Internal(f"cannot mount the rootfs of {container_id}: {output}")
+    except BaseException:
+        store.remove_lease(lease_name(container_id))
+        raise
+    return rootfs
+
+
+async def remove_rootfs(store: ContentStore, container_dir: Path, container_id: str) -> None:
+    """Unmount and delete a container's rootfs and its writes; done if already gone."""
+    rootfs = container_dir / "rootfs"
+    if rootfs.exists() and is_mounted(rootfs):
+        code, output = await _run("umount", str(rootfs))
+        if code != 0:
+            # Busy (a process still holds it): detach now, the kernel frees it later.
+            code, output = await _run("umount", "--lazy", str(rootfs))
+            if code != 0:
+                raise Internal(f"cannot unmount the rootfs of {container_id}: {output}")
+    with contextlib.suppress(FileNotFoundError):
+        await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, container_dir)
+    store.remove_lease(lease_name(container_id))
