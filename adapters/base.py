@@ -13,6 +13,7 @@ Adapters raise the exceptions of ``pycrid.server.errors``, nothing else.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.config import Config
@@ -24,6 +25,9 @@ from pycrid.server.version import (
     RUNTIME_API_VERSION,
     RUNTIME_NAME,
 )
+
+if TYPE_CHECKING:
+    from pycrid.server.streaming.server import StreamingServer
 
 
 def _unimplemented(call: str) -> Unimplemented:
@@ -40,6 +44,7 @@ class Adapter:
         self.config = config
         self.sandbox_ids = IdIndex("pod sandbox")
         self.container_ids = IdIndex("container")
+        self.streaming: StreamingServer | None = None
 
     # Lifecycle of the adapter itself.
 
@@ -150,6 +155,10 @@ class Adapter:
 
     # Streaming. The adapter returns the URL of a session it prepared with the
     # streaming server (see pycrid.server.streaming).
+
+    def attach_streaming(self, server: StreamingServer) -> None:
+        """Use ``server`` for Exec, Attach and PortForward sessions (the daemon calls this)."""
+        self.streaming = server
 
     async def exec(self, request: cri.ExecRequest) -> cri.ExecResponse:
         raise _unimplemented("Exec")

@@ -522,8 +522,18 @@ def test_both_adapters_agree(docker_daemon: Daemon, oci: Daemon) -> None:
     """
     _, _, digest = registry_json(f"/v2/{BUSYBOX_PATH}/manifests/1.29-2")
     by_digest = f"{LOCAL_REGISTRY}/{BUSYBOX_PATH}@{digest}"
-    # Nothing is removed from dockerd: its images are shared with other tests.
-    for name in [*COMPARED_IMAGES, by_digest]:
+    try:
+        _compare_adapters(docker_daemon, oci, [*COMPARED_IMAGES, by_digest])
+    finally:
+        # busybox stays: other tests use it. The rest would leave names in
+        # dockerd that later tests do not expect.
+        for name in COMPARED_IMAGES:
+            if name != MIRRORED_BUSYBOX:
+                remove(docker_daemon, name)
+
+
+def _compare_adapters(docker_daemon: Daemon, oci: Daemon, names: list[str]) -> None:
+    for name in names:
         try:
             docker_ref = pull(docker_daemon, name)
         except grpc.RpcError as e:

@@ -27,6 +27,28 @@ make_rootfs() {
 	done < <("$BUSYBOX" --list-full)
 	write_passwd >"$root/etc/passwd"
 	write_group >"$root/etc/group"
+	write_pgrep >"$root/bin/pgrep"
+	chmod 0755 "$root/bin/pgrep"
+}
+
+# Debian's busybox has no pgrep applet; critest checks processes with one.
+write_pgrep() {
+	cat <<'PGREP'
+#!/bin/sh
+# pgrep PATTERN: print the pids of processes whose name matches PATTERN.
+[ $# -eq 1 ] || { echo "usage: pgrep PATTERN" >&2; exit 2; }
+status=1
+for dir in /proc/[0-9]*; do
+	pid=${dir#/proc/}
+	[ "$pid" = "$$" ] && continue
+	read -r name <"$dir/comm" 2>/dev/null || continue
+	if echo "$name" | grep -q -- "$1"; then
+		echo "$pid"
+		status=0
+	fi
+done
+exit $status
+PGREP
 }
 
 write_passwd() {

@@ -21,12 +21,13 @@ from pycrid.server.config import Config
 from pycrid.server.instrument import InstrumentInterceptor
 from pycrid.server.servicers.image import ImageServicer
 from pycrid.server.servicers.runtime import RuntimeServicer
+from pycrid.server.streaming.server import StartupFailure, StreamingServer
 
 log = logging.getLogger("pycrid")
 
 CRI_SERVICES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 SOCKET_MODE = 0o660
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024 + 1024 * 1024  # ExecSync output may be 16 MiB per stream
+MAX_MESSAGE_BYTES = 33 * 1024 * 1024  # ExecSync may carry 16 MiB on each of two streams
 
 
 def create_adapter(config: Config) -> Adapter:
@@ -112,7 +113,13 @@ async def serve(config: Config, adapter: Adapter | None = None) -> None:
     prepare_socket(socket_path)
     await adapter.start()
     server, health_servicer = build_server(adapter)
+    streaming = StreamingServer(config.streaming)
     try:
+        try:
+            await streaming.start()
+        except StartupFailure as e:
+            raise StartupError(str(e)) from None
+        adapter.attach_streaming(streaming)
         try:
             server.add_insecure_port(config.listen)
         except RuntimeError as e:
@@ -132,6 +139,7 @@ async def serve(config: Config, adapter: Adapter | None = None) -> None:
         await server.stop(config.shutdown_grace)
     finally:
         await server.stop(None)
+        await streaming.stop()
         await adapter.close()
         with contextlib.suppress(FileNotFoundError):
             socket_path.unlink()

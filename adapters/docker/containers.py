@@ -1,0 +1,336 @@
+"""App containers in a pod: Docker containers that join the pause container.
+
+Network and IPC always come from the pod's pause container; the PID namespace
+as the config's namespace options say. Each container's output goes through
+Docker's bounded json-file log to pycrid's log copier, which writes the CRI
+log file at ``log_directory/log_path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+
+from google.protobuf import json_format
+
+from pycrid.adapters.docker import naming, spec
+from pycrid.adapters.docker.context import DockerContext, without_deadline
+from pycrid.adapters.docker.sandboxes import release_leftover
+from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server.errors import AlreadyExists, FailedPrecondition, NotFound
+
+log = logging.getLogger("pycrid.docker")
+
+UPDATE_FIELDS = {
+    "CpuShares": "cpu_shares",
+    "CpuPeriod": "cpu_period",
+    "CpuQuota": "cpu_quota",
+    "CpusetCpus": "cpuset_cpus",
+    "CpusetMems": "cpuset_mems",
+    "Memory": "mem_limit",
+    "MemorySwap": "memswap_limit",
+}
+
+
+def log_path_of(sandbox: cri.PodSandboxConfig, config: cri.ContainerConfig) -> str:
+    """The absolute CRI log path, or "" when the pod or the container names none."""
+    if not config.log_path or not sandbox.log_directory:
+        return ""
+    return os.path.join(sandbox.log_directory, config.log_path)
+
+
+class DockerContainers:
+    def __init__(self, ctx: DockerContext) -> None:
+        self.ctx = ctx
+        self._refreshing: asyncio.Future[None] | None = None
+
+    # CreateContainer.
+
+    async def create(self, request: cri.CreateContainerRequest) -> cri.CreateContainerResponse:
+        ctx = self.ctx
+        sandbox = ctx.store.sandbox(request.pod_sandbox_id)
+        if not sandbox.ready:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
+        config = request.config
+        image = await ctx.images.inspect(config.image.image)
+        if image is None:
+            raise NotFound(f"image {config.image.image!r} not found")
+        log_path = log_path_of(sandbox.config, config)
+        options = config.linux.security_context.namespace_options
+        target = ""
+        if options.pid == cri.TARGET:
+            target = ctx.container_ids.resolve(options.target_id)
+        name = naming.container_name(config.metadata, sandbox.config.metadata, ctx.instance)
+        plan = spec.ContainerPlan(
+            image_id=image["Id"],
+            name=name,
+            labels=naming.container_labels(config, ctx.instance, sandbox.id, log_path),
+            sandbox_id=sandbox.id,
+            sandbox_config=sandbox.config,
+            runtime=sandbox.runtime_handler,
+            resolv_conf_path=(
+                str(ctx.resolv_conf_path(sandbox.id))
+                if spec.wants_own_resolv_conf(sandbox.config)
+                else ""
+            ),
+            pid_target_id=target,
+            host=ctx.host,
+        )
+        body = spec.container_create_body(config, plan)
+        try:
+            created = await ctx.client.call("create_container_from_config", body, name)
+        except AlreadyExists:
+            existing = await self._existing(name, config)
+            if existing:
+                return cri.CreateContainerResponse(container_id=existing)
+            created = await ctx.client.call("create_container_from_config", body, name)
+        container_id = created["Id"]
+        record = ContainerRecord(
+            id=container_id,
+            sandbox_id=sandbox.id,
+            config=config,
+            log_path=log_path,
+            created_at=0,
+            image_id=image["Id"],
+            image_ref=ctx.images.image_ref(image),
+            resources=config.linux.resources,
+        )
+        ctx.store.containers[container_id] = record
+        try:
+            inspect = await ctx.client.call("inspect_container", container_id)
+        except BaseException:
+            ctx.store.containers.pop(container_id, None)
+            with without_deadline(), contextlib.suppress(Exception):
+                await asyncio.shield(ctx.client.call("remove_container", container_id, force=True))
+            raise
+        record.created_at = naming.docker_time_ns(inspect.get("Created"))
+        record.update(inspect)
+        ctx.container_ids.add(container_id)
+        log.info(
+            "container %s (%s) created in pod sandbox %s",
+            container_id[:13],
+            config.metadata.name,
+            sandbox.id[:13],
+        )
+        return cri.CreateContainerResponse(container_id=container_id)
+
+    async def _existing(self, name: str, config: cri.ContainerConfig) -> str:
+        """A retried CreateContainer: the ID of the same container attempt.
+
+        "" when the name was held by a container of ours that no call knows
+        of (a create interrupted before it was recorded): that one is removed.
+        """
+        inspect = await self.ctx.client.call("inspect_container", name)
+        owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), self.ctx.instance)
+        if owned is not None and inspect["Id"] not in self.ctx.store.containers:
+            log.info("removing %s, left by an interrupted CreateContainer", inspect["Id"][:13])
+            with contextlib.suppress(NotFound):
+                await self.ctx.client.call("remove_container", inspect["Id"], force=True, v=True)
+            return ""
+        if (
+            owned is not None
+            and inspect["Id"] in self.ctx.store.containers
+            and owned.config.SerializeToString(deterministic=True)
+            == config.SerializeToString(deterministic=True)
+        ):
+            return str(inspect["Id"])
+        raise AlreadyExists(f"container name {name} is in use by {inspect['Id'][:13]}")
+
+    # StartContainer.
+
+    async def start(self, request: cri.StartContainerRequest) -> cri.StartContainerResponse:
+        record = self.ctx.store.container(request.container_id)
+        async with record.lock:
+            await self._inspect(record)
+            if record.state != cri.CONTAINER_CREATED:
+                raise FailedPrecondition(
+                    f"container {record.id[:13]} is {cri.ContainerState.Name(record.state)}, "
+                    "not CONTAINER_CREATED"
+                )
+            sandbox = self.ctx.store.sandboxes.get(record.sandbox_id)
+            if sandbox is None or not sandbox.ready:
+                raise FailedPrecondition(f"pod sandbox {record.sandbox_id[:13]} is not ready")
+            try:
+                await self.ctx.client.call("start", record.id)
+            finally:
+                with without_deadline(), contextlib.suppress(NotFound):
+                    await self._inspect(record)
+            if record.log_path:
+                await self.ctx.log_copiers.start(record.id, record.log_path, record.config.tty)
+        return cri.StartContainerResponse()
+
+    # StopContainer and RemoveContainer.
+
+    async def stop(self, request: cri.StopContainerRequest) -> cri.StopContainerResponse:
+        await self.stop_one(request.container_id, request.timeout)
+        return cri.StopContainerResponse()
+
+    async def stop_one(self, container_id: str, timeout: int) -> None:
+        """SIGTERM (or the image's stop signal), SIGKILL after ``timeout`` seconds."""
+        record = self.ctx.store.containers.get(container_id)
+        if record is None:
+            return  # gone: the CRI makes Stop succeed
+        async with record.lock:
+            try:
+                if record.state == cri.CONTAINER_RUNNING or not record.finished_known:
+                    await self.ctx.client.call("stop", record.id, timeout=max(0, timeout))
+                await self._inspect(record)
+            except NotFound:
+                self._forget(record.id)
+                return
+            await self._settle(record)
+
+    async def remove(self, request: cri.RemoveContainerRequest) -> cri.RemoveContainerResponse:
+        await self.remove_one(request.container_id)
+        return cri.RemoveContainerResponse()
+
+    async def remove_one(self, container_id: str) -> None:
+        record = self.ctx.store.containers.get(container_id)
+        if record is None:
+            self.ctx.container_ids.discard(container_id)
+            return  # gone: the CRI makes Remove succeed
+        async with record.lock:
+            with contextlib.suppress(NotFound):
+                await self.ctx.client.call("remove_container", record.id, force=True, v=True)
+            await self.ctx.log_copiers.stop(record.id, remove=True)
+            self._forget(record.id)
+        log.info("container %s removed", container_id[:13])
+
+    def _forget(self, container_id: str) -> None:
+        self.ctx.store.checkpoints.delete_container(container_id)
+        self.ctx.store.containers.pop(container_id, None)
+        self.ctx.container_ids.discard(container_id)
+
+    # ContainerStatus and ListContainers.
+
+    async def _inspect(self, record: ContainerRecord) -> None:
+        try:
+            record.update(await self.ctx.client.call("inspect_container", record.id))
+        except NotFound:
+            self._forget(record.id)
+            raise NotFound(f"container {record.id!r} not found") from None
+
+    async def _settle(self, record: ContainerRecord) -> None:
+        """An exited container's output is all in its CRI log before its exit is reported.
+
+        Readers (kubelet, critest) read the log as soon as they see EXITED.
+        """
+        if record.state == cri.CONTAINER_EXITED and record.log_path and not record.log_drained:
+            await self.ctx.log_copiers.stop(record.id)
+            record.log_drained = True
+
+    async def status(self, request: cri.ContainerStatusRequest) -> cri.ContainerStatusResponse:
+        record = self.ctx.store.container(request.container_id)
+        if not record.finished_known:
+            await self._inspect(record)
+        await self._settle(record)
+        config = record.config
+        status = cri.ContainerStatus(
+            id=record.id,
+            metadata=config.metadata,
+            state=record.state,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at if record.state == cri.CONTAINER_EXITED else 0,
+            exit_code=record.exit_code if record.state == cri.CONTAINER_EXITED else 0,
+            image=config.image,
+            image_ref=record.image_ref,
+            image_id=record.image_id,
+            reason=record.reason,
+            message=record.error,
+            labels=config.labels,
+            annotations=config.annotations,
+            mounts=config.mounts,
+            log_path=record.log_path,
+            stop_signal=config.stop_signal,
+        )
+        status.resources.linux.CopyFrom(record.resources)
+        response = cri.ContainerStatusResponse(status=status)
+        if request.verbose:
+            response.info["info"] = json.dumps(
+                {
+                    "pid": record.pid,
+                    "sandboxID": record.sandbox_id,
+                    "dockerState": record.docker_state,
+                    "config": json_format.MessageToDict(config),
+                    "imageID": record.image_id,
+                }
+            )
+        return response
+
+    async def refresh_all(self) -> None:
+        """One ``docker ps -a`` brings every state up to date; concurrent callers share it."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh_all())
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh_all(self) -> None:
+        ctx = self.ctx
+        started = time.monotonic()
+        listed = await ctx.client.call(
+            "containers", all=True, filters=naming.instance_filter(ctx.instance)
+        )
+        states = {summary["Id"]: summary.get("State") or "" for summary in listed}
+        for gone in ctx.store.apply_listing(states, started):
+            log.info("%s is gone from docker; forgotten", gone[:13])
+            if gone in ctx.sandbox_ids:
+                await release_leftover(ctx, gone)
+            ctx.container_ids.discard(gone)
+            ctx.store.checkpoints.delete_container(gone)
+
+    async def list(self, request: cri.ListContainersRequest) -> cri.ListContainersResponse:
+        await self.refresh_all()
+        await asyncio.gather(*(self._settle(r) for r in list(self.ctx.store.containers.values())))
+        wanted = request.filter
+        containers = []
+        for record in list(self.ctx.store.containers.values()):
+            if record.id not in self.ctx.container_ids:
+                continue  # still being created
+            if wanted.id and record.id != wanted.id:
+                continue
+            if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
+                continue
+            if wanted.HasField("state") and record.state != wanted.state.state:
+                continue
+            labels = record.config.labels
+            if any(labels.get(k) != v for k, v in wanted.label_selector.items()):
+                continue
+            containers.append(
+                cri.Container(
+                    id=record.id,
+                    pod_sandbox_id=record.sandbox_id,
+                    metadata=record.config.metadata,
+                    image=record.config.image,
+                    image_ref=record.image_ref,
+                    image_id=record.image_id,
+                    state=record.state,
+                    created_at=record.created_at,
+                    labels=labels,
+                    annotations=record.config.annotations,
+                )
+            )
+        return cri.ListContainersResponse(containers=containers)
+
+    # UpdateContainerResources.
+
+    async def update_resources(
+        self, request: cri.UpdateContainerResourcesRequest
+    ) -> cri.UpdateContainerResourcesResponse:
+        record = self.ctx.store.container(request.container_id)
+        fields = spec.update_body(request.linux, self.ctx.host)
+        kwargs = {UPDATE_FIELDS[key]: value for key, value in fields.items()}
+        async with record.lock:
+            if kwargs:
+                await self.ctx.client.call("update_container", record.id, **kwargs)
+            resources = cri.LinuxContainerResources()
+            resources.CopyFrom(request.linux)
+            if not resources.oom_score_adj:
+                resources.oom_score_adj = record.resources.oom_score_adj  # fixed at creation
+            self.ctx.store.checkpoints.save_container_resources(record.id, resources)
+            record.resources = resources
+        return cri.UpdateContainerResourcesResponse()

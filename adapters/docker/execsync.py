@@ -1,0 +1,311 @@
+"""ExecSync over Docker's exec API, with a timeout that really kills.
+
+The command's stdout and stderr arrive multiplexed on the exec's hijacked
+connection; a dedicated thread reads it (a command may run for hours, which
+must not tie up the Docker client's shared thread pool) and keeps at most
+``MAX_OUTPUT`` bytes of each stream. Beyond that the bytes are read and
+dropped, so the command never blocks on a full pipe; the answer then carries
+the first ``MAX_OUTPUT`` bytes of that stream.
+
+When the timeout (or the deadline of the CRI call) expires, Docker offers no
+way to stop an exec, so the process is killed from the host: its host PID
+comes from exec inspect, and it and all its descendants are stopped with
+SIGSTOP (so that none can fork away), then killed with SIGKILL. The call
+answers DEADLINE_EXCEEDED only once the process is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextvars import Context
+from typing import Any
+
+from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.stdstream import Frame, StdStreamDemuxer
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server import errors
+from pycrid.server.instrument import seconds_left
+
+log = logging.getLogger("pycrid.docker.exec")
+
+MAX_OUTPUT = 16 * 1024 * 1024  # bytes kept of each stream
+READ_SIZE = 64 * 1024
+CLEANUP_TIMEOUT = 10.0  # seconds for killing a timed-out command and seeing it gone
+POLL_INTERVAL = 0.02
+REAP_WAIT = 1.0  # seconds a killed process may stay a zombie before it counts as gone
+EXIT_CODE_WAIT = 10.0  # seconds for Docker to record an exit after the output ended
+
+
+class CappedOutput:
+    """stdout and stderr of a command, each cut off after ``limit`` bytes."""
+
+    def __init__(self, limit: int = MAX_OUTPUT) -> None:
+        self.limit = limit
+        self.streams = {"stdout": bytearray(), "stderr": bytearray()}
+        self.dropped = {"stdout": 0, "stderr": 0}
+
+    def add(self, frame: Frame) -> None:
+        # Docker's own errors (stream 3) are shown with the command's stderr.
+        name = "stdout" if frame.stream == "stdout" else "stderr"
+        buffer = self.streams[name]
+        room = self.limit - len(buffer)
+        buffer += frame.data[: max(room, 0)]
+        self.dropped[name] += max(len(frame.data) - max(room, 0), 0)
+
+
+def _raw_socket(stream: Any) -> socket.socket | None:
+    """The socket under what ``exec_start(socket=True)`` returned."""
+    for candidate in (stream, getattr(stream, "_sock", None)):
+        if isinstance(candidate, socket.socket):
+            return candidate
+    return None
+
+
+def _read_all(stream: Any, output: CappedOutput) -> None:
+    """Blocking: demultiplex the exec's output until the connection ends."""
+    demuxer = StdStreamDemuxer()
+    sock = _raw_socket(stream)
+    while True:
+        try:
+            data = sock.recv(READ_SIZE) if sock is not None else stream.read(READ_SIZE)
+        except OSError:
+            return
+        if not data:
+            return
+        for frame in demuxer.feed(data):
+            output.add(frame)
+
+
+def _in_thread(fn: Callable[..., object], *args: Any) -> asyncio.Future[None]:
+    """Run ``fn`` in a thread of its own; the future resolves when it returns."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def finish(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def body() -> None:
+        error: BaseException | None = None
+        try:
+            fn(*args)
+        except BaseException as e:
+            error = e
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(finish, error)
+
+    threading.Thread(target=body, name="execsync", daemon=True).start()
+    return future
+
+
+def _interrupt(stream: Any) -> None:
+    sock = _raw_socket(stream)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _close(stream: Any) -> None:
+    with contextlib.suppress(Exception):
+        stream.close()
+
+
+def _time_limit(timeout: float) -> float | None:
+    """Seconds the command may run: its timeout, within the call's deadline."""
+    limit = timeout if timeout > 0 else None
+    left = seconds_left()
+    if left is not None:
+        if left <= 0:
+            raise errors.DeadlineExceeded("no time left to run the command")
+        limit = left if limit is None else min(limit, left)
+    return limit
+
+
+async def exec_sync(
+    client: DockerClient,
+    container_id: str,
+    cmd: Sequence[str],
+    timeout: float,
+    max_output: int = MAX_OUTPUT,
+) -> cri.ExecSyncResponse:
+    """Run ``cmd`` in the container and collect its output and exit code.
+
+    ``timeout`` is in seconds, 0 for none; the call's deadline bounds it
+    either way. When it expires the command is killed and DeadlineExceeded
+    raised.
+    """
+    limit = _time_limit(timeout)
+    created = await client.call(
+        "exec_create", container_id, list(cmd), stdout=True, stderr=True, stdin=False, tty=False
+    )
+    exec_id = created["Id"]
+    stream = await client.call("exec_start", exec_id, socket=True)
+    output = CappedOutput(max_output)
+    reader = _in_thread(_read_all, stream, output)
+    try:
+        await asyncio.wait_for(asyncio.shield(reader), limit)
+    except (TimeoutError, asyncio.CancelledError) as e:
+        # Kill even when the caller gave up, outside the call's deadline.
+        cleanup = asyncio.create_task(
+            _kill_exec(client, container_id, exec_id, stream, reader), context=Context()
+        )
+        await asyncio.shield(cleanup)
+        if isinstance(e, asyncio.CancelledError):
+            raise
+        what = f"timeout of {timeout:g}s" if timeout > 0 and limit == timeout else "deadline"
+        raise errors.DeadlineExceeded(
+            f"command {list(cmd)!r} did not finish within its {what} and was killed"
+        ) from None
+    finally:
+        _close(stream)
+    for name, dropped in output.dropped.items():
+        if dropped:
+            log.warning(
+                "exec in %s: %s cut to %d bytes, %d dropped",
+                container_id[:12],
+                name,
+                max_output,
+                dropped,
+            )
+    exit_code = await _exit_code(client, exec_id)
+    return cri.ExecSyncResponse(
+        stdout=bytes(output.streams["stdout"]),
+        stderr=bytes(output.streams["stderr"]),
+        exit_code=exit_code,
+    )
+
+
+async def _exit_code(client: DockerClient, exec_id: str) -> int:
+    """The exit code; Docker may close the stream just before it records it."""
+    give_up = time.monotonic() + EXIT_CODE_WAIT
+    while True:
+        info = await client.call("exec_inspect", exec_id)
+        if not info.get("Running") and info.get("ExitCode") is not None:
+            return int(info["ExitCode"])
+        if time.monotonic() > give_up:
+            raise errors.Internal(f"docker recorded no exit code for exec {exec_id[:12]}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def _kill_exec(
+    client: DockerClient,
+    container_id: str,
+    exec_id: str,
+    stream: Any,
+    reader: asyncio.Future[None],
+) -> None:
+    try:
+        await asyncio.wait_for(_kill_and_wait(client, container_id, exec_id), CLEANUP_TIMEOUT)
+    except Exception as e:
+        log.warning("exec %s in %s: could not kill it: %s", exec_id[:12], container_id[:12], e)
+    _interrupt(stream)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(reader, CLEANUP_TIMEOUT)
+
+
+async def _kill_and_wait(client: DockerClient, container_id: str, exec_id: str) -> None:
+    info = await client.call("exec_inspect", exec_id)
+    pid = int(info.get("Pid") or 0)
+    if not info.get("Running") or pid <= 0:
+        return
+    container = await client.call("inspect_container", container_id)
+    init_pid = int((container.get("State") or {}).get("Pid") or 0)
+    killed = await asyncio.to_thread(kill_process_tree, pid, init_pid)
+    log.info("exec %s in %s timed out: killed pids %s", exec_id[:12], container_id[:12], killed)
+    # Wait for them to be reaped, or at least to be zombies: an orphan's new
+    # parent (the container's init) may never reap it.
+    reap_by = time.monotonic() + REAP_WAIT
+    while not all(_gone(p, zombie_too=time.monotonic() > reap_by) for p in killed):
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+def _gone(pid: int, zombie_too: bool) -> bool:
+    """True once ``pid`` has been reaped (or, with ``zombie_too``, has exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return True
+    return zombie_too and stat[stat.rfind(b")") + 2 :].startswith((b"Z", b"X"))
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (any of its threads may have forked them)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    children: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += [int(c) for c in f.read().split()]
+        except FileNotFoundError:
+            return _children_by_scan(pid)  # kernel without CONFIG_PROC_CHILDREN
+    return children
+
+
+def _children_by_scan(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields follow the last ")".
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            children.append(int(entry))
+    return children
+
+
+def _pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def kill_process_tree(pid: int, same_namespace_as: int = 0) -> list[int]:
+    """SIGKILL ``pid`` and all its descendants; returns the PIDs signalled.
+
+    Each process is stopped before its children are listed, so none can fork
+    a new one that escapes. With ``same_namespace_as``, ``pid`` is left alone
+    unless it is in that process's PID namespace (it may have exited, and its
+    number been reused, since it was looked up).
+    """
+    if same_namespace_as:
+        expected = _pid_namespace(same_namespace_as)
+        if expected is None or _pid_namespace(pid) != expected:
+            return []
+    stopped: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        if current in stopped:
+            continue
+        try:
+            os.kill(current, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        stopped.append(current)
+        todo += _children(current)
+    for current in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(current, signal.SIGKILL)
+    return stopped

@@ -1,0 +1,587 @@
+"""Copies each container's output from Docker into its CRI log file.
+
+Docker cannot write CRI-format logs to a path of our choosing, so containers
+use Docker's json-file driver (size-bounded) and one copier per container
+follows ``GET /containers/{id}/logs?follow=1&timestamps=1`` and writes what it
+reads as CRI log lines, with Docker's own timestamps.
+
+Restart safety, without lost or duplicated lines:
+
+- The *position* is the timestamp of the last Docker message copied and how
+  many copied messages carry exactly that timestamp (several may). A resumed
+  copier asks Docker for messages ``since`` that timestamp (inclusive) and
+  skips that many of them.
+- A checkpoint file holds the position, the encoder's unfinished lines, and
+  the identity (device, inode) and size of the log file at that position. It
+  is written atomically, at most about once a second while output flows, and
+  at every reopen, stop and shutdown.
+- Given the same messages, the encoder writes the same bytes. After ``kill -9``
+  the log file may already hold lines written after the last checkpoint: the
+  resumed copier replays from the checkpoint and skips writing as many bytes
+  as the file grew since, so the file continues exactly where it ended.
+- If the file at the log path is not the one in the checkpoint (it was rotated
+  while pycrid was down) the replayed lines go to the new file: nothing is
+  lost, but lines written between the checkpoint and the rotation then appear
+  in both files.
+- Lines that Docker's json-file rotation dropped while pycrid was down are
+  lost: keep its max-size larger than what a container prints in that time.
+
+A copier ends by itself when the container has stopped and its output is
+drained; the unfinished line of each stream is then written as ``P`` and the
+checkpoint is marked done, so that a later ``recover`` does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import Context
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.logmessages import LogMessage, LogStreamParser
+from pycrid.server import atomicfile, errors
+from pycrid.server.crilog import DEFAULT_MAX_LINE, CriLogEncoder, CriLogFile
+from pycrid.server.instrument import seconds_left
+
+log = logging.getLogger("pycrid.docker.logs")
+
+CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints while output flows
+RETRY_DELAY = 1.0  # seconds before following again after the stream broke
+DRAIN_TIMEOUT = 10.0  # how long stop() waits for the output to end
+COPIED_WAIT = 2.0  # how long wait_copied() waits for an exited container's last lines
+READ_SIZE = 64 * 1024
+INBOX_LIMIT = 1024 * 1024  # bytes read ahead of the copier at most
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Position:
+    """Where a copier is in Docker's log: see the module docstring."""
+
+    timestamp: int = 0
+    seen: int = 0
+
+    def advance(self, timestamp: int) -> None:
+        if timestamp == self.timestamp:
+            self.seen += 1
+        elif timestamp > self.timestamp:
+            self.timestamp, self.seen = timestamp, 1
+        # An earlier timestamp (the clock went back) leaves the position as it
+        # is: Docker's `since` filter will not send that message again.
+
+    def since(self) -> str | None:
+        """The ``since`` parameter of Docker's logs call, to the nanosecond."""
+        if not self.timestamp:
+            return None
+        seconds, nanoseconds = divmod(self.timestamp, 1_000_000_000)
+        return f"{seconds}.{nanoseconds:09d}"
+
+
+class _Inbox:
+    """Bytes that a reader thread hands to the event loop, in batches.
+
+    Docker sends each log message as an HTTP chunk of its own; a trip through
+    the event loop per chunk would cost more than the copying. The thread
+    appends to a buffer and wakes the loop once per batch, and waits while
+    ``limit`` bytes are still unclaimed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = INBOX_LIMIT) -> None:
+        self._loop = loop
+        self._limit = limit
+        self._room = threading.Condition()
+        self._buffer = bytearray()
+        self._end: str | None = None  # "eof" or "broken"
+        self._closed = False
+        self._woken = False
+        self._ready = asyncio.Event()
+
+    # The reader thread's side.
+
+    def put(self, data: bytes) -> bool:
+        """Add ``data``; False once the loop's side has closed the inbox."""
+        with self._room:
+            while len(self._buffer) >= self._limit and not self._closed:
+                self._room.wait()
+            if self._closed:
+                return False
+            self._buffer += data
+            self._wake()
+            return True
+
+    def finish(self, broken: bool) -> None:
+        with self._room:
+            self._end = "broken" if broken else "eof"
+            self._wake()
+
+    def _wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._ready.set)
+
+    # The event loop's side.
+
+    async def wait(self, timeout: float) -> None:
+        """Until there is something to take, or ``timeout`` seconds passed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def take(self) -> tuple[bytes, str | None]:
+        """The bytes so far, and "eof" or "broken" once the stream ended."""
+        with self._room:
+            self._ready.clear()
+            self._woken = False
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            self._room.notify_all()
+            return data, self._end
+
+    def close(self) -> None:
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+
+
+class _StreamEnded(Exception):
+    """The container is gone: there is nothing more to read."""
+
+
+class _Copier:
+    """Copies one container's output; all its state lives on the event loop."""
+
+    def __init__(
+        self,
+        client: DockerClient,
+        container_id: str,
+        log_path: Path,
+        tty: bool,
+        checkpoint_path: Path,
+        max_line: int,
+    ) -> None:
+        self.client = client
+        self.container_id = container_id
+        self.log_path = log_path
+        self.tty = tty
+        self.checkpoint_path = checkpoint_path
+        self.encoder = CriLogEncoder(max_line)
+        self.position = Position()
+        self.file: CriLogFile | None = None
+        self.offset = 0  # size the log file has at `position`
+        self.skip = 0  # replayed bytes that the file already holds
+        self.replay = 0  # messages at position.timestamp to skip on the next stream
+        self.done = False
+        self.closing = False
+        self.flush_on_close = False
+        self.task: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._last_checkpoint = 0.0
+        self._checkpoint_lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
+        self._response: requests.Response | None = None
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"logs-{container_id[:12]}")
+
+    # Setting up, from a checkpoint or from scratch.
+
+    async def prepare(self) -> None:
+        saved = await asyncio.to_thread(atomicfile.read_json, self.checkpoint_path, None)
+        if saved is not None and saved.get("version") == CHECKPOINT_VERSION:
+            self._restore(saved)
+        if self.done:
+            return
+        try:
+            self.file = CriLogFile(self.log_path)
+            identity, size = self.file.identity(), self.file.size()
+        except OSError as e:
+            raise errors.Internal(f"cannot open log file {self.log_path}: {e}") from e
+        if saved is not None and tuple(saved["file"]["identity"]) == identity:
+            self.offset = saved["file"]["offset"]
+            self.skip = max(0, size - self.offset)
+        else:
+            self.offset = size
+            self.skip = 0
+        if saved is not None:
+            log.info(
+                "resuming the log of %s after %s; %d bytes of it already in %s",
+                self.container_id[:12],
+                self.position.since() or "the start",
+                self.skip,
+                self.log_path,
+            )
+        await self.checkpoint()
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        self.done = bool(saved.get("done"))
+        self.position = Position(**saved["position"])
+        self.encoder.restore(
+            {
+                stream: (timestamp, base64.b64decode(data))
+                for stream, (timestamp, data) in saved.get("pending", {}).items()
+            }
+        )
+
+    def _snapshot(self) -> dict[str, Any]:
+        identity = list(self.file.identity()) if self.file and not self.file.closed else [0, 0]
+        return {
+            "version": CHECKPOINT_VERSION,
+            "container_id": self.container_id,
+            "log_path": str(self.log_path),
+            "tty": self.tty,
+            "position": {"timestamp": self.position.timestamp, "seen": self.position.seen},
+            "pending": {
+                stream: [timestamp, base64.b64encode(data).decode()]
+                for stream, (timestamp, data) in self.encoder.pending().items()
+            },
+            "file": {"identity": identity, "offset": self.offset},
+            "done": self.done,
+        }
+
+    async def checkpoint(self) -> None:
+        async with self._checkpoint_lock:
+            if self._writing is not None:
+                # A write whose waiter was cancelled may still run: let it land first.
+                await asyncio.wait({self._writing})
+            snapshot = self._snapshot()
+            self._dirty = False
+            self._last_checkpoint = time.monotonic()
+            self._writing = asyncio.ensure_future(
+                asyncio.to_thread(atomicfile.write_json, self.checkpoint_path, snapshot)
+            )
+            await self._writing
+
+    # Copying.
+
+    async def run(self) -> None:
+        try:
+            while not self.closing:
+                try:
+                    if await self._copy_until_stopped():
+                        self._finish()
+                    return
+                except errors.CRIError as e:
+                    if self.closing:
+                        return
+                    log.warning("log copier for %s: %s", self.container_id[:12], e)
+                    await asyncio.sleep(RETRY_DELAY)
+        except Exception:
+            log.exception("log copier for %s failed", self.container_id[:12])
+        finally:
+            await self._shutdown()
+
+    async def _copy_until_stopped(self) -> bool:
+        """Copy until the container has stopped; True when its output is complete."""
+        try:
+            while True:
+                await self._copy(follow=True)
+                if self.closing:
+                    return False
+                state = await self._state()
+                if state == "created":
+                    return False  # not started yet: start() will be called again
+                if state == "stopped":
+                    break
+                await asyncio.sleep(RETRY_DELAY)  # still running: the stream broke off
+            # Catch anything that the follow stream ended before.
+            await self._copy(follow=False)
+        except _StreamEnded:
+            pass  # the container is gone, and its output with it
+        return not self.closing
+
+    async def _copy(self, follow: bool) -> None:
+        """Copy one log stream of Docker's to its end."""
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(self._reader, self._open, follow)
+        parser = LogStreamParser(self.tty)
+        self.replay = self.position.seen
+        inbox = _Inbox(loop)
+        pump = loop.run_in_executor(self._reader, self._pump, response, inbox)
+        try:
+            while not self.closing:
+                await inbox.wait(CHECKPOINT_INTERVAL)
+                data, end = inbox.take()
+                for start in range(0, len(data), READ_SIZE):
+                    if start:
+                        await asyncio.sleep(0)  # let other calls run between slices
+                    self._consume(parser.feed(data[start : start + READ_SIZE]))
+                if end == "eof":
+                    if not self.closing:
+                        self._consume(parser.close())
+                    break
+                if end == "broken" and not self.closing:
+                    raise errors.Unavailable("docker's log stream broke off")
+                if self._dirty and time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL:
+                    await self.checkpoint()
+        finally:
+            inbox.close()
+            self._interrupt()  # the reader thread may still wait for bytes
+            self._response = None
+            pump.add_done_callback(lambda _: response.close())
+
+    def _open(self, follow: bool) -> requests.Response:
+        """Blocking: start Docker's log stream from the position."""
+        api = self.client.api
+        params: dict[str, Any] = {
+            "stdout": 1,
+            "stderr": 1,
+            "timestamps": 1,
+            "follow": int(follow),
+        }
+        since = self.position.since()
+        if since is not None:
+            params["since"] = since
+        url = f"{api.base_url}/v{api.api_version}/containers/{self.container_id}/logs"
+        try:
+            response = api.get(url, params=params, stream=True, timeout=None)
+        except requests.RequestException as e:
+            raise errors.Unavailable(f"docker logs: {e}") from e
+        if response.status_code == 404:
+            response.close()
+            raise _StreamEnded()
+        if response.status_code >= 400:
+            text = response.text.strip()
+            response.close()
+            raise errors.Internal(f"docker logs answered {response.status_code}: {text}")
+        self._response = response
+        if self.closing:
+            self._interrupt()
+        return response
+
+    @staticmethod
+    def _pump(response: requests.Response, inbox: _Inbox) -> None:
+        """Blocking: hand the stream's bytes to the event loop until it ends."""
+        while True:
+            try:
+                data = response.raw.read1(READ_SIZE)
+            except Exception as e:  # urllib3, socket and requests errors alike
+                log.debug("log stream broke off: %s", e)
+                inbox.finish(broken=True)
+                return
+            if not data:
+                inbox.finish(broken=False)
+                return
+            if not inbox.put(data):
+                return
+
+    def _consume(self, messages: list[LogMessage]) -> None:
+        out = bytearray()
+        for message in messages:
+            if self.replay and message.timestamp == self.position.timestamp:
+                self.replay -= 1  # copied before the stream was opened again
+                continue
+            self.replay = 0
+            out += self.encoder.feed(message.timestamp, message.stream, message.data)
+            self.position.advance(message.timestamp)
+            self._dirty = True
+        self._write(bytes(out))
+
+    def _write(self, data: bytes) -> None:
+        if not data or self.file is None:
+            return
+        self.offset += len(data)
+        if self.skip:
+            already = min(self.skip, len(data))
+            self.skip -= already
+            data = data[already:]
+        if data:
+            self.file.write(data)
+
+    def _finish(self) -> None:
+        """The container's output is complete: write unfinished lines as P."""
+        self._write(self.encoder.close())
+        self.done = True
+        self._dirty = True
+
+    async def _state(self) -> str:
+        """running, created, stopped; _StreamEnded when the container is gone."""
+        try:
+            info = await self.client.call("inspect_container", self.container_id)
+        except errors.NotFound:
+            raise _StreamEnded() from None
+        state = info.get("State") or {}
+        if state.get("Running") or state.get("Restarting"):
+            return "running"
+        if state.get("Status") == "created":
+            return "created"
+        return "stopped"
+
+    def _interrupt(self) -> None:
+        """Unblock the reader thread by shutting its connection down."""
+        response = self._response
+        if response is None:
+            return
+        connection = getattr(response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    async def _shutdown(self) -> None:
+        if self.flush_on_close and not self.done:
+            self._finish()
+        if self.file is not None:
+            await self.checkpoint()
+            self.file.close()
+        self._reader.shutdown(wait=False)
+
+    # Requests from outside.
+
+    async def reopen(self) -> None:
+        if self.file is None or self.file.closed or self.done:
+            raise errors.FailedPrecondition("container is not running")
+        try:
+            self.file.reopen()
+        except OSError as e:
+            raise errors.Internal(f"cannot reopen log file {self.log_path}: {e}") from e
+        self.offset = self.file.size()
+        self.skip = 0
+        await self.checkpoint()
+
+    async def stop(self, flush: bool, timeout: float | None) -> None:
+        """End the copier: at once (``timeout`` 0) or once the output ends."""
+        if self.task is None:
+            return
+        if timeout:
+            await asyncio.wait({self.task}, timeout=timeout)
+        if not self.task.done():
+            self.closing = True
+            self.flush_on_close = flush
+            self._interrupt()
+            self.task.cancel()
+        await asyncio.wait({self.task})  # never raises what ended the task
+
+
+class LogCopiers:
+    """One log copier per running container; see the module docstring.
+
+    ``state_dir`` is the docker adapter's state directory; checkpoints live in
+    its ``logs`` folder.
+    """
+
+    def __init__(
+        self,
+        client: DockerClient,
+        state_dir: str | os.PathLike[str],
+        max_line: int = DEFAULT_MAX_LINE,
+    ) -> None:
+        self.client = client
+        self.checkpoint_dir = Path(state_dir) / "logs"
+        self.max_line = max_line
+        self._copiers: dict[str, _Copier] = {}
+        self._starting: dict[str, asyncio.Future[None]] = {}
+
+    def checkpoint_path(self, container_id: str) -> Path:
+        return self.checkpoint_dir / f"{container_id}.json"
+
+    def is_copying(self, container_id: str) -> bool:
+        copier = self._copiers.get(container_id)
+        return copier is not None and copier.task is not None and not copier.task.done()
+
+    async def start(self, container_id: str, log_path: str | os.PathLike[str], tty: bool) -> None:
+        """Begin copying a started container's output to ``log_path``.
+
+        Idempotent. Call it once Docker has started the container: a
+        checkpoint is on disk when it returns, so a restarted pycrid resumes
+        the copy with ``recover``.
+        """
+        if self.is_copying(container_id):
+            return
+        pending = self._starting.get(container_id)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._starting[container_id] = future
+        try:
+            copier = _Copier(
+                self.client,
+                container_id,
+                Path(log_path),
+                tty,
+                self.checkpoint_path(container_id),
+                self.max_line,
+            )
+            await copier.prepare()
+            if not copier.done:
+                # A fresh context: the copier must not inherit the deadline of
+                # the CRI call that started it.
+                copier.task = asyncio.create_task(
+                    copier.run(), name=f"log copier {container_id[:12]}", context=Context()
+                )
+                self._copiers[container_id] = copier
+            future.set_result(None)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved here; waiters see it through shield
+            raise
+        finally:
+            del self._starting[container_id]
+
+    async def recover(self, container_id: str, log_path: str | os.PathLike[str], tty: bool) -> None:
+        """At daemon start: resume copying from the checkpoint, if any.
+
+        A container whose output was already copied to its end is left alone,
+        so call it for running and exited containers alike.
+        """
+        await self.start(container_id, log_path, tty)
+
+    async def stop(
+        self, container_id: str, remove: bool = False, timeout: float = DRAIN_TIMEOUT
+    ) -> None:
+        """After the container exited: wait for its output to end, then close.
+
+        Waits up to ``timeout`` seconds for the rest of the output, then stops
+        copying anyway; unfinished lines are written as ``P``. With ``remove``
+        (the container is being removed) the checkpoint is deleted too.
+        """
+        copier = self._copiers.get(container_id)
+        if copier is not None:
+            # Concurrent stops all wait for the copier's last checkpoint, so a
+            # removal's unlink below always comes after it.
+            await copier.stop(flush=True, timeout=timeout)
+            if self._copiers.get(container_id) is copier:
+                del self._copiers[container_id]
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.unlink, self.checkpoint_path(container_id))
+
+    async def wait_copied(self, container_id: str, timeout: float = COPIED_WAIT) -> None:
+        """Wait (up to ``timeout`` seconds) until an exited container's log is complete.
+
+        Docker reports the exit a moment before the copier has read the last
+        lines; clients read the log file as soon as ContainerStatus says
+        EXITED (critest does), so that answer waits for this.
+        """
+        copier = self._copiers.get(container_id)
+        if copier is not None and copier.task is not None and not copier.task.done():
+            left = seconds_left()
+            if left is not None:
+                timeout = max(0.0, min(timeout, left - 0.1))
+            await asyncio.wait({copier.task}, timeout=timeout)
+
+    async def reopen(self, container_id: str) -> None:
+        """ReopenContainerLog: a new file at the log path; the old one stops growing."""
+        copier = self._copiers.get(container_id)
+        if copier is None:
+            raise errors.FailedPrecondition("the container's log is not being copied")
+        if not self.is_copying(container_id):
+            raise errors.FailedPrecondition("container is not running")
+        await copier.reopen()
+
+    async def close(self) -> None:
+        """Daemon shutdown: stop every copier, keeping checkpoints for ``recover``."""
+        copiers, self._copiers = list(self._copiers.values()), {}
+        await asyncio.gather(
+            *(copier.stop(flush=False, timeout=0) for copier in copiers), return_exceptions=True
+        )

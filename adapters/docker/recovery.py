@@ -1,0 +1,131 @@
+"""Start-up recovery: rebuild the docker adapter's memory from Docker.
+
+Assumptions: every pod and container pycrid made is a Docker container with
+this instance's labels (naming.py), which hold its whole CRI config; a pod's
+network state is in its checkpoint file, written before each step of
+RunPodSandbox. Containers kept running while pycrid was down and keep
+running now; their log copiers resume from their own checkpoints.
+
+Each object is recovered on its own, with a time limit: one that cannot be
+read is logged and skipped, never fatal. Leftovers are cleaned up: a pod
+checkpoint whose container is gone gets its CNI DEL and netns pin released;
+a container checkpoint whose container is gone is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from pycrid.adapters.base import StartupError
+from pycrid.adapters.docker import naming
+from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.sandboxes import release_leftover
+from pycrid.adapters.docker.store import ContainerRecord, NetworkState, SandboxRecord
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server import netns
+from pycrid.server.errors import CRIError, NotFound
+
+log = logging.getLogger("pycrid.docker")
+
+ITEM_TIMEOUT = 30.0
+PARALLEL = 8
+
+
+async def recover(ctx: DockerContext) -> None:
+    try:
+        listed = await ctx.client.call(
+            "containers", all=True, filters=naming.instance_filter(ctx.instance)
+        )
+    except CRIError as e:
+        raise StartupError(f"cannot list the pods and containers in docker: {e}") from None
+    limit = asyncio.Semaphore(PARALLEL)
+    images: dict[str, dict[str, Any] | None] = {}
+
+    async def one(container_id: str) -> None:
+        async with limit:
+            try:
+                await asyncio.wait_for(_recover_one(ctx, container_id, images), ITEM_TIMEOUT)
+            except (CRIError, TimeoutError, ValueError, KeyError) as e:
+                log.warning("could not recover %s: %s", container_id[:13], e)
+
+    await asyncio.gather(*(one(summary["Id"]) for summary in listed))
+    ctx.sandbox_ids.replace(ctx.store.sandboxes)
+    ctx.container_ids.replace(ctx.store.containers)
+    await _clean_leftovers(ctx)
+    for record in list(ctx.store.containers.values()):
+        if record.log_path and record.state != cri.CONTAINER_CREATED:
+            try:
+                await ctx.log_copiers.recover(record.id, record.log_path, record.config.tty)
+            except CRIError as e:
+                log.warning("container %s: log copy not resumed: %s", record.id[:13], e)
+    log.info(
+        "recovered %d pod sandboxes and %d containers",
+        len(ctx.store.sandboxes),
+        len(ctx.store.containers),
+    )
+
+
+async def _recover_one(
+    ctx: DockerContext, container_id: str, images: dict[str, dict[str, Any] | None]
+) -> None:
+    try:
+        inspect = await ctx.client.call("inspect_container", container_id)
+    except NotFound:
+        return  # removed while we listed
+    owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), ctx.instance)
+    if owned is None:
+        log.warning("container %s has unreadable pycrid labels; ignored", container_id[:13])
+        return
+    created_at = naming.docker_time_ns(inspect.get("Created"))
+    if owned.kind == naming.SANDBOX:
+        assert isinstance(owned.config, cri.PodSandboxConfig)
+        network = ctx.store.checkpoints.load_sandbox(container_id)
+        if network is None:
+            # Created but never checkpointed: the pod never got a network.
+            network = NetworkState(mode="unknown", torn_down=True)
+        record = SandboxRecord(
+            id=container_id,
+            config=owned.config,
+            runtime_handler=owned.runtime_handler,
+            created_at=created_at,
+            network=network,
+        )
+        record.update(inspect)
+        ctx.store.sandboxes[container_id] = record
+        return
+    assert isinstance(owned.config, cri.ContainerConfig)
+    image_id = inspect.get("Image") or ""
+    if image_id not in images:
+        images[image_id] = await ctx.images.inspect(image_id) if image_id else None
+    image = images[image_id]
+    resources = ctx.store.checkpoints.load_container_resources(container_id)
+    container = ContainerRecord(
+        id=container_id,
+        sandbox_id=owned.sandbox_id,
+        config=owned.config,
+        log_path=owned.log_path,
+        created_at=created_at,
+        image_id=image_id,
+        image_ref=ctx.images.image_ref(image) if image else image_id,
+        resources=resources if resources is not None else owned.config.linux.resources,
+    )
+    container.update(inspect)
+    ctx.store.containers[container_id] = container
+
+
+async def _clean_leftovers(ctx: DockerContext) -> None:
+    """Networks and files of pods and containers that Docker no longer has."""
+    for sandbox_id in ctx.store.checkpoints.sandbox_ids():
+        if sandbox_id in ctx.store.sandboxes:
+            continue
+        await release_leftover(ctx, sandbox_id)
+    for container_id in ctx.store.checkpoints.container_ids():
+        if container_id not in ctx.store.containers:
+            ctx.store.checkpoints.delete_container(container_id)
+    with contextlib.suppress(FileNotFoundError):
+        for pin in (ctx.run_dir / "netns").iterdir():
+            if pin.name not in ctx.store.sandboxes:
+                netns.unpin(pin)

@@ -1,0 +1,380 @@
+"""Pod sandboxes as pause containers, with their network.
+
+RunPodSandbox creates and starts the pause container, then gives it a network:
+in "cni" mode the pause container has Docker's "none" network and pycrid runs
+the CNI plugins on its namespace (pinned under the run directory first, so
+that DEL works after the pause process is gone); in "docker" mode it is on
+Docker's default bridge with the pod's ports published; host-network pods
+use the host's. Whatever was set up is checkpointed before the next step, so
+that a crash at any point leaves enough on disk to tear it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+from typing import Any
+
+from google.protobuf import json_format
+
+from pycrid.adapters.docker import naming, spec
+from pycrid.adapters.docker.context import DockerContext, without_deadline
+from pycrid.adapters.docker.store import NetworkState, SandboxRecord
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server import cni, netns
+from pycrid.server.errors import AlreadyExists, CRIError, InvalidArgument, NotFound
+
+log = logging.getLogger("pycrid.docker")
+
+PAUSE_STOP_TIMEOUT = 10
+DOCKER_NETWORK_MODES = {"cni": "none", "docker": "bridge", "host": "host"}
+
+
+def network_mode(config: cri.PodSandboxConfig, configured: str) -> str:
+    """ "host" for host-network pods, else the configured "cni" or "docker"."""
+    if config.linux.security_context.namespace_options.network == cri.NODE:
+        return "host"
+    return configured
+
+
+def cni_attachment(record: SandboxRecord, netns_path: str) -> cni.Attachment:
+    meta = record.config.metadata
+    return cni.Attachment(
+        container_id=record.id,
+        netns=netns_path,
+        args={
+            "K8S_POD_NAMESPACE": meta.namespace,
+            "K8S_POD_NAME": meta.name,
+            "K8S_POD_INFRA_CONTAINER_ID": record.id,
+            "K8S_POD_UID": meta.uid,
+        },
+    )
+
+
+def docker_ips(inspect: dict[str, Any]) -> list[str]:
+    settings = inspect.get("NetworkSettings") or {}
+    ips = []
+    for network in (settings.get("Networks") or {}).values():
+        for key in ("IPAddress", "GlobalIPv6Address"):
+            if network.get(key) and network[key] not in ips:
+                ips.append(network[key])
+    return ips
+
+
+async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
+    """Undo the network and files of a pod whose pause container is gone.
+
+    Used when Docker lost the container behind pycrid's back: CNI DEL with the
+    checkpointed configuration and result (so the IP is released), then the
+    namespace pin, the pod's files and its checkpoint go.
+    """
+    network = ctx.store.checkpoints.load_sandbox(sandbox_id)
+    if network is not None and network.mode == "cni" and network.network and not network.torn_down:
+        path = ctx.netns_path(sandbox_id)
+        attachment = cni.Attachment(
+            container_id=sandbox_id, netns=str(path) if netns.is_pinned(path) else ""
+        )
+        try:
+            await ctx.cni.delete(
+                cni.NetworkList.from_dict(network.network),
+                attachment,
+                {"portMappings": network.port_mappings},
+                network.result,
+            )
+        except CRIError as e:
+            log.warning("pod sandbox %s: CNI DEL of a leftover failed: %s", sandbox_id[:13], e)
+    netns.unpin(ctx.netns_path(sandbox_id))
+    shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
+    ctx.store.checkpoints.delete_sandbox(sandbox_id)
+    ctx.store.sandboxes.pop(sandbox_id, None)
+    ctx.sandbox_ids.discard(sandbox_id)
+
+
+class DockerSandboxes:
+    def __init__(self, ctx: DockerContext, containers: Any) -> None:
+        self.ctx = ctx
+        self.containers = containers
+        """The adapter's DockerContainers, to stop and remove a pod's containers."""
+
+    # RunPodSandbox.
+
+    async def run(self, request: cri.RunPodSandboxRequest) -> cri.RunPodSandboxResponse:
+        ctx = self.ctx
+        config = request.config
+        mode = network_mode(config, ctx.config.network.mode)
+        network_list = None
+        if mode == "cni":
+            network_list = cni.load_network(ctx.config.network.cni_conf_dir)
+            for plugin in network_list.plugins:
+                cni.find_plugin(plugin["type"], ctx.cni.bin_dirs)
+        runtime = await self._docker_runtime(request.runtime_handler)
+        image_id = await self._pause_image()
+        name = naming.sandbox_name(config.metadata, ctx.instance)
+        plan = spec.SandboxPlan(
+            image=image_id,
+            name=name,
+            labels=naming.sandbox_labels(config, ctx.instance, request.runtime_handler),
+            network_mode=DOCKER_NETWORK_MODES[mode],
+            runtime=runtime,
+            publish_ports=mode == "docker",
+        )
+        body = spec.sandbox_create_body(config, plan)
+        try:
+            created = await ctx.client.call("create_container_from_config", body, name)
+        except AlreadyExists:
+            existing = await self._existing(name, config)
+            if existing:
+                return cri.RunPodSandboxResponse(pod_sandbox_id=existing)
+            created = await ctx.client.call("create_container_from_config", body, name)
+        record = SandboxRecord(
+            id=created["Id"],
+            config=config,
+            runtime_handler=request.runtime_handler,
+            created_at=0,
+            network=NetworkState(mode=mode),
+        )
+        try:
+            await self._bring_up(record, network_list)
+        except BaseException:
+            log.warning("pod sandbox %s failed to start; removing it", record.id[:13])
+            with without_deadline():
+                await asyncio.shield(self._discard(record))
+            raise
+        ctx.sandbox_ids.add(record.id)
+        log.info(
+            "pod sandbox %s started for %s/%s",
+            record.id[:13],
+            config.metadata.namespace,
+            config.metadata.name,
+        )
+        return cri.RunPodSandboxResponse(pod_sandbox_id=record.id)
+
+    async def _bring_up(self, record: SandboxRecord, network_list: cni.NetworkList | None) -> None:
+        ctx = self.ctx
+        ctx.store.checkpoints.save_sandbox(record.id, record.network)
+        ctx.store.sandboxes[record.id] = record
+        if spec.wants_own_resolv_conf(record.config):
+            path = ctx.resolv_conf_path(record.id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(spec.resolv_conf(record.config.dns_config))
+            path.chmod(0o644)
+        await ctx.client.call("start", record.id)
+        inspect = await ctx.client.call("inspect_container", record.id)
+        record.update(inspect)
+        record.created_at = naming.docker_time_ns(inspect.get("Created"))
+        network = record.network
+        if network.mode == "cni":
+            assert network_list is not None
+            path = ctx.netns_path(record.id)
+            netns.pin(record.pid, path)
+            network.netns = str(path)
+            network.network = network_list.to_dict()
+            network.port_mappings = spec.cni_port_mappings(record.config.port_mappings)
+            ctx.store.checkpoints.save_sandbox(record.id, network)
+            result = await ctx.cni.add(
+                network_list,
+                cni_attachment(record, network.netns),
+                {"portMappings": network.port_mappings},
+            )
+            network.result = result
+            network.ips = cni.result_ips(result)
+        elif network.mode == "docker":
+            network.ips = docker_ips(inspect)
+        network.ready = True
+        ctx.store.checkpoints.save_sandbox(record.id, network)
+
+    async def _docker_runtime(self, handler: str) -> str:
+        """The Docker runtime for a CRI runtime handler ("" is Docker's default)."""
+        if not handler:
+            return ""
+        info = await self.ctx.client.call("info")
+        if handler not in (info.get("Runtimes") or {}):
+            raise InvalidArgument(f"runtime handler {handler!r} is not a runtime of this Docker")
+        return handler
+
+    async def _pause_image(self) -> str:
+        """The pause image's ID, pulled (through the mirrors) when missing."""
+        found = await self.ctx.images.ensure(self.ctx.config.pause_image)
+        return str(found["Id"])
+
+    async def _existing(self, name: str, config: cri.PodSandboxConfig) -> str:
+        """A retried RunPodSandbox: the ID of the same pod attempt, already running.
+
+        "" when the name was held by a container of ours that no call knows
+        of (a create interrupted before it was recorded): that one is removed.
+        """
+        inspect = await self.ctx.client.call("inspect_container", name)
+        owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), self.ctx.instance)
+        record = self.ctx.store.sandboxes.get(inspect["Id"])
+        if owned is not None and record is None:
+            log.info("removing %s, left by an interrupted RunPodSandbox", inspect["Id"][:13])
+            with contextlib.suppress(NotFound):
+                await self.ctx.client.call("remove_container", inspect["Id"], force=True, v=True)
+            return ""
+        if (
+            owned is not None
+            and record is not None
+            and record.ready
+            and owned.config.SerializeToString(deterministic=True)
+            == config.SerializeToString(deterministic=True)
+        ):
+            return record.id
+        raise AlreadyExists(f"pod sandbox name {name} is in use by {inspect['Id'][:13]}")
+
+    async def _discard(self, record: SandboxRecord) -> None:
+        """Remove everything a failed RunPodSandbox made, keeping the first error quiet."""
+        try:
+            await self._teardown_network(record)
+        except CRIError as e:
+            log.warning("pod sandbox %s: network teardown failed: %s", record.id[:13], e)
+        try:
+            await self.ctx.client.call("remove_container", record.id, force=True, v=True)
+        except NotFound:
+            pass
+        except CRIError as e:
+            log.warning("pod sandbox %s: removal failed: %s", record.id[:13], e)
+        self._forget(record.id)
+
+    # StopPodSandbox.
+
+    async def stop(self, request: cri.StopPodSandboxRequest) -> cri.StopPodSandboxResponse:
+        record = self.ctx.store.sandboxes.get(request.pod_sandbox_id)
+        if record is None:
+            return cri.StopPodSandboxResponse()  # gone: the CRI makes Stop succeed
+        async with record.lock:
+            await self._stop(record)
+        return cri.StopPodSandboxResponse()
+
+    async def _stop(self, record: SandboxRecord) -> None:
+        for container in self.ctx.store.containers_of(record.id):
+            await self.containers.stop_one(container.id, 0)
+        await self._teardown_network(record)
+        try:
+            await self.ctx.client.call("stop", record.id, timeout=PAUSE_STOP_TIMEOUT)
+            record.update(await self.ctx.client.call("inspect_container", record.id))
+        except NotFound:
+            record.docker_state = "exited"
+
+    async def _teardown_network(self, record: SandboxRecord) -> None:
+        """CNI DEL (once), and the namespace pin released; checkpointed."""
+        network = record.network
+        if network.torn_down:
+            return
+        if network.mode == "cni" and network.network:
+            path = self.ctx.netns_path(record.id)
+            attachment = cni_attachment(record, str(path) if netns.is_pinned(path) else "")
+            await self.ctx.cni.delete(
+                cni.NetworkList.from_dict(network.network),
+                attachment,
+                {"portMappings": network.port_mappings},
+                network.result,
+            )
+        netns.unpin(self.ctx.netns_path(record.id))
+        network.ready = False
+        network.torn_down = True
+        if record.id in self.ctx.store.sandboxes:
+            self.ctx.store.checkpoints.save_sandbox(record.id, network)
+
+    # RemovePodSandbox.
+
+    async def remove(self, request: cri.RemovePodSandboxRequest) -> cri.RemovePodSandboxResponse:
+        record = self.ctx.store.sandboxes.get(request.pod_sandbox_id)
+        if record is None:
+            return cri.RemovePodSandboxResponse()  # gone: the CRI makes Remove succeed
+        async with record.lock:
+            for container in self.ctx.store.containers_of(record.id):
+                await self.containers.remove_one(container.id)
+            await self._teardown_network(record)
+            with contextlib.suppress(NotFound):
+                await self.ctx.client.call("remove_container", record.id, force=True, v=True)
+            self._forget(record.id)
+        log.info("pod sandbox %s removed", record.id[:13])
+        return cri.RemovePodSandboxResponse()
+
+    def _forget(self, sandbox_id: str) -> None:
+        ctx = self.ctx
+        netns.unpin(ctx.netns_path(sandbox_id))
+        shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
+        ctx.store.checkpoints.delete_sandbox(sandbox_id)
+        ctx.store.sandboxes.pop(sandbox_id, None)
+        ctx.sandbox_ids.discard(sandbox_id)
+
+    # PodSandboxStatus and ListPodSandbox.
+
+    async def status(self, request: cri.PodSandboxStatusRequest) -> cri.PodSandboxStatusResponse:
+        record = self.ctx.store.sandbox(request.pod_sandbox_id)
+        if record.ready:
+            await self._refresh(record)
+        status = cri.PodSandboxStatus(
+            id=record.id,
+            metadata=record.config.metadata,
+            state=record.state,
+            created_at=record.created_at,
+            labels=record.config.labels,
+            annotations=record.config.annotations,
+            runtime_handler=record.runtime_handler,
+        )
+        if not record.network.torn_down and record.network.ips:
+            status.network.ip = record.network.ips[0]
+            status.network.additional_ips.extend(cri.PodIP(ip=ip) for ip in record.network.ips[1:])
+        status.linux.namespaces.options.CopyFrom(
+            record.config.linux.security_context.namespace_options
+        )
+        response = cri.PodSandboxStatusResponse(status=status)
+        if request.verbose:
+            response.info["info"] = json.dumps(self._verbose_info(record))
+        return response
+
+    async def _refresh(self, record: SandboxRecord) -> None:
+        try:
+            record.update(await self.ctx.client.call("inspect_container", record.id))
+        except NotFound:
+            await release_leftover(self.ctx, record.id)
+            raise NotFound(f"pod sandbox {record.id!r} not found") from None
+
+    def _verbose_info(self, record: SandboxRecord) -> dict[str, Any]:
+        network = record.network
+        return {
+            "pid": record.pid,
+            "image": self.ctx.config.pause_image,
+            "runtimeHandler": record.runtime_handler,
+            "dockerState": record.docker_state,
+            "config": json_format.MessageToDict(record.config),
+            "network": {
+                "mode": network.mode,
+                "netns": network.netns,
+                "ips": network.ips,
+                "cniResult": network.result,
+                "torn_down": network.torn_down,
+            },
+        }
+
+    async def list(self, request: cri.ListPodSandboxRequest) -> cri.ListPodSandboxResponse:
+        await self.containers.refresh_all()
+        wanted = request.filter
+        items = []
+        for record in list(self.ctx.store.sandboxes.values()):
+            if record.id not in self.ctx.sandbox_ids:
+                continue  # still being set up
+            if wanted.id and record.id != wanted.id:
+                continue
+            if wanted.HasField("state") and record.state != wanted.state.state:
+                continue
+            labels = record.config.labels
+            if any(labels.get(k) != v for k, v in wanted.label_selector.items()):
+                continue
+            items.append(
+                cri.PodSandbox(
+                    id=record.id,
+                    metadata=record.config.metadata,
+                    state=record.state,
+                    created_at=record.created_at,
+                    labels=labels,
+                    annotations=record.config.annotations,
+                    runtime_handler=record.runtime_handler,
+                )
+            )
+        return cri.ListPodSandboxResponse(items=items)

@@ -1,0 +1,270 @@
+"""The docker adapter's memory of its pods and containers.
+
+Docker is the source of truth; this is a cache of what Docker said, plus the
+few facts Docker cannot hold (a pod's network, a container's updated
+resources), which are checkpointed to small JSON files under
+``state_dir/docker/``, written atomically before the call that made them
+returns.
+
+Container states, as Docker reports them and the CRI names them::
+
+    docker create --> created --(start)--> running --(exit, stop, kill)--> exited
+      CREATED           |                   RUNNING                        EXITED
+                        +--(start failed)---------------------------------> EXITED
+
+A pod is READY while its pause container runs and its network is set up;
+it is NOTREADY otherwise, and never becomes READY again.
+
+Metadata (configs, creation times, images) never changes once recorded;
+states change only through ``update_*`` from Docker's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from pycrid.adapters.docker.naming import docker_time_ns
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server import atomicfile
+from pycrid.server.errors import NotFound
+
+RUNNING_STATES = ("running", "paused", "restarting")
+EXITED_STATES = ("exited", "dead", "removing")
+
+
+@dataclass
+class NetworkState:
+    """A pod's network as set up by RunPodSandbox; checkpointed."""
+
+    mode: str  # "cni", "docker" or "host"
+    ready: bool = False
+    ips: list[str] = field(default_factory=list)
+    netns: str = ""
+    network: dict[str, Any] | None = None
+    """The CNI network list ADD used (DEL must use the same)."""
+    result: dict[str, Any] | None = None
+    port_mappings: list[dict[str, Any]] = field(default_factory=list)
+    torn_down: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "ready": self.ready,
+            "ips": self.ips,
+            "netns": self.netns,
+            "network": self.network,
+            "result": self.result,
+            "port_mappings": self.port_mappings,
+            "torn_down": self.torn_down,
+        }
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> NetworkState:
+        return cls(
+            mode=value.get("mode", "docker"),
+            ready=bool(value.get("ready")),
+            ips=list(value.get("ips") or []),
+            netns=value.get("netns") or "",
+            network=value.get("network"),
+            result=value.get("result"),
+            port_mappings=list(value.get("port_mappings") or []),
+            torn_down=bool(value.get("torn_down")),
+        )
+
+
+@dataclass
+class SandboxRecord:
+    id: str
+    config: cri.PodSandboxConfig
+    runtime_handler: str
+    created_at: int
+    network: NetworkState
+    resolv_conf: str = ""
+    docker_state: str = "created"
+    pid: int = 0
+    added_at: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def ready(self) -> bool:
+        return self.docker_state in RUNNING_STATES and self.network.ready
+
+    @property
+    def state(self) -> int:
+        return cri.SANDBOX_READY if self.ready else cri.SANDBOX_NOTREADY
+
+    def update(self, inspect: dict[str, Any]) -> None:
+        state = inspect.get("State") or {}
+        self.docker_state = state.get("Status") or self.docker_state
+        self.pid = state.get("Pid") or 0
+
+
+@dataclass
+class ContainerRecord:
+    id: str
+    sandbox_id: str
+    config: cri.ContainerConfig
+    log_path: str
+    created_at: int
+    image_id: str
+    image_ref: str
+    resources: cri.LinuxContainerResources
+    docker_state: str = "created"
+    pid: int = 0
+    started_at: int = 0
+    finished_at: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""
+    finished_known: bool = False
+    """True once an inspect after the exit filled the exit details."""
+    log_drained: bool = False
+    """True once the log copier wrote the exited container's last output."""
+    added_at: float = field(default_factory=time.monotonic)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def state(self) -> int:
+        if self.docker_state in RUNNING_STATES:
+            return cri.CONTAINER_RUNNING
+        if self.docker_state in EXITED_STATES:
+            return cri.CONTAINER_EXITED
+        if self.docker_state == "created":
+            return cri.CONTAINER_EXITED if self.error else cri.CONTAINER_CREATED
+        return cri.CONTAINER_UNKNOWN
+
+    @property
+    def reason(self) -> str:
+        if self.state != cri.CONTAINER_EXITED:
+            return ""
+        if self.oom_killed:
+            return "OOMKilled"
+        return "Completed" if self.exit_code == 0 and not self.error else "Error"
+
+    def update(self, inspect: dict[str, Any]) -> None:
+        state = inspect.get("State") or {}
+        self.docker_state = state.get("Status") or self.docker_state
+        self.pid = state.get("Pid") or 0
+        self.started_at = docker_time_ns(state.get("StartedAt"))
+        # Docker stamps StartedAt after the process began, so a process that
+        # exits at once can seem to finish before it started.
+        self.finished_at = docker_time_ns(state.get("FinishedAt"))
+        if self.finished_at:
+            self.finished_at = max(self.finished_at, self.started_at)
+        self.exit_code = state.get("ExitCode") or 0
+        self.oom_killed = bool(state.get("OOMKilled"))
+        self.error = state.get("Error") or ""
+        self.finished_known = self.state == cri.CONTAINER_EXITED
+
+
+class Checkpoints:
+    """Small JSON files, one per pod and per container, written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.sandboxes = root / "sandboxes"
+        self.containers = root / "containers"
+
+    def _path(self, directory: Path, object_id: str) -> Path:
+        return directory / f"{object_id}.json"
+
+    def save_sandbox(self, sandbox_id: str, network: NetworkState) -> None:
+        atomicfile.write_json(
+            self._path(self.sandboxes, sandbox_id), {"network": network.to_dict()}
+        )
+
+    def load_sandbox(self, sandbox_id: str) -> NetworkState | None:
+        saved = atomicfile.read_json(self._path(self.sandboxes, sandbox_id))
+        if not isinstance(saved, dict):
+            return None
+        return NetworkState.from_dict(saved.get("network") or {})
+
+    def delete_sandbox(self, sandbox_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(self.sandboxes, sandbox_id).unlink()
+
+    def sandbox_ids(self) -> list[str]:
+        return _ids_in(self.sandboxes)
+
+    def save_container_resources(
+        self, container_id: str, resources: cri.LinuxContainerResources
+    ) -> None:
+        atomicfile.write_json(
+            self._path(self.containers, container_id),
+            {"resources": json_format.MessageToDict(resources)},
+        )
+
+    def load_container_resources(self, container_id: str) -> cri.LinuxContainerResources | None:
+        saved = atomicfile.read_json(self._path(self.containers, container_id))
+        if not isinstance(saved, dict) or "resources" not in saved:
+            return None
+        return json_format.ParseDict(saved["resources"], cri.LinuxContainerResources())
+
+    def delete_container(self, container_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(self.containers, container_id).unlink()
+
+    def container_ids(self) -> list[str]:
+        return _ids_in(self.containers)
+
+
+def _ids_in(directory: Path) -> list[str]:
+    try:
+        return [p.stem for p in directory.iterdir() if p.suffix == ".json"]
+    except FileNotFoundError:
+        return []
+
+
+class Store:
+    """Pods and containers by full ID."""
+
+    def __init__(self, checkpoints: Checkpoints) -> None:
+        self.checkpoints = checkpoints
+        self.sandboxes: dict[str, SandboxRecord] = {}
+        self.containers: dict[str, ContainerRecord] = {}
+
+    def containers_of(self, sandbox_id: str) -> list[ContainerRecord]:
+        return [c for c in self.containers.values() if c.sandbox_id == sandbox_id]
+
+    def sandbox(self, sandbox_id: str) -> SandboxRecord:
+        record = self.sandboxes.get(sandbox_id)
+        if record is None:
+            raise NotFound(f"pod sandbox {sandbox_id!r} not found")
+        return record
+
+    def container(self, container_id: str) -> ContainerRecord:
+        record = self.containers.get(container_id)
+        if record is None:
+            raise NotFound(f"container {container_id!r} not found")
+        return record
+
+    def apply_listing(self, states: dict[str, str], listed_since: float) -> list[str]:
+        """Take the states of a ``docker ps -a`` that began at ``listed_since``.
+
+        Returns the IDs of the objects Docker no longer has (they are
+        dropped); objects added after the listing began are kept.
+        """
+        gone = []
+        records: list[SandboxRecord | ContainerRecord] = [
+            *self.sandboxes.values(),
+            *self.containers.values(),
+        ]
+        for record in records:
+            docker_state = states.get(record.id)
+            if docker_state is None:
+                if record.added_at < listed_since:
+                    self.sandboxes.pop(record.id, None)
+                    self.containers.pop(record.id, None)
+                    gone.append(record.id)
+                continue
+            if docker_state != record.docker_state:
+                record.docker_state = docker_state
+                if isinstance(record, ContainerRecord):
+                    record.finished_known = False
+        return gone

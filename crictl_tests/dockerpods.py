@@ -1,0 +1,246 @@
+"""Helpers for the docker adapter's pod and container end-to-end tests.
+
+``Pods`` creates pods and containers through a daemon's CRI socket, removes
+them at the end, and then checks that nothing is left behind: no Docker
+container with the daemon's instance label, no pinned network namespace, no
+checkpoint file, no CNI IP allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from pycrid.adapters.docker.naming import INSTANCE_LABEL, instance_id
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCS_CONFLIST = REPO_ROOT / "docs" / "cni" / "10-pycrid-bridge.conflist"
+TEST_BRIDGE = "pycrid-dkt0"
+TEST_SUBNET = "10.89.77.0/24"
+CALL_TIMEOUT = 60
+
+
+def docker_ids(daemon: Daemon) -> list[str]:
+    """IDs of the Docker containers that carry the daemon's instance label."""
+    instance = instance_id(daemon.config["state_dir"])
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={INSTANCE_LABEL}={instance}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()
+
+
+def docker_inspect(container_id: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["docker", "inspect", container_id], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)[0]
+
+
+def files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file() or p.is_symlink()] if path.exists() else []
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def cni_conf_dir(root: Path) -> tuple[Path, Path]:
+    """A CNI config dir with the shipped conflist, on a test bridge and IPAM dir.
+
+    Returns (conf_dir, ipam_dir). The bridge and subnet are private to these
+    tests, so that other suites using the shipped file never share addresses.
+    """
+    conf = json.loads(DOCS_CONFLIST.read_text())
+    bridge = conf["plugins"][0]
+    bridge["bridge"] = TEST_BRIDGE
+    bridge["ipam"]["ranges"] = [[{"subnet": TEST_SUBNET}]]
+    ipam_dir = root / "ipam"
+    bridge["ipam"]["dataDir"] = str(ipam_dir)
+    conf_dir = root / "net.d"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / DOCS_CONFLIST.name).write_text(json.dumps(conf))
+    return conf_dir, ipam_dir
+
+
+def ip_allocations(ipam_dir: Path) -> list[str]:
+    """host-local's allocation files (one per IP in use)."""
+    return [
+        p.name
+        for p in files_under(ipam_dir)
+        if p.name not in ("lock",) and not p.name.startswith("last_reserved_ip")
+    ]
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def rpc_code(call: Callable[[], Any]) -> grpc.StatusCode:
+    """The status code a call fails with (OK when it succeeds)."""
+    try:
+        call()
+    except grpc.RpcError as e:
+        return e.code()
+    return grpc.StatusCode.OK
+
+
+class Pods:
+    """Creates pods and containers on a daemon and cleans up after a test."""
+
+    def __init__(self, daemon: Daemon, ipam_dir: Path | None = None) -> None:
+        self.daemon = daemon
+        self.ipam_dir = ipam_dir
+        self.sandboxes: list[str] = []
+        self.log_root = Path(tempfile.mkdtemp(prefix="pycrid-logs-"))
+
+    @property
+    def rt(self) -> Any:
+        return self.daemon.runtime
+
+    def pull(self, image: str) -> str:
+        response = self.daemon.images.PullImage(
+            cri.PullImageRequest(image=cri.ImageSpec(image=image)), timeout=CALL_TIMEOUT
+        )
+        return response.image_ref
+
+    def sandbox_config(self, name: str = "pod", **fields: Any) -> cri.PodSandboxConfig:
+        uid = uuid.uuid4().hex
+        config = cri.PodSandboxConfig(
+            metadata=cri.PodSandboxMetadata(name=name, namespace="pycrid-e2e", uid=uid),
+            log_directory=str(self.log_root / uid),
+            **fields,
+        )
+        return config
+
+    def run(self, config: cri.PodSandboxConfig | None = None, handler: str = "") -> str:
+        config = config or self.sandbox_config()
+        response = self.rt.RunPodSandbox(
+            cri.RunPodSandboxRequest(config=config, runtime_handler=handler), timeout=CALL_TIMEOUT
+        )
+        self.sandboxes.append(response.pod_sandbox_id)
+        return response.pod_sandbox_id
+
+    def sandbox_status(self, sandbox_id: str, verbose: bool = False) -> Any:
+        return self.rt.PodSandboxStatus(
+            cri.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose),
+            timeout=CALL_TIMEOUT,
+        )
+
+    def container_config(
+        self,
+        name: str,
+        image: str = BUSYBOX_IMAGE,
+        *,
+        command: list[str] | None = None,
+        **fields: Any,
+    ) -> cri.ContainerConfig:
+        return cri.ContainerConfig(
+            metadata=cri.ContainerMetadata(name=name),
+            image=cri.ImageSpec(image=image),
+            command=command if command is not None else ["sh", "-c", "sleep 3600"],
+            log_path=f"{name}.log",
+            **fields,
+        )
+
+    def create(
+        self,
+        sandbox_id: str,
+        config: cri.ContainerConfig,
+        sandbox: cri.PodSandboxConfig | None = None,
+    ) -> str:
+        return self.rt.CreateContainer(
+            cri.CreateContainerRequest(
+                pod_sandbox_id=sandbox_id,
+                config=config,
+                sandbox_config=sandbox or cri.PodSandboxConfig(),
+            ),
+            timeout=CALL_TIMEOUT,
+        ).container_id
+
+    def start(self, container_id: str) -> None:
+        self.rt.StartContainer(
+            cri.StartContainerRequest(container_id=container_id), timeout=CALL_TIMEOUT
+        )
+
+    def run_container(self, sandbox_id: str, config: cri.ContainerConfig) -> str:
+        container_id = self.create(sandbox_id, config)
+        self.start(container_id)
+        return container_id
+
+    def status(self, container_id: str, verbose: bool = False) -> cri.ContainerStatus:
+        return self.rt.ContainerStatus(
+            cri.ContainerStatusRequest(container_id=container_id, verbose=verbose),
+            timeout=CALL_TIMEOUT,
+        )
+
+    def exec(self, container_id: str, *cmd: str, timeout: int = 20) -> cri.ExecSyncResponse:
+        return self.rt.ExecSync(
+            cri.ExecSyncRequest(container_id=container_id, cmd=list(cmd), timeout=timeout),
+            timeout=CALL_TIMEOUT,
+        )
+
+    def wait_exited(self, container_id: str, timeout: float = 60) -> cri.ContainerStatus:
+        return wait_for(
+            lambda: (
+                status
+                if (status := self.status(container_id).status).state == cri.CONTAINER_EXITED
+                else None
+            ),
+            f"container {container_id[:13]} to exit",
+            timeout,
+        )
+
+    def remove_all(self) -> None:
+        for sandbox_id in self.sandboxes:
+            self.rt.StopPodSandbox(
+                cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=CALL_TIMEOUT
+            )
+            self.rt.RemovePodSandbox(
+                cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=CALL_TIMEOUT
+            )
+        self.sandboxes.clear()
+
+    def leftovers(self) -> dict[str, list]:
+        """What a test left behind, by kind (every list should be empty)."""
+        state = Path(self.daemon.config["state_dir"]) / "docker"
+        run = Path(self.daemon.config["run_dir"]) / "docker"
+        found: dict[str, list] = {
+            "docker containers": docker_ids(self.daemon),
+            "sandbox checkpoints": files_under(state / "sandboxes"),
+            "container checkpoints": files_under(state / "containers"),
+            "run files": files_under(run),
+            "netns mounts": mounts_under(run),
+        }
+        if self.ipam_dir is not None:
+            found["ip allocations"] = ip_allocations(self.ipam_dir)
+        return {kind: items for kind, items in found.items() if items}
+
+    def close(self) -> None:
+        try:
+            self.remove_all()
+            assert self.leftovers() == {}, self.daemon.log_tail()
+        finally:
+            shutil.rmtree(self.log_root, ignore_errors=True)

@@ -1,0 +1,159 @@
+"""ExecSync on the docker adapter, on a real dockerd.
+
+Most tests go through a daemon's CRI socket. The container's main process is
+not ``sleep``, so the ``sleep`` processes in it are the ones the tests
+started; the pod shares its PID namespace, whose init (pause) reaps orphans.
+The last tests call ``exec_sync`` directly, for what the CRI cannot set: a
+smaller output cap, and the deadline of the call on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import docker
+import grpc
+import pytest
+
+from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.execsync import exec_sync
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.crictl_tests.dockerpods import Pods
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
+from pycrid.server import errors
+from pycrid.server.instrument import call_deadline
+
+LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
+
+
+@pytest.fixture(scope="module")
+def pod(docker_daemon: Daemon) -> Iterator[tuple[Pods, str]]:
+    """A pod with one long-running container: (the pods helper, its ID)."""
+    pods = Pods(docker_daemon)
+    try:
+        pods.pull(BUSYBOX_IMAGE)
+        sandbox_id = pods.run()
+        config = pods.container_config("exec", command=["tail", "-f", "/dev/null"])
+        yield pods, pods.run_container(sandbox_id, config)
+    finally:
+        pods.close()
+
+
+def run(pod: tuple[Pods, str], *cmd: str, timeout: int = 20) -> cri.ExecSyncResponse:
+    pods, container_id = pod
+    return pods.exec(container_id, *cmd, timeout=timeout)
+
+
+def sleep_processes(pod: tuple[Pods, str]) -> list[tuple[int, str]]:
+    """(pid, state) of every ``sleep`` in the pod (the image has no pgrep)."""
+    response = run(pod, "sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null")
+    found = []
+    for line in response.stdout.decode().splitlines():
+        pid, rest = line.split(" ", 1)
+        name, fields = rest[1:].rsplit(") ", 1)
+        if name == "sleep":
+            found.append((int(pid), fields.split()[0]))
+    return found
+
+
+def test_output_and_exit_codes(pod: tuple[Pods, str]) -> None:
+    response = run(pod, "echo", "-n", "hello")
+    assert (response.stdout, response.stderr, response.exit_code) == (b"hello", b"", 0)
+    assert run(pod, "sh", "-c", "exit 3").exit_code == 3
+    assert run(pod, "/no/such/binary").exit_code != 0
+
+
+def test_stdout_and_stderr_are_kept_apart(pod: tuple[Pods, str]) -> None:
+    response = run(pod, "sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2")
+    assert (response.stdout, response.stderr) == (b"out1\nout2\n", b"err1\nerr2\n")
+
+
+def test_large_output_is_complete(pod: tuple[Pods, str]) -> None:
+    response = run(pod, "sh", "-c", "head -c 3000000 /dev/zero; head -c 1000 /dev/zero >&2")
+    assert (len(response.stdout), len(response.stderr)) == (3_000_000, 1000)
+
+
+def test_timeout_kills_the_command(pod: tuple[Pods, str]) -> None:
+    with pytest.raises(grpc.RpcError) as failure:
+        run(pod, "sleep", "600", timeout=1)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert sleep_processes(pod) == []
+
+
+def test_timeout_kills_the_children_too(pod: tuple[Pods, str]) -> None:
+    with pytest.raises(grpc.RpcError) as failure:
+        run(pod, "sh", "-c", "sleep 601 & sleep 602 & sleep 603", timeout=1)
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert sleep_processes(pod) == []
+
+
+def test_exec_in_an_exited_container_fails(pod: tuple[Pods, str]) -> None:
+    pods, _ = pod
+    sandbox_id = pods.run()
+    container_id = pods.run_container(sandbox_id, pods.container_config("done", command=["true"]))
+    pods.wait_exited(container_id)
+    with pytest.raises(grpc.RpcError) as failure:
+        pods.exec(container_id, "true")
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# exec_sync on its own, in a container made with the docker SDK.
+
+
+@pytest.fixture(scope="module")
+def container_id(docker_engine: None, test_registry: None) -> Iterator[str]:
+    api = docker.APIClient(version="auto")
+    try:
+        api.inspect_image(LOCAL_BUSYBOX)
+    except docker.errors.ImageNotFound:
+        api.pull(LOCAL_BUSYBOX)
+    # With an init that reaps orphans, as a pod's shared PID namespace has.
+    host_config = api.create_host_config(init=True)
+    container = api.create_container(
+        LOCAL_BUSYBOX,
+        ["tail", "-f", "/dev/null"],
+        labels={"pycrid-test": "logs"},
+        host_config=host_config,
+    )
+    try:
+        api.start(container["Id"])
+        yield container["Id"]
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(container["Id"], force=True)
+        api.close()
+
+
+@pytest.fixture
+async def client(docker_engine: None) -> AsyncIterator[DockerClient]:
+    docker_client = DockerClient("unix:///var/run/docker.sock")
+    await docker_client.connect(10)
+    yield docker_client
+    await docker_client.close()
+
+
+async def sleeps_in(client: DockerClient, container_id: str) -> bytes:
+    script = "cat /proc/[0-9]*/comm 2>/dev/null | grep -x sleep || true"
+    return (await exec_sync(client, container_id, ["sh", "-c", script], 10)).stdout
+
+
+async def test_output_beyond_the_cap_is_dropped_but_drained(
+    client: DockerClient, container_id: str
+) -> None:
+    script = "head -c 100000 /dev/zero; echo done >&2"
+    response = await exec_sync(client, container_id, ["sh", "-c", script], 30, max_output=1000)
+    assert (len(response.stdout), response.stderr, response.exit_code) == (1000, b"done\n", 0)
+
+
+async def test_call_deadline_bounds_a_command_without_timeout(
+    client: DockerClient, container_id: str
+) -> None:
+    token = call_deadline.set(time.monotonic() + 1.5)
+    try:
+        with pytest.raises(errors.DeadlineExceeded, match="deadline"):
+            await exec_sync(client, container_id, ["sleep", "600"], 0)
+    finally:
+        call_deadline.reset(token)
+    assert await sleeps_in(client, container_id) == b""

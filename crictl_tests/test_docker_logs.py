@@ -1,0 +1,272 @@
+"""CRI container logs on the docker adapter, on a real dockerd.
+
+Most tests drive a daemon through its CRI socket: the log file is parsed line
+by line as the CRI format, rotated through ReopenContainerLog, and continued
+across ``kill -9`` of the daemon. The last ones drive ``LogCopiers`` directly,
+on containers made with the docker SDK (labelled pycrid-test=logs and removed
+afterwards), for what the daemon cannot be made to show on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import docker
+import grpc
+import pytest
+
+from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.logs import LogCopiers
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.crictl_tests.dockerpods import Pods, files_under, rpc_code, wait_for
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
+from pycrid.server import crilog
+
+LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
+WAIT = 60.0  # upper bound of every wait below; tests never assert on time
+COUNTER = "i=0; while [ $i -lt {n} ]; do echo $i; echo $i >&2; i=$((i+1)); sleep 0.05; done"
+
+
+def read_log(path: Path) -> list[crilog.CriLogLine]:
+    return list(crilog.parse_lines(path.read_bytes())) if path.exists() else []
+
+
+def counted(lines: list[crilog.CriLogLine], stream: str = "stdout") -> list[int]:
+    return [int(line.message) for line in lines if line.stream == stream]
+
+
+def log_checkpoints(daemon: Daemon) -> list[Path]:
+    return files_under(Path(daemon.config["state_dir"]) / "docker" / "logs")
+
+
+@pytest.fixture
+def pods(docker_daemon: Daemon) -> Iterator[Pods]:
+    pods = Pods(docker_daemon)
+    pods.pull(BUSYBOX_IMAGE)
+    yield pods
+    pods.close()
+    assert log_checkpoints(docker_daemon) == []
+
+
+def run_logged(pods: Pods, script: str, **fields: object) -> tuple[str, Path]:
+    """Start a container running ``script`` in a new pod; (its ID, its log path)."""
+    sandbox_id = pods.run()
+    config = pods.container_config("logged", command=["sh", "-c", script], **fields)
+    container_id = pods.run_container(sandbox_id, config)
+    return container_id, Path(pods.status(container_id).status.log_path)
+
+
+def test_container_output_is_a_cri_log(pods: Pods) -> None:
+    container_id, log_path = run_logged(
+        pods,
+        "echo hello World; echo oops >&2;"
+        " head -c 40000 /dev/zero | tr '\\0' a; echo; echo; printf 'no newline'",
+    )
+    assert log_path.is_absolute()
+    pods.wait_exited(container_id)
+    # Once ContainerStatus says EXITED the log is complete (critest reads it
+    # then), down to the unfinished last line, written as P.
+    lines = read_log(log_path)
+    stdout = [line for line in lines if line.stream == "stdout"]
+    assert [(line.tag, len(line.message)) for line in stdout] == [
+        ("F", 11),
+        ("P", 16384),
+        ("P", 16384),
+        ("F", 40000 - 2 * 16384),
+        ("F", 0),
+        ("P", 10),
+    ]
+    assert (stdout[0].message, stdout[-1].message) == (b"hello World", b"no newline")
+    assert crilog.join_lines(stdout)[1] == ("stdout", b"a" * 40000)
+    stderr = [(line.tag, line.message) for line in lines if line.stream == "stderr"]
+    assert stderr == [("F", b"oops")]
+    # Timestamps are Docker's, in Go's RFC3339Nano, and never go back.
+    first = log_path.read_text().split(" ", 1)[0]
+    assert first == crilog.format_timestamp(lines[0].timestamp) and first.endswith("Z")
+    assert all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(stdout))
+
+
+def test_crictl_reads_the_log(pods: Pods, crictl: str) -> None:
+    container_id, _ = run_logged(
+        pods, "echo one; head -c 20000 /dev/zero | tr '\\0' b; echo; echo two >&2; printf three"
+    )
+    pods.wait_exited(container_id)
+    shown = subprocess.run(
+        [crictl, "--runtime-endpoint", pods.daemon.endpoint, "logs", container_id[:13]],
+        capture_output=True,
+        check=True,
+        timeout=WAIT,
+    )
+    assert shown.stdout == b"one\n" + b"b" * 20000 + b"\nthree"
+    assert shown.stderr.endswith(b"two\n")
+
+
+def test_tty_output_is_all_stdout(pods: Pods) -> None:
+    container_id, log_path = run_logged(pods, "echo out; echo err >&2; printf end", tty=True)
+    pods.wait_exited(container_id)
+    lines = read_log(log_path)
+    assert [(line.stream, line.tag, line.message) for line in lines] == [
+        ("stdout", "F", b"out\r"),
+        ("stdout", "F", b"err\r"),
+        ("stdout", "P", b"end"),
+    ]
+
+
+def test_reopen_container_log_rotates_the_file(pods: Pods) -> None:
+    container_id, log_path = run_logged(pods, COUNTER.format(n=100_000))
+    rotated = log_path.with_name(log_path.name + ".20260101-000000")
+    wait_for(lambda: len(read_log(log_path)) >= 10, "the first lines")
+    log_path.rename(rotated)
+    pods.rt.ReopenContainerLog(
+        cri.ReopenContainerLogRequest(container_id=container_id[:13]), timeout=WAIT
+    )
+    size_at_reopen = rotated.stat().st_size
+    wait_for(lambda: len(read_log(log_path)) >= 10, "lines in the new file")
+    assert rotated.stat().st_size == size_at_reopen
+    pods.rt.StopContainer(cri.StopContainerRequest(container_id=container_id, timeout=5))
+    assert rotated.stat().st_size == size_at_reopen
+    for stream in ("stdout", "stderr"):
+        values = counted(read_log(rotated), stream) + counted(read_log(log_path), stream)
+        assert values == list(range(len(values))), stream
+    # Not running: an error, and then no new file may appear.
+    log_path.rename(log_path.with_name(log_path.name + ".20260101-000001"))
+    code = rpc_code(
+        lambda: pods.rt.ReopenContainerLog(
+            cri.ReopenContainerLogRequest(container_id=container_id), timeout=WAIT
+        )
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert not log_path.exists()
+
+
+def test_logs_continue_after_the_daemon_is_killed(daemon_factory: Callable[..., Daemon]) -> None:
+    daemon = daemon_factory("docker")
+    pods = Pods(daemon)
+    try:
+        pods.pull(BUSYBOX_IMAGE)
+        count = 300
+        container_id, log_path = run_logged(pods, COUNTER.format(n=count))
+        for floor in (60, 150):
+            wait_for(lambda floor=floor: len(counted(read_log(log_path))) >= floor, "lines")
+            daemon.kill()
+            time.sleep(0.5)  # the container goes on printing meanwhile
+            daemon.start()
+        assert pods.status(container_id).status.state == cri.CONTAINER_RUNNING
+        pods.wait_exited(container_id)
+        wait_for(
+            lambda: (
+                len(counted(read_log(log_path), "stderr")) >= count
+                and len(counted(read_log(log_path))) >= count
+            ),
+            "every line",
+        )
+        lines = read_log(log_path)
+        assert counted(lines, "stdout") == list(range(count))
+        assert counted(lines, "stderr") == list(range(count))
+        assert all(line.tag == "F" for line in lines)
+    finally:
+        pods.close()
+    assert log_checkpoints(daemon) == []
+
+
+# LogCopiers on its own.
+
+
+async def async_wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def api(docker_engine: None, test_registry: None) -> Iterator[docker.APIClient]:
+    client = docker.APIClient(version="auto")
+    try:
+        client.inspect_image(LOCAL_BUSYBOX)
+    except docker.errors.ImageNotFound:
+        client.pull(LOCAL_BUSYBOX)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_container(api: docker.APIClient) -> Iterator[Callable[..., str]]:
+    """Start busybox containers with the json-file driver; removed afterwards."""
+    made: list[str] = []
+
+    def make(script: str, tty: bool = False) -> str:
+        host_config = api.create_host_config(
+            log_config={"type": "json-file", "config": {"max-size": "10m", "max-file": "2"}}
+        )
+        container = api.create_container(
+            LOCAL_BUSYBOX,
+            ["sh", "-c", script],
+            tty=tty,
+            labels={"pycrid-test": "logs"},
+            host_config=host_config,
+        )
+        made.append(container["Id"])
+        api.start(container["Id"])
+        return container["Id"]
+
+    yield make
+    for container_id in made:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(container_id, force=True)
+
+
+@pytest.fixture
+async def client(docker_engine: None) -> AsyncIterator[DockerClient]:
+    docker_client = DockerClient("unix:///var/run/docker.sock")
+    await docker_client.connect(10)
+    yield docker_client
+    await docker_client.close()
+
+
+async def test_shutdown_and_recover_keep_an_unfinished_line(
+    client: DockerClient, make_container: Callable[..., str], tmp_path: Path
+) -> None:
+    container_id = make_container(
+        # Docker passes on an unfinished line only in chunks of 16 KiB.
+        "echo first; head -c 16384 /dev/zero | tr '\\0' h; "
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo line; echo last"
+    )
+    log_path = tmp_path / "0.log"
+    state = tmp_path / "state"
+    first = LogCopiers(client, state)
+    await first.start(container_id, log_path, tty=False)
+
+    def half_line_pending() -> bool:
+        saved = json.loads(first.checkpoint_path(container_id).read_bytes())
+        return "stdout" in saved["pending"]
+
+    await async_wait_until(half_line_pending, "the unfinished line in the checkpoint")
+    await first.close()
+    assert crilog.join_lines(read_log(log_path)) == [("stdout", b"first")]
+    exec_id = (await client.call("exec_create", container_id, ["touch", "/tmp/go"]))["Id"]
+    await client.call("exec_start", exec_id)
+    second = LogCopiers(client, state)
+    await second.recover(container_id, log_path, tty=False)
+    await second.stop(container_id)
+    lines = read_log(log_path)
+    assert crilog.join_lines(lines) == [
+        ("stdout", b"first"),
+        ("stdout", b"h" * 16384 + b"line"),
+        ("stdout", b"last"),
+    ]
+    assert [line.tag for line in lines] == ["F", "P", "F", "F"]
+    # The copy is complete: recovering again copies nothing twice.
+    await second.recover(container_id, log_path, tty=False)
+    assert not second.is_copying(container_id)
+    assert read_log(log_path) == lines
+    await second.stop(container_id, remove=True)
+    assert not second.checkpoint_path(container_id).exists()

@@ -1,0 +1,67 @@
+"""Single-use tokens that name prepared streaming sessions.
+
+A token is random, may be used once, and expires a minute after it was
+issued; at most ``max_pending`` wait at any time, so that a client that asks
+for URLs and never uses them cannot grow the cache without bound.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from pycrid.server.errors import ResourceExhausted
+
+T = TypeVar("T")
+
+TOKEN_TTL = 60.0
+MAX_PENDING = 1000
+TOKEN_BYTES = 18  # 24 URL-safe characters
+
+
+class TokenCache(Generic[T]):
+    def __init__(
+        self,
+        ttl: float = TOKEN_TTL,
+        max_pending: int = MAX_PENDING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._max_pending = max_pending
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, T]] = OrderedDict()
+
+    def __len__(self) -> int:
+        self._expire()
+        return len(self._entries)
+
+    def insert(self, value: T) -> str:
+        """A new token for ``value``; ResourceExhausted when too many are pending."""
+        self._expire()
+        if len(self._entries) >= self._max_pending:
+            raise ResourceExhausted(
+                f"too many streaming sessions pending ({self._max_pending}); try again later"
+            )
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        while token in self._entries:
+            token = secrets.token_urlsafe(TOKEN_BYTES)
+        self._entries[token] = (self._clock() + self._ttl, value)
+        return token
+
+    def consume(self, token: str) -> T | None:
+        """The value of a live token, which is used up; None if unknown, used or expired."""
+        self._expire()
+        entry = self._entries.pop(token, None)
+        return None if entry is None else entry[1]
+
+    def _expire(self) -> None:
+        # Entries are in insertion order and share one TTL, so expiry order too.
+        now = self._clock()
+        while self._entries:
+            token, (deadline, _) = next(iter(self._entries.items()))
+            if deadline > now:
+                break
+            del self._entries[token]
