@@ -28,7 +28,19 @@ make_rootfs() {
 	write_passwd >"$root/etc/passwd"
 	write_group >"$root/etc/group"
 	write_pgrep >"$root/bin/pgrep"
-	chmod 0755 "$root/bin/pgrep"
+	write_ipcs >"$root/bin/ipcs"
+	chmod 0755 "$root/bin/pgrep" "$root/bin/ipcs"
+}
+
+# Nor has it ipcs; critest lists shared memory segments with `ipcs -m`.
+write_ipcs() {
+	cat <<'IPCS'
+#!/bin/sh
+# ipcs -m: the System V shared memory segments of this IPC namespace.
+[ "$*" = "-m" ] || { echo "usage: ipcs -m" >&2; exit 2; }
+echo "------ Shared Memory Segments --------"
+cat /proc/sysvipc/shm
+IPCS
 }
 
 # Debian's busybox has no pgrep applet; critest checks processes with one.

@@ -40,10 +40,10 @@ IMAGE_TABLE="
 e2e-test-images/busybox:1.29-2                               busybox          -
 pause:3.10                                                   pause            -
 pause:3.9                                                    tag              pause:3.10
-e2e-test-images/nonewprivs:1.3                               plain            -
+e2e-test-images/nonewprivs:1.3                               nonewprivs       -
 e2e-test-images/httpd:2.4.39-4                               web              80
-e2e-test-images/nginx:1.14-2                                 web              80
-k8s-staging-cri-tools/hostnet-nginx-amd64:latest             web              12003
+e2e-test-images/nginx:1.14-2                                 nginx            80
+k8s-staging-cri-tools/hostnet-nginx-amd64:latest             nginx            12003
 k8s-staging-cri-tools/test-image-user-uid:latest             user             1002
 k8s-staging-cri-tools/test-image-user-username:latest        user             www-data
 k8s-staging-cri-tools/test-image-user-uid-group:latest       user             1003:1003
@@ -312,13 +312,33 @@ build_plain() {
 	build_derived "$1" "$(derived_context "$1")"
 }
 
-# build_web REF PORT: busybox httpd serving /www on PORT in the foreground.
+# build_web REF PORT [LABEL]: busybox httpd serving /www on PORT in the
+# foreground (images/web/serve-web).
 build_web() {
+	local dir label=${3:+, \"$3\"}
+	dir=$(derived_context "$1")
+	mkdir -p "$dir/rootfs/www" "$dir/rootfs/usr/local/bin"
+	cp "$IMAGES_DIR/web/index.html" "$dir/rootfs/www/"
+	cp "$IMAGES_DIR/web/serve-web" "$dir/rootfs/usr/local/bin/"
+	build_derived "$1" "$dir" "EXPOSE $2" "CMD [\"/usr/local/bin/serve-web\", \"$2\"$label]"
+}
+
+# build_nginx REF PORT: the web server, standing in for nginx.
+build_nginx() {
+	build_web "$1" "$2" "master process"
+}
+
+# build_nonewprivs REF: runs a set-user-ID root program that prints its
+# effective user ID (images/nonewprivs).
+build_nonewprivs() {
 	local dir
 	dir=$(derived_context "$1")
-	mkdir -p "$dir/rootfs/www"
-	cp "$IMAGES_DIR/www/index.html" "$dir/rootfs/www/"
-	build_derived "$1" "$dir" "EXPOSE $2" "CMD [\"httpd\", \"-f\", \"-p\", \"$2\", \"-h\", \"/www\"]"
+	mkdir -p "$dir/rootfs/usr/local/bin"
+	run_logged "$BUILD_LOG" gcc -static -O2 -s -Wall -Wextra \
+		-o "$dir/rootfs/usr/local/bin/effective-uid" "$IMAGES_DIR/nonewprivs/effective-uid.c"
+	# The build context loses the set-user-ID bit; set it in the image.
+	build_derived "$1" "$dir" 'RUN chmod 4755 /usr/local/bin/effective-uid' \
+		'CMD ["/usr/local/bin/effective-uid"]'
 }
 
 # write_etc DIR PASSWD_LINES GROUP_LINES: the base image's /etc/passwd and
