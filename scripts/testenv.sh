@@ -312,20 +312,32 @@ build_plain() {
 	build_derived "$1" "$(derived_context "$1")"
 }
 
-# build_web REF PORT [LABEL]: busybox httpd serving /www on PORT in the
-# foreground (images/web/serve-web).
-build_web() {
-	local dir label=${3:+, \"$3\"}
+# web_context REF: a build context with the web root.
+web_context() {
+	local dir
 	dir=$(derived_context "$1")
-	mkdir -p "$dir/rootfs/www" "$dir/rootfs/usr/local/bin"
+	mkdir -p "$dir/rootfs/www" "$dir/rootfs/usr/local/bin" "$dir/rootfs/usr/sbin" "$dir/rootfs/var/run"
 	cp "$IMAGES_DIR/web/index.html" "$dir/rootfs/www/"
-	cp "$IMAGES_DIR/web/serve-web" "$dir/rootfs/usr/local/bin/"
-	build_derived "$1" "$dir" "EXPOSE $2" "CMD [\"/usr/local/bin/serve-web\", \"$2\"$label]"
+	echo "$dir"
 }
 
-# build_nginx REF PORT: the web server, standing in for nginx.
+# build_web REF PORT: busybox httpd serving /www on PORT in the foreground
+# (images/web/serve-web), standing in for Apache httpd.
+build_web() {
+	local dir
+	dir=$(web_context "$1")
+	cp "$IMAGES_DIR/web/serve-web" "$dir/rootfs/usr/local/bin/"
+	build_derived "$1" "$dir" "EXPOSE $2" "CMD [\"/usr/local/bin/serve-web\", \"$2\"]"
+}
+
+# build_nginx REF PORT: the same server under a master process that behaves
+# like nginx's (images/web/nginx.c).
 build_nginx() {
-	build_web "$1" "$2" "master process"
+	local dir
+	dir=$(web_context "$1")
+	run_logged "$BUILD_LOG" gcc -static -O2 -s -Wall -Wextra \
+		-o "$dir/rootfs/usr/sbin/nginx" "$IMAGES_DIR/web/nginx.c"
+	build_derived "$1" "$dir" "EXPOSE $2" "CMD [\"/usr/sbin/nginx\", \"$2\", \"-g\", \"daemon off;\"]"
 }
 
 # build_nonewprivs REF: runs a set-user-ID root program that prints its

@@ -120,6 +120,7 @@ class DockerSandboxes:
             network_mode=DOCKER_NETWORK_MODES[mode],
             runtime=runtime,
             publish_ports=mode == "docker",
+            host=ctx.host,
         )
         body = spec.sandbox_create_body(config, plan)
         try:

@@ -33,6 +33,18 @@ PROPAGATION = {
 PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 SECCOMP_UNCONFINED = "seccomp=unconfined"
 CAP_SYS_RESOURCE = 24
+DOCKER_20_LAST_CAP = 37  # CAP_AUDIT_READ
+
+# Linux capabilities by number (linux/capability.h).
+CAPABILITY_NAMES = (
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,10 +53,22 @@ class HostFacts:
 
     apparmor: bool = False
     negative_oom_score_adj: bool = True
+    bounding_capabilities: frozenset[str] | None = None
+    """The capabilities pycrid may grant, when that is fewer than the kernel knows.
+
+    None means all of them. Docker grants privileged containers, and ``ALL``,
+    every capability it knows of; runc then fails with "unable to apply caps"
+    on a host whose bounding set lacks some. There pycrid grants what the
+    bounding set holds instead, as containerd does.
+    """
 
     @classmethod
     def probe(cls) -> HostFacts:
-        return cls(apparmor=_apparmor_enabled(), negative_oom_score_adj=_has_cap_sys_resource())
+        return cls(
+            apparmor=_apparmor_enabled(),
+            negative_oom_score_adj=_has_cap_sys_resource(),
+            bounding_capabilities=_bounding_capabilities(),
+        )
 
 
 def _apparmor_enabled() -> bool:
@@ -52,6 +76,59 @@ def _apparmor_enabled() -> bool:
         return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
     except OSError:
         return False
+
+
+def _bounding_capabilities() -> frozenset[str] | None:
+    """``CAP_`` names in this process's bounding set, or None when it lacks none."""
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapBnd:"):
+                mask = int(line.split()[1], 16)
+                break
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    # Docker 20.10 refuses the names it does not know (PERFMON, BPF,
+    # CHECKPOINT_RESTORE): grant at most the older set.
+    known = CAPABILITY_NAMES[: min(last, DOCKER_20_LAST_CAP) + 1]
+    held = frozenset(f"CAP_{name}" for bit, name in enumerate(known) if mask >> bit & 1)
+    if len(held) == len(known):
+        return None
+    log.warning(
+        "the capability bounding set lacks %s: privileged containers and ALL get the rest",
+        ", ".join(sorted(f"CAP_{name}" for name in known if f"CAP_{name}" not in held)),
+    )
+    return held
+
+
+def privileged_host_config(host: HostFacts) -> dict[str, Any]:
+    """HostConfig fields that make a container privileged on this host.
+
+    Docker's own privileged mode where it works; elsewhere the same minus the
+    capabilities the bounding set lacks and the host's devices: every held
+    capability, no seccomp or AppArmor confinement, no masked or read-only
+    paths, and access to every device node the container creates.
+    """
+    if host.bounding_capabilities is None:
+        return {"Privileged": True}
+    return {
+        "Privileged": False,
+        "CapAdd": sorted(host.bounding_capabilities),
+        "CapDrop": [],
+        "SecurityOpt": [SECCOMP_UNCONFINED] + (["apparmor=unconfined"] if host.apparmor else []),
+        "MaskedPaths": [],
+        "ReadonlyPaths": [],
+        "DeviceCgroupRules": ["a *:* rwm"],
+    }
+
+
+def added_capabilities(names: list[str], host: HostFacts) -> list[str]:
+    """Docker's CapAdd for the CRI's list, with ``ALL`` limited to what the host holds."""
+    if host.bounding_capabilities is not None and any(n.upper() == "ALL" for n in names):
+        return sorted(host.bounding_capabilities)
+    return list(names)
 
 
 def _has_cap_sys_resource() -> bool:
@@ -77,6 +154,7 @@ class SandboxPlan:
     runtime: str = ""
     publish_ports: bool = False
     extra_host_config: dict[str, Any] = field(default_factory=dict)
+    host: HostFacts = field(default_factory=HostFacts)
 
 
 def sandbox_create_body(config: cri.PodSandboxConfig, plan: SandboxPlan) -> dict[str, Any]:
@@ -89,10 +167,11 @@ def sandbox_create_body(config: cri.PodSandboxConfig, plan: SandboxPlan) -> dict
         "IpcMode": "host" if namespaces.ipc == cri.NODE else "shareable",
         "RestartPolicy": {"Name": "no"},
         "LogConfig": LOG_CONFIG,
-        "Privileged": security.privileged,
         "ReadonlyRootfs": security.readonly_rootfs,
-        "SecurityOpt": [] if security.privileged else [SECCOMP_UNCONFINED],
+        "SecurityOpt": [SECCOMP_UNCONFINED],
     }
+    if security.privileged:
+        host_config.update(privileged_host_config(plan.host))
     if namespaces.pid == cri.NODE:
         host_config["PidMode"] = "host"
     if linux.cgroup_parent:
@@ -223,14 +302,15 @@ def container_create_body(config: cri.ContainerConfig, plan: ContainerPlan) -> d
         "LogConfig": LOG_CONFIG,
         "Mounts": mounts(config.mounts, plan.resolv_conf_path),
         "Devices": devices(config.devices),
-        "Privileged": security.privileged,
         "ReadonlyRootfs": security.readonly_rootfs,
         "SecurityOpt": security_options(security, plan.host),
     }
     host_config.update(namespace_modes(security.namespace_options, plan))
     host_config.update(resources(linux.resources, plan.host))
     if security.capabilities.add_capabilities:
-        host_config["CapAdd"] = list(security.capabilities.add_capabilities)
+        host_config["CapAdd"] = added_capabilities(
+            list(security.capabilities.add_capabilities), plan.host
+        )
     if security.capabilities.drop_capabilities:
         host_config["CapDrop"] = list(security.capabilities.drop_capabilities)
     if security.supplemental_groups:
@@ -239,6 +319,8 @@ def container_create_body(config: cri.ContainerConfig, plan: ContainerPlan) -> d
         host_config["MaskedPaths"] = list(security.masked_paths)
     if security.readonly_paths:
         host_config["ReadonlyPaths"] = list(security.readonly_paths)
+    if security.privileged:
+        host_config.update(privileged_host_config(plan.host))
     cgroup_parent = plan.sandbox_config.linux.cgroup_parent
     if cgroup_parent:
         host_config["CgroupParent"] = cgroup_parent
