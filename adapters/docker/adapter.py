@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from pycrid.adapters.base import Adapter
-from pycrid.adapters.docker import naming, recovery
+from pycrid.adapters.docker import naming, recovery, spec
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
@@ -62,6 +62,8 @@ class DockerAdapter(Adapter):
 
     async def start(self) -> None:
         await self.client.connect(self.config.docker.startup_timeout)
+        for limit in spec.describe_limits(self.ctx.host):
+            log.warning("%s", limit)
         saved = atomicfile.read_json(self._runtime_config_path, default={})
         self.pod_cidr = saved.get("pod_cidr", "")
         await recovery.recover(self.ctx)

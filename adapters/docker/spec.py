@@ -94,13 +94,22 @@ def _bounding_capabilities() -> frozenset[str] | None:
     # CHECKPOINT_RESTORE): grant at most the older set.
     known = CAPABILITY_NAMES[: min(last, DOCKER_20_LAST_CAP) + 1]
     held = frozenset(f"CAP_{name}" for bit, name in enumerate(known) if mask >> bit & 1)
-    if len(held) == len(known):
-        return None
-    log.warning(
-        "the capability bounding set lacks %s: privileged containers and ALL get the rest",
-        ", ".join(sorted(f"CAP_{name}" for name in known if f"CAP_{name}" not in held)),
-    )
-    return held
+    return None if len(held) == len(known) else held
+
+
+def describe_limits(host: HostFacts) -> list[str]:
+    """What this host withholds from containers, one sentence each, for the log."""
+    limits = []
+    if host.bounding_capabilities is not None:
+        known = CAPABILITY_NAMES[: DOCKER_20_LAST_CAP + 1]
+        missing = sorted(f"CAP_{n}" for n in known if f"CAP_{n}" not in host.bounding_capabilities)
+        limits.append(
+            f"the capability bounding set lacks {', '.join(missing)}: "
+            "privileged containers and ALL get every other capability"
+        )
+    if not host.negative_oom_score_adj:
+        limits.append("without CAP_SYS_RESOURCE, negative oom_score_adj values are raised to 0")
+    return limits
 
 
 def privileged_host_config(host: HostFacts) -> dict[str, Any]:
