@@ -13,7 +13,7 @@ Adapters raise the exceptions of ``pycrid.server.errors``, nothing else.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.config import Config
@@ -223,6 +223,41 @@ class Adapter:
 
     async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
         raise _unimplemented("ImageFsInfo")
+
+
+class ImageBackend(Protocol):
+    """An ImageService of its own: one method per RPC, as ``ImageBackedAdapter`` calls them."""
+
+    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse: ...
+
+    async def status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse: ...
+
+    async def pull(self, request: cri.PullImageRequest) -> cri.PullImageResponse: ...
+
+    async def remove(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse: ...
+
+    async def fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse: ...
+
+
+class ImageBackedAdapter(Adapter):
+    """An adapter whose ImageService calls all go to one object, ``images``."""
+
+    images: ImageBackend
+
+    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
+        return await self.images.list_images(request)
+
+    async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
+        return await self.images.status(request)
+
+    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
+        return await self.images.pull(request)
+
+    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+        return await self.images.remove(request)
+
+    async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
+        return await self.images.fs_info(request)
 
 
 class StartupError(Exception):

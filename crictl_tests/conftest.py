@@ -8,13 +8,15 @@ developer's machine; under CI (CI set) their absence is a failure, because
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from pycrid.adapters.docker.client import DockerClient
 from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.harness import Daemon
+from pycrid.crictl_tests.dockerpods import pods_fixture
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 
 def _need(available: bool, what: str) -> None:
@@ -67,3 +69,16 @@ def crictl() -> str:
     if path is None:
         pytest.skip("crictl is not installed")
     return path
+
+
+# Pods on the module's docker daemon, busybox pulled; removed and checked afterwards.
+pods = pods_fixture(BUSYBOX_IMAGE)
+
+
+@pytest.fixture
+async def docker_client(docker_engine: None) -> AsyncIterator[DockerClient]:
+    """pycrid's own client of the local dockerd."""
+    client = DockerClient(f"unix://{harness.DOCKER_SOCKET}")
+    await client.connect(10)
+    yield client
+    await client.close()

@@ -8,21 +8,24 @@ checkpoint file, no CNI IP allocation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
+import pytest
 
 from pycrid.adapters.docker.naming import INSTANCE_LABEL, instance_id
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCS_CONFLIST = REPO_ROOT / "docs" / "cni" / "10-pycrid-bridge.conflist"
@@ -96,6 +99,15 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def fetch(url: str) -> bytes:
+    """The body at ``url``; b"" while nothing answers there."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read()
+    except OSError:
+        return b""
 
 
 def rpc_code(call: Callable[[], Any]) -> grpc.StatusCode:
@@ -190,6 +202,19 @@ class Pods:
         self.start(container_id)
         return container_id
 
+    def run_shell_and_web(self, name: str) -> dict[str, str]:
+        """A new pod with a shell container and a web server: the IDs by role.
+
+        The roles are "sandbox", "shell" (busybox, sleeping) and "web" (the
+        web server image, serving /www on port 80).
+        """
+        sandbox_id = self.run(self.sandbox_config(name))
+        shell = self.run_container(sandbox_id, self.container_config("shell"))
+        web = self.run_container(
+            sandbox_id, self.container_config("web", WEBSERVER_IMAGE, command=[])
+        )
+        return {"sandbox": sandbox_id, "shell": shell, "web": web}
+
     def status(self, container_id: str, verbose: bool = False) -> cri.ContainerStatus:
         return self.rt.ContainerStatus(
             cri.ContainerStatusRequest(container_id=container_id, verbose=verbose),
@@ -244,3 +269,43 @@ class Pods:
             assert self.leftovers() == {}, self.daemon.log_tail()
         finally:
             shutil.rmtree(self.log_root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_pods(daemon: Daemon, *images: str, ipam_dir: Path | None = None) -> Iterator[Pods]:
+    """``Pods`` on ``daemon`` with ``images`` pulled; at the end, removed and checked."""
+    pods = Pods(daemon, ipam_dir=ipam_dir)
+    try:
+        for image in images:
+            pods.pull(image)
+        yield pods
+    finally:
+        pods.close()
+
+
+def pods_fixture(*images: str, scope: Literal["function", "module"] = "function") -> Any:
+    """A ``pods`` fixture: ``open_pods`` on the module's docker daemon, ``images`` pulled.
+
+    A test module takes it as ``pods = pods_fixture(...)``.
+    """
+
+    @pytest.fixture(scope=scope, name="pods")
+    def fixture(docker_daemon: Daemon) -> Iterator[Pods]:
+        with open_pods(docker_daemon, *images) as pods:
+            yield pods
+
+    return fixture
+
+
+@contextlib.contextmanager
+def cni_pods(start: Callable[..., Daemon], *images: str) -> Iterator[Pods]:
+    """``open_pods`` on a daemon of its own in "cni" mode, on the shipped conflist.
+
+    ``start`` is the ``daemon_factory`` fixture; ``pods.ipam_dir`` holds the
+    IP allocations.
+    """
+    with tempfile.TemporaryDirectory(prefix="pycrid-cni-") as root:
+        conf_dir, ipam_dir = cni_conf_dir(Path(root))
+        daemon = start("docker", {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}})
+        with open_pods(daemon, *images, ipam_dir=ipam_dir) as pods:
+            yield pods

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -12,18 +11,10 @@ import pytest
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods, docker_ids, docker_inspect, rpc_code, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE
 
 USER_IMAGES = "gcr.io/k8s-staging-cri-tools/test-image-user-"
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def pods(docker_daemon: Daemon) -> Iterator[Pods]:
-    pods = Pods(docker_daemon)
-    pods.pull(BUSYBOX_IMAGE)
-    yield pods
-    pods.close()
 
 
 def test_web_server_and_busybox_share_the_pod_network(pods: Pods) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import docker
 import grpc
@@ -20,7 +20,7 @@ import pytest
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods
+from pycrid.crictl_tests.dockerpods import Pods, open_pods
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 from pycrid.server import errors
 from pycrid.server.instrument import call_deadline
@@ -31,14 +31,10 @@ LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
 @pytest.fixture(scope="module")
 def pod(docker_daemon: Daemon) -> Iterator[tuple[Pods, str]]:
     """A pod with one long-running container: (the pods helper, its ID)."""
-    pods = Pods(docker_daemon)
-    try:
-        pods.pull(BUSYBOX_IMAGE)
+    with open_pods(docker_daemon, BUSYBOX_IMAGE) as pods:
         sandbox_id = pods.run()
         config = pods.container_config("exec", command=["tail", "-f", "/dev/null"])
         yield pods, pods.run_container(sandbox_id, config)
-    finally:
-        pods.close()
 
 
 def run(pod: tuple[Pods, str], *cmd: str, timeout: int = 20) -> cri.ExecSyncResponse:
@@ -126,34 +122,28 @@ def container_id(docker_engine: None, test_registry: None) -> Iterator[str]:
         api.close()
 
 
-@pytest.fixture
-async def client(docker_engine: None) -> AsyncIterator[DockerClient]:
-    docker_client = DockerClient("unix:///var/run/docker.sock")
-    await docker_client.connect(10)
-    yield docker_client
-    await docker_client.close()
-
-
 async def sleeps_in(client: DockerClient, container_id: str) -> bytes:
     script = "cat /proc/[0-9]*/comm 2>/dev/null | grep -x sleep || true"
     return (await exec_sync(client, container_id, ["sh", "-c", script], 10)).stdout
 
 
 async def test_output_beyond_the_cap_is_dropped_but_drained(
-    client: DockerClient, container_id: str
+    docker_client: DockerClient, container_id: str
 ) -> None:
     script = "head -c 100000 /dev/zero; echo done >&2"
-    response = await exec_sync(client, container_id, ["sh", "-c", script], 30, max_output=1000)
+    response = await exec_sync(
+        docker_client, container_id, ["sh", "-c", script], 30, max_output=1000
+    )
     assert (len(response.stdout), response.stderr, response.exit_code) == (1000, b"done\n", 0)
 
 
 async def test_call_deadline_bounds_a_command_without_timeout(
-    client: DockerClient, container_id: str
+    docker_client: DockerClient, container_id: str
 ) -> None:
     token = call_deadline.set(time.monotonic() + 1.5)
     try:
         with pytest.raises(errors.DeadlineExceeded, match="deadline"):
-            await exec_sync(client, container_id, ["sleep", "600"], 0)
+            await exec_sync(docker_client, container_id, ["sleep", "600"], 0)
     finally:
         call_deadline.reset(token)
-    assert await sleeps_in(client, container_id) == b""
+    assert await sleeps_in(docker_client, container_id) == b""

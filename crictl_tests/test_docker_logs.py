@@ -15,7 +15,7 @@ import itertools
 import json
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -25,7 +25,7 @@ import pytest
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, files_under, rpc_code, wait_for
+from pycrid.crictl_tests.dockerpods import Pods, files_under, open_pods, rpc_code, wait_for
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 from pycrid.server import crilog
 
@@ -48,10 +48,8 @@ def log_checkpoints(daemon: Daemon) -> list[Path]:
 
 @pytest.fixture
 def pods(docker_daemon: Daemon) -> Iterator[Pods]:
-    pods = Pods(docker_daemon)
-    pods.pull(BUSYBOX_IMAGE)
-    yield pods
-    pods.close()
+    with open_pods(docker_daemon, BUSYBOX_IMAGE) as pods:
+        yield pods
     assert log_checkpoints(docker_daemon) == []
 
 
@@ -224,16 +222,8 @@ def make_container(api: docker.APIClient) -> Iterator[Callable[..., str]]:
             api.remove_container(container_id, force=True)
 
 
-@pytest.fixture
-async def client(docker_engine: None) -> AsyncIterator[DockerClient]:
-    docker_client = DockerClient("unix:///var/run/docker.sock")
-    await docker_client.connect(10)
-    yield docker_client
-    await docker_client.close()
-
-
 async def test_shutdown_and_recover_keep_an_unfinished_line(
-    client: DockerClient, make_container: Callable[..., str], tmp_path: Path
+    docker_client: DockerClient, make_container: Callable[..., str], tmp_path: Path
 ) -> None:
     container_id = make_container(
         # Docker passes on an unfinished line only in chunks of 16 KiB.
@@ -242,7 +232,7 @@ async def test_shutdown_and_recover_keep_an_unfinished_line(
     )
     log_path = tmp_path / "0.log"
     state = tmp_path / "state"
-    first = LogCopiers(client, state)
+    first = LogCopiers(docker_client, state)
     await first.start(container_id, log_path, tty=False)
 
     def half_line_pending() -> bool:
@@ -252,9 +242,9 @@ async def test_shutdown_and_recover_keep_an_unfinished_line(
     await async_wait_until(half_line_pending, "the unfinished line in the checkpoint")
     await first.close()
     assert crilog.join_lines(read_log(log_path)) == [("stdout", b"first")]
-    exec_id = (await client.call("exec_create", container_id, ["touch", "/tmp/go"]))["Id"]
-    await client.call("exec_start", exec_id)
-    second = LogCopiers(client, state)
+    exec_id = (await docker_client.call("exec_create", container_id, ["touch", "/tmp/go"]))["Id"]
+    await docker_client.call("exec_start", exec_id)
+    second = LogCopiers(docker_client, state)
     await second.recover(container_id, log_path, tty=False)
     await second.stop(container_id)
     lines = read_log(log_path)

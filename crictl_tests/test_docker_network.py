@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,18 +14,10 @@ import pytest
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests import dockerpods
-from pycrid.crictl_tests.dockerpods import Pods, docker_ids, rpc_code, wait_for
+from pycrid.crictl_tests.dockerpods import Pods, docker_ids, fetch, rpc_code, wait_for
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
 
 HOST_PORT = 12062
-
-
-def fetch(url: str) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read()
-    except OSError:
-        return b""
 
 
 @pytest.fixture
@@ -37,18 +28,10 @@ def cni_root() -> Iterator[Path]:
 
 @pytest.fixture
 def cni_pods(
-    docker_engine: None,
-    test_registry: None,
-    daemon_factory: Callable[..., Daemon],
-    cni_root: Path,
+    docker_engine: None, test_registry: None, daemon_factory: Callable[..., Daemon]
 ) -> Iterator[Pods]:
-    conf_dir, ipam_dir = dockerpods.cni_conf_dir(cni_root)
-    daemon = daemon_factory("docker", {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}})
-    pods = Pods(daemon, ipam_dir=ipam_dir)
-    pods.pull(BUSYBOX_IMAGE)
-    pods.pull(WEBSERVER_IMAGE)
-    yield pods
-    pods.close()
+    with dockerpods.cni_pods(daemon_factory, BUSYBOX_IMAGE, WEBSERVER_IMAGE) as pods:
+        yield pods
 
 
 def test_shipped_conflist_is_valid_json_with_the_four_plugins() -> None:

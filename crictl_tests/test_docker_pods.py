@@ -5,26 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 from google.protobuf import json_format
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods, docker_ids, docker_inspect, rpc_code, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests.harness import WEBSERVER_IMAGE
 
 HOST_PORT = 12061
-
-
-@pytest.fixture
-def pods(docker_daemon: Daemon) -> Iterator[Pods]:
-    pods = Pods(docker_daemon)
-    pods.pull(BUSYBOX_IMAGE)
-    yield pods
-    pods.close()
 
 
 def test_sandbox_lifecycle_keeps_labels_annotations_and_metadata(pods: Pods) -> None:

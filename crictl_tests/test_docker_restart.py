@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 
@@ -39,66 +37,51 @@ def _views(pods: Pods, sandbox_ids: list[str], container_ids: list[str]) -> dict
 def test_kill_9_and_restart_keeps_pods_containers_and_network(
     docker_engine: None, test_registry: None, daemon_factory: Callable[..., Daemon]
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix="pycrid-cni-") as root:
-        conf_dir, ipam_dir = dockerpods.cni_conf_dir(Path(root))
-        daemon = daemon_factory(
-            "docker", {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}}
+    with dockerpods.cni_pods(daemon_factory, BUSYBOX_IMAGE) as pods:
+        daemon, ipam_dir = pods.daemon, pods.ipam_dir
+        ready = pods.run(pods.sandbox_config("ready"))
+        stopped = pods.run(pods.sandbox_config("stopped"))
+        running = pods.run_container(ready, pods.container_config("running"))
+        exited = pods.run_container(
+            ready, pods.container_config("exited", command=["sh", "-c", "exit 7"])
         )
-        pods = Pods(daemon, ipam_dir=ipam_dir)
-        try:
-            pods.pull(BUSYBOX_IMAGE)
-            ready = pods.run(pods.sandbox_config("ready"))
-            stopped = pods.run(pods.sandbox_config("stopped"))
-            running = pods.run_container(ready, pods.container_config("running"))
-            exited = pods.run_container(
-                ready, pods.container_config("exited", command=["sh", "-c", "exit 7"])
-            )
-            created = pods.create(ready, pods.container_config("created"))
-            pods.wait_exited(exited)
-            pods.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=stopped))
-            pid = docker_inspect(running)["State"]["Pid"]
-            containers = [running, exited, created]
-            before = _views(pods, [ready, stopped], containers)
+        created = pods.create(ready, pods.container_config("created"))
+        pods.wait_exited(exited)
+        pods.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=stopped))
+        pid = docker_inspect(running)["State"]["Pid"]
+        containers = [running, exited, created]
+        before = _views(pods, [ready, stopped], containers)
 
-            daemon.kill()
-            daemon.start()
+        daemon.kill()
+        daemon.start()
 
-            assert _views(pods, [ready, stopped], containers) == before
-            assert docker_inspect(running)["State"]["Pid"] == pid
-            assert pods.status(running[:13]).status.state == cri.CONTAINER_RUNNING
-            assert pods.status(exited).status.exit_code == 7
-            assert pods.exec(running, "echo", "alive").stdout == b"alive\n"
-            pod_ip = pods.sandbox_status(ready).status.network.ip
-            assert dockerpods.ip_allocations(ipam_dir) == [pod_ip]
+        assert _views(pods, [ready, stopped], containers) == before
+        assert docker_inspect(running)["State"]["Pid"] == pid
+        assert pods.status(running[:13]).status.state == cri.CONTAINER_RUNNING
+        assert pods.status(exited).status.exit_code == 7
+        assert pods.exec(running, "echo", "alive").stdout == b"alive\n"
+        pod_ip = pods.sandbox_status(ready).status.network.ip
+        assert dockerpods.ip_allocations(ipam_dir) == [pod_ip]
 
-            # The recovered objects carry on through their whole lifecycle.
-            pods.start(created)
-            assert pods.status(created).status.state == cri.CONTAINER_RUNNING
-            pods.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=ready))
-            assert dockerpods.ip_allocations(ipam_dir) == []
-            assert pods.sandbox_status(ready).status.state == cri.SANDBOX_NOTREADY
-        finally:
-            pods.close()
-        assert rpc_code(lambda: pods.sandbox_status(ready)) == grpc.StatusCode.NOT_FOUND
+        # The recovered objects carry on through their whole lifecycle.
+        pods.start(created)
+        assert pods.status(created).status.state == cri.CONTAINER_RUNNING
+        pods.rt.StopPodSandbox(cri.StopPodSandboxRequest(pod_sandbox_id=ready))
+        assert dockerpods.ip_allocations(ipam_dir) == []
+        assert pods.sandbox_status(ready).status.state == cri.SANDBOX_NOTREADY
+    assert rpc_code(lambda: pods.sandbox_status(ready)) == grpc.StatusCode.NOT_FOUND
 
 
 def test_restart_releases_the_network_of_a_pod_removed_behind_its_back(
     docker_engine: None, test_registry: None, daemon_factory: Callable[..., Daemon]
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix="pycrid-cni-") as root:
-        conf_dir, ipam_dir = dockerpods.cni_conf_dir(Path(root))
-        daemon = daemon_factory(
-            "docker", {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}}
-        )
-        pods = Pods(daemon, ipam_dir=ipam_dir)
-        try:
-            sandbox_id = pods.run(pods.sandbox_config("orphan"))
-            assert len(dockerpods.ip_allocations(ipam_dir)) == 1
-            daemon.kill()
-            subprocess.run(["docker", "rm", "-f", sandbox_id], check=True, capture_output=True)
-            daemon.start()
-            assert dockerpods.ip_allocations(ipam_dir) == []
-            assert rpc_code(lambda: pods.sandbox_status(sandbox_id)) == grpc.StatusCode.NOT_FOUND
-            pods.sandboxes.clear()
-        finally:
-            pods.close()
+    with dockerpods.cni_pods(daemon_factory) as pods:
+        daemon, ipam_dir = pods.daemon, pods.ipam_dir
+        sandbox_id = pods.run(pods.sandbox_config("orphan"))
+        assert len(dockerpods.ip_allocations(ipam_dir)) == 1
+        daemon.kill()
+        subprocess.run(["docker", "rm", "-f", sandbox_id], check=True, capture_output=True)
+        daemon.start()
+        assert dockerpods.ip_allocations(ipam_dir) == []
+        assert rpc_code(lambda: pods.sandbox_status(sandbox_id)) == grpc.StatusCode.NOT_FOUND
+        pods.sandboxes.clear()

@@ -5,29 +5,18 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import urllib.request
 import uuid
-from collections.abc import Iterator
 
 import grpc
-import pytest
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, rpc_code, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests.dockerpods import Pods, fetch, rpc_code, wait_for
+from pycrid.crictl_tests.harness import WEBSERVER_IMAGE
 
 MIB = 1024 * 1024
 HELD = 24 * MIB
 # Holds HELD bytes in a shell variable, then keeps one CPU busy.
 ALLOCATE_AND_SPIN = f"x=$(head -c {HELD} /dev/zero | tr '\\0' a); while :; do :; done"
-
-
-@pytest.fixture
-def pods(docker_daemon: Daemon) -> Iterator[Pods]:
-    pods = Pods(docker_daemon)
-    pods.pull(BUSYBOX_IMAGE)
-    yield pods
-    pods.close()
 
 
 def container_stats(pods: Pods, container_id: str) -> cri.ContainerStats:
@@ -60,14 +49,6 @@ def holding(pods: Pods, container_id: str, size: int) -> cri.ContainerStats | No
     """The container's stats once its working set reaches ``size``."""
     stats = container_stats(pods, container_id)
     return stats if stats.memory.working_set_bytes.value >= size else None
-
-
-def fetch(url: str) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read()
-    except OSError:
-        return b""
 
 
 def test_running_container_shows_its_memory_and_growing_cpu(pods: Pods) -> None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.streaming import DockerStreamingRuntime
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, wait_for
-from pycrid.crictl_tests.harness import DOCKER_SOCKET, WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests.dockerpods import Pods, pods_fixture, wait_for
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, DOCKER_SOCKET, WEBSERVER_IMAGE
 from pycrid.crictl_tests.spdy_client import (
     SpdyExec,
     SpdyPortForward,
@@ -32,27 +31,20 @@ from pycrid.server.streaming.tokens import TokenCache
 BIG_FILE_MIB = 8
 
 
-@pytest.fixture(scope="module")
-def pods(docker_daemon: Daemon) -> Iterator[Pods]:
-    pods = Pods(docker_daemon)
-    pods.pull(pods.container_config("x").image.image)
-    pods.pull(WEBSERVER_IMAGE)
-    yield pods
-    pods.close()
+pods = pods_fixture(BUSYBOX_IMAGE, WEBSERVER_IMAGE, scope="module")
 
 
 @pytest.fixture(scope="module")
 def pod(pods: Pods) -> dict[str, str]:
     """One pod: a shell container, a web server with a big file, and an attachable ``sh``."""
-    sandbox_id = pods.run(pods.sandbox_config("streaming"))
-    shell = pods.run_container(sandbox_id, pods.container_config("shell"))
-    web = pods.run_container(sandbox_id, pods.container_config("web", WEBSERVER_IMAGE, command=[]))
+    pod = pods.run_shell_and_web("streaming")
+    web = pod["web"]
     made = pods.exec(
         web, "dd", "if=/dev/urandom", "of=/www/big", "bs=1024", f"count={BIG_FILE_MIB * 1024}"
     )
     assert made.exit_code == 0, made.stderr
     digest = pods.exec(web, "sha256sum", "/www/big").stdout.split()[0].decode()
-    return {"sandbox": sandbox_id, "shell": shell, "web": web, "big_sha256": digest}
+    return {**pod, "big_sha256": digest}
 
 
 def exec_url(pods: Pods, container_id: str, cmd: list[str], **flags: bool) -> str:

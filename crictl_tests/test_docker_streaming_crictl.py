@@ -17,32 +17,23 @@ import subprocess
 import termios
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
-from pycrid.crictl_tests.dockerpods import Pods
-from pycrid.crictl_tests.harness import WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests.dockerpods import Pods, pods_fixture
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
 
 TRANSPORTS = ["spdy", "websocket"]
 TIMEOUT = 30.0
 
 
-@pytest.fixture(scope="module")
-def pods(docker_daemon: Daemon) -> Iterator[Pods]:
-    pods = Pods(docker_daemon)
-    pods.pull(pods.container_config("x").image.image)
-    pods.pull(WEBSERVER_IMAGE)
-    yield pods
-    pods.close()
+pods = pods_fixture(BUSYBOX_IMAGE, WEBSERVER_IMAGE, scope="module")
 
 
 @pytest.fixture(scope="module")
 def pod(pods: Pods) -> dict[str, str]:
-    sandbox_id = pods.run(pods.sandbox_config("crictl-streaming"))
-    shell = pods.run_container(sandbox_id, pods.container_config("shell"))
-    pods.run_container(sandbox_id, pods.container_config("web", WEBSERVER_IMAGE, command=[]))
-    return {"sandbox": sandbox_id, "shell": shell}
+    """A shell to exec in, beside a web server to forward a port to."""
+    return pods.run_shell_and_web("crictl-streaming")
 
 
 def crictl_args(crictl: str, daemon: Daemon, *args: str) -> list[str]:

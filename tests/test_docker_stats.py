@@ -9,18 +9,14 @@ from typing import Any, cast
 
 import pytest
 
-from pycrid.adapters.docker import stats
-from pycrid.adapters.docker.stats import (
-    CgroupPaths,
-    CgroupSample,
-    CpuRates,
-    DockerStats,
-    Hierarchy,
-    LayerSizes,
-    MemorySample,
-)
+from pycrid.adapters.docker import layersize, stats
+from pycrid.adapters.docker.layersize import LayerSizes
+from pycrid.adapters.docker.stats import DockerStats
 from pycrid.adapters.docker.store import Checkpoints, ContainerRecord, Store
 from pycrid.api.cri import api_pb2 as cri
+from pycrid.server import cgroups, criusage, procnet
+from pycrid.server.cgroups import CgroupPaths, CgroupSample, Hierarchy, MemorySample
+from pycrid.server.cpurates import CpuRates
 from pycrid.server.errors import NotFound
 from pycrid.server.idindex import IdIndex
 
@@ -133,11 +129,11 @@ def v2_cgroup(directory: Path, limit: str = "max") -> Path:
 
 
 def test_parse_keyed_takes_key_value_lines() -> None:
-    assert stats.parse_keyed("a 1\nb -2\nbad line here\nc x\n") == {"a": 1, "b": -2}
+    assert cgroups.parse_keyed("a 1\nb -2\nbad line here\nc x\n") == {"a": 1, "b": -2}
 
 
 def test_v1_reading_uses_the_hierarchical_totals(tmp_path: Path) -> None:
-    sample = stats.read_v1(v1_cgroup(tmp_path))
+    sample = cgroups.read_v1(v1_cgroup(tmp_path))
     assert sample.timestamp > 0
     assert sample.cpu_ns == 9924034
     assert sample.memory == MemorySample(
@@ -152,19 +148,19 @@ def test_v1_reading_uses_the_hierarchical_totals(tmp_path: Path) -> None:
 
 
 def test_v1_memory_limit_is_kept_when_set(tmp_path: Path) -> None:
-    sample = stats.read_v1(v1_cgroup(tmp_path, limit=str(64 << 20)))
+    sample = cgroups.read_v1(v1_cgroup(tmp_path, limit=str(64 << 20)))
     assert sample.memory is not None
     assert sample.memory.limit == 64 << 20
 
 
 def test_v1_reading_of_a_removed_cgroup_has_no_figures(tmp_path: Path) -> None:
     dirs = {name: tmp_path / name for name in ("cpuacct", "memory", "pids")}
-    sample = stats.read_v1(dirs)
+    sample = cgroups.read_v1(dirs)
     assert (sample.cpu_ns, sample.memory, sample.pids) == (None, None, None)
 
 
 def test_v2_reading(tmp_path: Path) -> None:
-    sample = stats.read_v2(v2_cgroup(tmp_path))
+    sample = cgroups.read_v2(v2_cgroup(tmp_path))
     assert sample.cpu_ns == 1500 * 1000
     assert sample.memory == MemorySample(
         usage=3641344,
@@ -178,9 +174,9 @@ def test_v2_reading(tmp_path: Path) -> None:
 
 
 def test_v2_limit_and_missing_controllers(tmp_path: Path) -> None:
-    limited = stats.read_v2(v2_cgroup(tmp_path / "a", limit=str(32 << 20)))
+    limited = cgroups.read_v2(v2_cgroup(tmp_path / "a", limit=str(32 << 20)))
     assert limited.memory is not None and limited.memory.limit == 32 << 20
-    cpu_only = stats.read_v2(write_files(tmp_path / "b", {"cpu.stat": V2_CPU_STAT}))
+    cpu_only = cgroups.read_v2(write_files(tmp_path / "b", {"cpu.stat": V2_CPU_STAT}))
     assert cpu_only.cpu_ns == 1_500_000
     assert cpu_only.memory is None and cpu_only.pids is None
 
@@ -188,13 +184,13 @@ def test_v2_limit_and_missing_controllers(tmp_path: Path) -> None:
 def test_working_set_never_goes_below_zero(tmp_path: Path) -> None:
     directory = v2_cgroup(tmp_path)
     (directory / "memory.current").write_text("100\n")
-    sample = stats.read_v2(directory)
+    sample = cgroups.read_v2(directory)
     assert sample.memory is not None and sample.memory.working_set == 0
 
 
 def test_sum_of_samples_adds_figures_and_drops_limits() -> None:
     memory = MemorySample(10, 8, 5, 3, 1, limit=100)
-    total = stats.sum_samples(
+    total = cgroups.sum_samples(
         [
             CgroupSample(timestamp=5, cpu_ns=7, memory=memory, pids=1),
             CgroupSample(timestamp=9, cpu_ns=3, memory=memory, pids=2),
@@ -204,7 +200,7 @@ def test_sum_of_samples_adds_figures_and_drops_limits() -> None:
     assert total == CgroupSample(
         timestamp=9, cpu_ns=10, memory=MemorySample(20, 16, 10, 6, 2), pids=3
     )
-    empty = stats.sum_samples([CgroupSample(timestamp=1)])
+    empty = cgroups.sum_samples([CgroupSample(timestamp=1)])
     assert (empty.cpu_ns, empty.memory, empty.pids) == (None, None, None)
 
 
@@ -212,7 +208,7 @@ def test_sum_of_samples_adds_figures_and_drops_limits() -> None:
 
 
 def test_parse_proc_cgroup_splits_combined_controllers() -> None:
-    paths = stats.parse_proc_cgroup("2:cpu,cpuacct:/a\n4:memory:/b\n1:name=systemd:/c\n0::/d\n")
+    paths = cgroups.parse_proc_cgroup("2:cpu,cpuacct:/a\n4:memory:/b\n1:name=systemd:/c\n0::/d\n")
     assert paths == {"cpu": "/a", "cpuacct": "/a", "memory": "/b", "name=systemd": "/c", "": "/d"}
 
 
@@ -258,7 +254,7 @@ def test_mountinfo_escapes_are_undone() -> None:
     hierarchy = Hierarchy.parse(
         r"30 23 0:26 / /sys/fs/cgroup/my\040mount rw - cgroup2 cgroup2 rw" + "\n"
     )
-    assert hierarchy.v2 == stats.Mount(root="/", point="/sys/fs/cgroup/my mount")
+    assert hierarchy.v2 == cgroups.Mount(root="/", point="/sys/fs/cgroup/my mount")
 
 
 def test_dedicated_parent_holds_only_the_pods_cgroups(tmp_path: Path) -> None:
@@ -267,24 +263,24 @@ def test_dedicated_parent_holds_only_the_pods_cgroups(tmp_path: Path) -> None:
         (pod / name).mkdir(parents=True)
     (pod / "memory.stat").write_text("")
     paths = CgroupPaths(1, {"memory": pod / "pause1"})
-    assert stats.is_dedicated_parent(paths, ["pause1", "app1"])
+    assert cgroups.is_dedicated_parent(paths, ["pause1", "app1"])
     (pod / "someone-else").mkdir()
-    assert not stats.is_dedicated_parent(paths, ["pause1", "app1"])
+    assert not cgroups.is_dedicated_parent(paths, ["pause1", "app1"])
     gone = CgroupPaths(1, {"memory": tmp_path / "nothing" / "pause1"})
-    assert not stats.is_dedicated_parent(gone, ["pause1"])
+    assert not cgroups.is_dedicated_parent(gone, ["pause1"])
 
 
 # Network.
 
 
 def test_net_dev_figures() -> None:
-    interfaces = stats.parse_net_dev(NET_DEV)
+    interfaces = procnet.parse_net_dev(NET_DEV)
     assert [i.name for i in interfaces] == ["lo", "eth0", "net1"]
-    assert interfaces[1] == stats.InterfaceSample("eth0", 1296, 1, 520, 2)
+    assert interfaces[1] == procnet.InterfaceSample("eth0", 1296, 1, 520, 2)
 
 
 def test_network_usage_defaults_to_eth0_and_leaves_loopback_out() -> None:
-    usage = stats.network_usage(stats.parse_net_dev(NET_DEV), timestamp=42)
+    usage = criusage.network_usage(procnet.parse_net_dev(NET_DEV), timestamp=42)
     assert usage.timestamp == 42
     assert usage.default_interface.name == "eth0"
     assert usage.default_interface.rx_bytes.value == 1296
@@ -293,10 +289,16 @@ def test_network_usage_defaults_to_eth0_and_leaves_loopback_out() -> None:
 
 
 def test_network_usage_without_eth0_takes_the_first_interface() -> None:
-    only_net1 = [i for i in stats.parse_net_dev(NET_DEV) if i.name != "eth0"]
-    assert stats.network_usage(only_net1, 1).default_interface.name == "net1"
-    loopback_only = stats.network_usage(stats.parse_net_dev(NET_DEV)[:1], 1)
+    only_net1 = [i for i in procnet.parse_net_dev(NET_DEV) if i.name != "eth0"]
+    assert criusage.network_usage(only_net1, 1).default_interface.name == "net1"
+    loopback_only = criusage.network_usage(procnet.parse_net_dev(NET_DEV)[:1], 1)
     assert not loopback_only.HasField("default_interface")
+
+
+def test_net_dev_of_this_process_and_of_a_gone_one() -> None:
+    interfaces = procnet.read_net_dev(os.getpid())
+    assert interfaces is not None and "lo" in [i.name for i in interfaces]
+    assert procnet.read_net_dev(0) is None
 
 
 # CPU rates and messages.
@@ -320,22 +322,28 @@ def test_cpu_and_memory_messages() -> None:
     sample = CgroupSample(
         timestamp=7, cpu_ns=100, memory=MemorySample(50, 40, 30, 20, 0, limit=100), pids=1
     )
-    cpu = stats.cpu_usage(sample, rate=None)
+    cpu = criusage.cpu_usage(sample, rate=None)
     assert cpu is not None
     assert cpu.timestamp == 7 and cpu.usage_core_nano_seconds.value == 100
     assert not cpu.HasField("usage_nano_cores")
-    with_rate = stats.cpu_usage(sample, rate=0)
+    with_rate = criusage.cpu_usage(sample, rate=0)
     assert with_rate is not None and with_rate.HasField("usage_nano_cores")
-    memory = stats.memory_usage(sample)
+    memory = criusage.memory_usage(sample)
     assert memory is not None
     assert memory.timestamp == 7
     assert memory.working_set_bytes.value == 40
     assert memory.available_bytes.value == 60
     assert memory.major_page_faults.value == 0 and memory.HasField("major_page_faults")
-    unlimited = stats.memory_usage(CgroupSample(timestamp=7, memory=MemorySample(50, 40, 3, 2, 1)))
+    unlimited = criusage.memory_usage(
+        CgroupSample(timestamp=7, memory=MemorySample(50, 40, 3, 2, 1))
+    )
     assert unlimited is not None and not unlimited.HasField("available_bytes")
-    assert stats.cpu_usage(CgroupSample(timestamp=7), None) is None
-    assert stats.memory_usage(CgroupSample(timestamp=7)) is None
+    assert criusage.cpu_usage(CgroupSample(timestamp=7), None) is None
+    assert criusage.memory_usage(CgroupSample(timestamp=7)) is None
+    process = criusage.process_usage(sample)
+    assert process is not None
+    assert process.timestamp == 7 and process.process_count.value == 1
+    assert criusage.process_usage(CgroupSample(timestamp=7)) is None
 
 
 # Writable layers.
@@ -347,7 +355,7 @@ def test_measure_dir_counts_blocks_and_inodes_once(tmp_path: Path) -> None:
     (root / "d" / "big").write_bytes(b"x" * 100_000)
     os.link(root / "d" / "big", root / "hardlink")
     (root / "link").symlink_to("/")
-    usage = stats.measure_dir(str(root))
+    usage = layersize.measure_dir(str(root))
     assert usage.complete
     assert usage.inodes == 4  # diff, d, big (once), link
     assert usage.used_bytes >= 100_000
@@ -357,9 +365,9 @@ def test_measure_dir_counts_blocks_and_inodes_once(tmp_path: Path) -> None:
 def test_measure_dir_is_bounded(tmp_path: Path) -> None:
     for i in range(20):
         (tmp_path / str(i)).write_text("x")
-    usage = stats.measure_dir(str(tmp_path), max_entries=5)
+    usage = layersize.measure_dir(str(tmp_path), max_entries=5)
     assert not usage.complete and usage.inodes == 5
-    assert stats.measure_dir(str(tmp_path / "missing")) == stats.DirUsage(0, 0)
+    assert layersize.measure_dir(str(tmp_path / "missing")) == layersize.DirUsage(0, 0)
 
 
 async def test_layer_sizes_measure_once_then_serve_the_known_size(tmp_path: Path) -> None:
@@ -389,9 +397,10 @@ async def test_stale_layer_size_is_served_while_it_is_measured_again(tmp_path: P
 
 
 def test_writable_layer_names_the_storage_driver_directory() -> None:
-    usage = stats.DirUsage(used_bytes=4096, inodes=2)
+    usage = layersize.DirUsage(used_bytes=4096, inodes=2)
     layer = stats.writable_layer(
-        "/var/lib/docker/overlay2/abc/diff", stats.MeasuredLayer(at=0.0, timestamp=9, usage=usage)
+        "/var/lib/docker/overlay2/abc/diff",
+        layersize.MeasuredLayer(at=0.0, timestamp=9, usage=usage),
     )
     assert layer.fs_id.mountpoint == "/var/lib/docker/overlay2"
     assert layer.timestamp == 9

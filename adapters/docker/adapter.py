@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from pycrid.adapters.base import Adapter
+from pycrid.adapters.base import ImageBackedAdapter
 from pycrid.adapters.docker import naming, recovery, spec
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
@@ -32,7 +32,7 @@ from pycrid.server.streaming.server import StreamingServer
 log = logging.getLogger("pycrid.docker")
 
 
-class DockerAdapter(Adapter):
+class DockerAdapter(ImageBackedAdapter):
     name = "docker"
 
     def __init__(self, config: Config) -> None:
@@ -261,20 +261,3 @@ class DockerAdapter(Adapter):
         self, request: cri.ListPodSandboxStatsRequest
     ) -> cri.ListPodSandboxStatsResponse:
         return await self.stats.list_pod_sandbox_stats(request)
-
-    # Images.
-
-    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
-        return await self.images.list_images(request)
-
-    async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
-        return await self.images.status(request)
-
-    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
-        return await self.images.pull(request)
-
-    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
-        return await self.images.remove(request)
-
-    async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
-        return await self.images.fs_info(request)

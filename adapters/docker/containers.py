@@ -19,10 +19,12 @@ from google.protobuf import json_format
 
 from pycrid.adapters.docker import naming, spec
 from pycrid.adapters.docker.context import DockerContext, without_deadline
+from pycrid.adapters.docker.namedcreate import create_container
 from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import AlreadyExists, FailedPrecondition, NotFound
+from pycrid.server.errors import FailedPrecondition, NotFound
+from pycrid.server.listfilter import admits
 
 log = logging.getLogger("pycrid.docker")
 
@@ -82,14 +84,9 @@ class DockerContainers:
             host=ctx.host,
         )
         body = spec.container_create_body(config, plan)
-        try:
-            created = await ctx.client.call("create_container_from_config", body, name)
-        except AlreadyExists:
-            existing = await self._existing(name, config)
-            if existing:
-                return cri.CreateContainerResponse(container_id=existing)
-            created = await ctx.client.call("create_container_from_config", body, name)
-        container_id = created["Id"]
+        container_id, retried = await create_container(ctx, body, name, config)
+        if retried:
+            return cri.CreateContainerResponse(container_id=container_id)
         record = ContainerRecord(
             id=container_id,
             sandbox_id=sandbox.id,
@@ -118,28 +115,6 @@ class DockerContainers:
             sandbox.id[:13],
         )
         return cri.CreateContainerResponse(container_id=container_id)
-
-    async def _existing(self, name: str, config: cri.ContainerConfig) -> str:
-        """A retried CreateContainer: the ID of the same container attempt.
-
-        "" when the name was held by a container of ours that no call knows
-        of (a create interrupted before it was recorded): that one is removed.
-        """
-        inspect = await self.ctx.client.call("inspect_container", name)
-        owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), self.ctx.instance)
-        if owned is not None and inspect["Id"] not in self.ctx.store.containers:
-            log.info("removing %s, left by an interrupted CreateContainer", inspect["Id"][:13])
-            with contextlib.suppress(NotFound):
-                await self.ctx.client.call("remove_container", inspect["Id"], force=True, v=True)
-            return ""
-        if (
-            owned is not None
-            and inspect["Id"] in self.ctx.store.containers
-            and owned.config.SerializeToString(deterministic=True)
-            == config.SerializeToString(deterministic=True)
-        ):
-            return str(inspect["Id"])
-        raise AlreadyExists(f"container name {name} is in use by {inspect['Id'][:13]}")
 
     # StartContainer.
 
@@ -291,14 +266,10 @@ class DockerContainers:
         for record in list(self.ctx.store.containers.values()):
             if record.id not in self.ctx.container_ids:
                 continue  # still being created
-            if wanted.id and record.id != wanted.id:
-                continue
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue
-            if wanted.HasField("state") and record.state != wanted.state.state:
-                continue
             labels = record.config.labels
-            if any(labels.get(k) != v for k, v in wanted.label_selector.items()):
+            if not admits(wanted, record.id, record.state, labels):
                 continue
             containers.append(
                 cri.Container(

@@ -22,10 +22,12 @@ from google.protobuf import json_format
 
 from pycrid.adapters.docker import naming, spec
 from pycrid.adapters.docker.context import DockerContext, without_deadline
+from pycrid.adapters.docker.namedcreate import create_sandbox
 from pycrid.adapters.docker.store import NetworkState, SandboxRecord
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server import cni, netns
-from pycrid.server.errors import AlreadyExists, CRIError, InvalidArgument, NotFound
+from pycrid.server.errors import CRIError, InvalidArgument, NotFound
+from pycrid.server.listfilter import admits
 
 log = logging.getLogger("pycrid.docker")
 
@@ -123,15 +125,11 @@ class DockerSandboxes:
             host=ctx.host,
         )
         body = spec.sandbox_create_body(config, plan)
-        try:
-            created = await ctx.client.call("create_container_from_config", body, name)
-        except AlreadyExists:
-            existing = await self._existing(name, config)
-            if existing:
-                return cri.RunPodSandboxResponse(pod_sandbox_id=existing)
-            created = await ctx.client.call("create_container_from_config", body, name)
+        sandbox_id, retried = await create_sandbox(ctx, body, name, config)
+        if retried:
+            return cri.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
         record = SandboxRecord(
-            id=created["Id"],
+            id=sandbox_id,
             config=config,
             runtime_handler=request.runtime_handler,
             created_at=0,
@@ -200,30 +198,6 @@ class DockerSandboxes:
         """The pause image's ID, pulled (through the mirrors) when missing."""
         found = await self.ctx.images.ensure(self.ctx.config.pause_image)
         return str(found["Id"])
-
-    async def _existing(self, name: str, config: cri.PodSandboxConfig) -> str:
-        """A retried RunPodSandbox: the ID of the same pod attempt, already running.
-
-        "" when the name was held by a container of ours that no call knows
-        of (a create interrupted before it was recorded): that one is removed.
-        """
-        inspect = await self.ctx.client.call("inspect_container", name)
-        owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), self.ctx.instance)
-        record = self.ctx.store.sandboxes.get(inspect["Id"])
-        if owned is not None and record is None:
-            log.info("removing %s, left by an interrupted RunPodSandbox", inspect["Id"][:13])
-            with contextlib.suppress(NotFound):
-                await self.ctx.client.call("remove_container", inspect["Id"], force=True, v=True)
-            return ""
-        if (
-            owned is not None
-            and record is not None
-            and record.ready
-            and owned.config.SerializeToString(deterministic=True)
-            == config.SerializeToString(deterministic=True)
-        ):
-            return record.id
-        raise AlreadyExists(f"pod sandbox name {name} is in use by {inspect['Id'][:13]}")
 
     async def _discard(self, record: SandboxRecord) -> None:
         """Remove everything a failed RunPodSandbox made, keeping the first error quiet."""
@@ -360,12 +334,8 @@ class DockerSandboxes:
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.sandbox_ids:
                 continue  # still being set up
-            if wanted.id and record.id != wanted.id:
-                continue
-            if wanted.HasField("state") and record.state != wanted.state.state:
-                continue
             labels = record.config.labels
-            if any(labels.get(k) != v for k, v in wanted.label_selector.items()):
+            if not admits(wanted, record.id, record.state, labels):
                 continue
             items.append(
                 cri.PodSandbox(

@@ -11,13 +11,13 @@ import json
 import shutil
 from pathlib import Path
 
-from pycrid.adapters.base import Adapter, StartupError
+from pycrid.adapters.base import ImageBackedAdapter, StartupError
 from pycrid.adapters.oci.images import OciImages
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.config import Config
 
 
-class OciAdapter(Adapter):
+class OciAdapter(ImageBackedAdapter):
     name = "oci"
 
     def __init__(self, config: Config) -> None:
@@ -77,20 +77,3 @@ class OciAdapter(Adapter):
         return cri.RuntimeConfigResponse(
             linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
         )
-
-    # Images.
-
-    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
-        return await self.images.list(request)
-
-    async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
-        return await self.images.status(request)
-
-    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
-        return await self.images.pull(request)
-
-    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
-        return await self.images.remove(request)
-
-    async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
-        return await self.images.fs_info(request)

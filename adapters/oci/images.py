@@ -169,7 +169,7 @@ class OciImages:
 
     # Queries.
 
-    async def list(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
+    async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
         records = self.store.records()
         wanted = request.filter.image.image if request.HasField("filter") else ""
         if wanted:

@@ -1,0 +1,117 @@
+"""Creating a named Docker container so that a retried CRI call finds its first try.
+
+The container name encodes the CRI metadata (see ``naming``), so Docker
+refuses a second container for the same pod attempt or container attempt.
+When it does, the container that holds the name is one of three things:
+
+- the same attempt, already recorded: the call is a retry, and the holder's
+  ID is its answer;
+- one of pycrid's that no call knows of (a create interrupted before it was
+  recorded): it is removed, and the create is tried once more;
+- anything else: the name is in use (ALREADY_EXISTS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pycrid.adapters.docker import naming
+from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.store import SandboxRecord
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server.errors import AlreadyExists, NotFound
+
+log = logging.getLogger("pycrid.docker")
+
+
+async def create_sandbox(
+    ctx: DockerContext, body: dict[str, Any], name: str, config: cri.PodSandboxConfig
+) -> tuple[str, bool]:
+    """Create a pause container: (its ID, True when an earlier RunPodSandbox made it).
+
+    Only a pod that is ready answers a retry.
+    """
+    return await _create(
+        ctx,
+        body,
+        name,
+        config,
+        _Kind(
+            call="RunPodSandbox",
+            what="pod sandbox",
+            known=lambda docker_id: docker_id in ctx.store.sandboxes,
+            reusable=lambda docker_id: _is_ready(ctx.store.sandboxes.get(docker_id)),
+        ),
+    )
+
+
+async def create_container(
+    ctx: DockerContext, body: dict[str, Any], name: str, config: cri.ContainerConfig
+) -> tuple[str, bool]:
+    """Create an app container: (its ID, True when an earlier CreateContainer made it)."""
+
+    def known(docker_id: str) -> bool:
+        return docker_id in ctx.store.containers
+
+    return await _create(
+        ctx, body, name, config, _Kind("CreateContainer", "container", known, known)
+    )
+
+
+@dataclass(frozen=True)
+class _Kind:
+    call: str
+    """The CRI call, for the log."""
+    what: str
+    """The object, for the error."""
+    known: Callable[[str], bool]
+    """Whether a Docker container is recorded in the store."""
+    reusable: Callable[[str], bool]
+    """Whether a recorded one may answer a retry."""
+
+
+def _is_ready(record: SandboxRecord | None) -> bool:
+    return record is not None and record.ready
+
+
+async def _create(
+    ctx: DockerContext,
+    body: dict[str, Any],
+    name: str,
+    config: cri.PodSandboxConfig | cri.ContainerConfig,
+    kind: _Kind,
+) -> tuple[str, bool]:
+    try:
+        created = await ctx.client.call("create_container_from_config", body, name)
+    except AlreadyExists:
+        existing = await _existing(ctx, name, config, kind)
+        if existing:
+            return existing, True
+        created = await ctx.client.call("create_container_from_config", body, name)
+    return str(created["Id"]), False
+
+
+async def _existing(
+    ctx: DockerContext, name: str, config: cri.PodSandboxConfig | cri.ContainerConfig, kind: _Kind
+) -> str:
+    """The ID of the same attempt that holds ``name``, or "" once a leftover is removed."""
+    inspect = await ctx.client.call("inspect_container", name)
+    docker_id = str(inspect["Id"])
+    owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), ctx.instance)
+    if owned is not None and not kind.known(docker_id):
+        log.info("removing %s, left by an interrupted %s", docker_id[:13], kind.call)
+        with contextlib.suppress(NotFound):
+            await ctx.client.call("remove_container", docker_id, force=True, v=True)
+        return ""
+    if (
+        owned is not None
+        and kind.reusable(docker_id)
+        and owned.config.SerializeToString(deterministic=True)
+        == config.SerializeToString(deterministic=True)
+    ):
+        return docker_id
+    raise AlreadyExists(f"{kind.what} name {name} is in use by {docker_id[:13]}")

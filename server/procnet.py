@@ -1,0 +1,44 @@
+"""The network figures of a process's network namespace, from /proc/<pid>/net/dev."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class InterfaceSample:
+    name: str
+    rx_bytes: int
+    rx_errors: int
+    tx_bytes: int
+    tx_errors: int
+
+
+def parse_net_dev(text: str) -> list[InterfaceSample]:
+    """/proc/<pid>/net/dev, one entry per interface."""
+    interfaces = []
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        values = rest.split()
+        if not sep or len(values) < 16 or not all(v.isdigit() for v in values):
+            continue
+        interfaces.append(
+            InterfaceSample(
+                name=name.strip(),
+                rx_bytes=int(values[0]),
+                rx_errors=int(values[2]),
+                tx_bytes=int(values[8]),
+                tx_errors=int(values[10]),
+            )
+        )
+    return interfaces
+
+
+def read_net_dev(pid: int) -> list[InterfaceSample] | None:
+    """The interfaces of ``pid``'s network namespace; None when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/net/dev").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return parse_net_dev(text)

@@ -1,0 +1,35 @@
+"""The CRI's list filters, shared by the adapters."""
+
+from __future__ import annotations
+
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server.listfilter import admits, labels_match
+
+
+def test_label_selector_needs_every_key_with_its_value() -> None:
+    labels = {"app": "web", "tier": "front"}
+    assert labels_match(labels, {})
+    assert labels_match(labels, {"app": "web"})
+    assert not labels_match(labels, {"app": "web", "tier": "back"})
+    assert not labels_match(labels, {"zone": ""})
+
+
+def test_an_empty_filter_admits_everything() -> None:
+    assert admits(cri.ContainerFilter(), "c1", cri.CONTAINER_EXITED, {})
+    assert admits(cri.PodSandboxFilter(), "p1", cri.SANDBOX_NOTREADY, {})
+
+
+def test_id_state_and_labels_must_all_match() -> None:
+    wanted = cri.PodSandboxFilter(
+        id="p1",
+        state=cri.PodSandboxStateValue(state=cri.SANDBOX_READY),
+        label_selector={"app": "web"},
+    )
+    assert admits(wanted, "p1", cri.SANDBOX_READY, {"app": "web", "x": "y"})
+    assert not admits(wanted, "p2", cri.SANDBOX_READY, {"app": "web"})
+    assert not admits(wanted, "p1", cri.SANDBOX_NOTREADY, {"app": "web"})
+    assert not admits(wanted, "p1", cri.SANDBOX_READY, {"app": "db"})
+    # A state of 0 that is set is a filter too (CONTAINER_CREATED).
+    created = cri.ContainerFilter(state=cri.ContainerStateValue(state=cri.CONTAINER_CREATED))
+    assert admits(created, "c1", cri.CONTAINER_CREATED, {})
+    assert not admits(created, "c1", cri.CONTAINER_RUNNING, {})
