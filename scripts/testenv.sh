@@ -38,8 +38,8 @@ IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # image comes first (the others are built FROM it) and a `tag` follows its source.
 IMAGE_TABLE="
 e2e-test-images/busybox:1.29-2                               busybox          -
-pause:3.10                                                   pause            -
-pause:3.9                                                    tag              pause:3.10
+pause:3.10                                                   pause            3.10
+pause:3.9                                                    pause            3.9
 e2e-test-images/nonewprivs:1.3                               nonewprivs       -
 e2e-test-images/httpd:2.4.39-4                               web              80
 e2e-test-images/nginx:1.14-2                                 nginx            80
@@ -301,11 +301,14 @@ build_busybox() {
 	build_image "$1" "$dir" 'FROM scratch' 'COPY rootfs/ /' "ENV PATH=$IMAGE_PATH" 'CMD ["sh"]'
 }
 
+# build_pause REF VERSION: the project's pause program. Upstream's pause
+# versions are different images, so the version is a label here.
 build_pause() {
 	local dir
 	dir=$(new_context "$1")
 	run_logged "$BUILD_LOG" gcc -static -O2 -s -Wall -Wextra -o "$dir/pause" "$IMAGES_DIR/pause/pause.c"
-	build_image "$1" "$dir" 'FROM scratch' 'COPY pause /pause' 'ENTRYPOINT ["/pause"]'
+	build_image "$1" "$dir" 'FROM scratch' 'COPY pause /pause' "LABEL version=$2" \
+		'ENTRYPOINT ["/pause"]'
 }
 
 build_plain() {
