@@ -504,19 +504,23 @@ def apparmor_option(security: cri.LinuxContainerSecurityContext, host: HostFacts
     return f"apparmor={name}"
 
 
+RESOURCE_FIELDS = (
+    ("cpu_shares", "CpuShares"),
+    ("cpu_period", "CpuPeriod"),
+    ("cpu_quota", "CpuQuota"),
+    ("cpuset_cpus", "CpusetCpus"),
+    ("cpuset_mems", "CpusetMems"),
+)
+"""CRI resource fields that Docker takes as they are, and Docker's names for them."""
+
+
 def resources(res: cri.LinuxContainerResources, host: HostFacts) -> dict[str, Any]:
     """Docker's resource fields for the CRI's Linux resources (create and update)."""
-    fields: dict[str, Any] = {}
-    if res.cpu_shares:
-        fields["CpuShares"] = res.cpu_shares
-    if res.cpu_period:
-        fields["CpuPeriod"] = res.cpu_period
-    if res.cpu_quota:
-        fields["CpuQuota"] = res.cpu_quota
-    if res.cpuset_cpus:
-        fields["CpusetCpus"] = res.cpuset_cpus
-    if res.cpuset_mems:
-        fields["CpusetMems"] = res.cpuset_mems
+    fields: dict[str, Any] = {
+        docker_name: getattr(res, cri_name)
+        for cri_name, docker_name in RESOURCE_FIELDS
+        if getattr(res, cri_name)
+    }
     if res.memory_limit_in_bytes:
         fields["Memory"] = res.memory_limit_in_bytes
         fields["MemorySwap"] = res.memory_swap_limit_in_bytes or res.memory_limit_in_bytes
