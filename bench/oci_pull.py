@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pycrid.adapters.oci.store import ContentStore
-from pycrid.adapters.oci.unpack import unpack_file
+from pycrid.adapters.oci.images.store import ContentStore
+from pycrid.adapters.oci.images.unpack import unpack_file
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests import harness
 

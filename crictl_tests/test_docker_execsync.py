@@ -17,13 +17,13 @@ import docker
 import grpc
 import pytest
 
+from pycrid.adapters import errors
+from pycrid.adapters.deadline import call_deadline
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods, open_pods
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
-from pycrid.server import errors
-from pycrid.server.instrument import call_deadline
 
 LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
 

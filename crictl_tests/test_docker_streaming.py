@@ -12,8 +12,9 @@ import hashlib
 
 import pytest
 
+from pycrid.adapters.config import StreamingConfig
 from pycrid.adapters.docker.client import DockerClient
-from pycrid.adapters.docker.streaming import DockerStreamingRuntime
+from pycrid.adapters.docker.streaming import DockerStreaming
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods, pods_fixture, wait_for
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, DOCKER_SOCKET, WEBSERVER_IMAGE
@@ -24,7 +25,6 @@ from pycrid.crictl_tests.spdy_client import (
     WsExec,
     read_all,
 )
-from pycrid.server.config import StreamingConfig
 from pycrid.server.streaming.server import StreamingServer
 from pycrid.server.streaming.tokens import TokenCache
 
@@ -224,7 +224,7 @@ async def test_expired_token_is_refused(pod: dict[str, str]) -> None:
     await client.connect(10)
     server = StreamingServer(
         StreamingConfig(port=0),
-        DockerStreamingRuntime(client),
+        DockerStreaming(client),
         tokens=TokenCache(clock=lambda: now[0]),
     )
     await server.start()

@@ -24,7 +24,7 @@ import grpc
 import pytest
 from aiohttp import web
 
-from pycrid.adapters.oci.platform import host_platform
+from pycrid.adapters.oci.images.platform import host_platform
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.harness import LOCAL_REGISTRY, MIRRORED_REGISTRIES, Daemon
 

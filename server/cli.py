@@ -12,8 +12,8 @@ from typing import Any
 import tomli_w
 
 from pycrid.adapters.base import StartupError
-from pycrid.server.config import ADAPTERS, LOG_LEVELS, Config, ConfigError, load_config
-from pycrid.server.version import KUBELET_API_VERSION, PYCRID_VERSION, RUNTIME_API_VERSION
+from pycrid.adapters.config import ADAPTERS, LOG_LEVELS, Config, ConfigError, load_config
+from pycrid.adapters.version import KUBELET_API_VERSION, PYCRID_VERSION, RUNTIME_API_VERSION
 
 
 def _config_flags() -> argparse.ArgumentParser:

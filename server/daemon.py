@@ -16,8 +16,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pycrid.adapters.base import Adapter, StartupError
+from pycrid.adapters.config import Config
 from pycrid.api.cri import api_pb2, api_pb2_grpc
-from pycrid.server.config import Config
 from pycrid.server.instrument import InstrumentInterceptor
 from pycrid.server.servicers.image import ImageServicer
 from pycrid.server.servicers.runtime import RuntimeServicer
@@ -75,7 +75,9 @@ def prepare_socket(path: Path) -> None:
     raise StartupError(f"another daemon is serving on {path}")
 
 
-def build_server(adapter: Adapter) -> tuple[grpc.aio.Server, health.HealthServicer]:
+def build_server(
+    adapter: Adapter, streaming: StreamingServer | None = None
+) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
         interceptors=[InstrumentInterceptor(CRI_SERVICES)],
         options=[
@@ -83,7 +85,7 @@ def build_server(adapter: Adapter) -> tuple[grpc.aio.Server, health.HealthServic
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(adapter), server)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(adapter, streaming), server)
     api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(adapter), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -112,14 +114,13 @@ async def serve(config: Config, adapter: Adapter | None = None) -> None:
     socket_path = config.socket_path
     prepare_socket(socket_path)
     await adapter.start()
-    server, health_servicer = build_server(adapter)
-    streaming = StreamingServer(config.streaming)
+    streaming = StreamingServer(config.streaming, runtime=adapter.streaming)
+    server, health_servicer = build_server(adapter, streaming)
     try:
         try:
             await streaming.start()
         except StartupFailure as e:
             raise StartupError(str(e)) from None
-        adapter.attach_streaming(streaming)
         try:
             server.add_insecure_port(config.listen)
         except RuntimeError as e:

@@ -2,13 +2,13 @@
 
 Every RPC handler of the daemon is wrapped here: the call is timed, logged
 (debug for success, warning for failure) and the exceptions of
-``pycrid.server.errors`` are turned into status codes. The call's deadline is
-published in a context variable so that backend clients can pass it down.
+``pycrid.adapters.errors`` are turned into status codes. The call's deadline is
+published through ``pycrid.adapters.deadline`` so that backend clients can pass
+it down.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,14 +16,11 @@ from typing import Any
 
 import grpc
 
-from pycrid.server import errors
+from pycrid.adapters import errors
+from pycrid.adapters.deadline import set_call_deadline
 
 log = logging.getLogger("pycrid.calls")
 
-# Seconds left for the current call, or None when the client set no deadline.
-call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "call_deadline", default=None
-)
 
 STATUS_CODES: dict[type[errors.CRIError], grpc.StatusCode] = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
@@ -46,12 +43,6 @@ def status_code(error: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def seconds_left() -> float | None:
-    """Seconds until the current call's deadline (None without one)."""
-    deadline = call_deadline.get()
-    return None if deadline is None else deadline - time.monotonic()
-
-
 class _Outcome:
     """Logs one finished call."""
 
@@ -70,8 +61,7 @@ class _Outcome:
 
 
 def _enter(context: grpc.aio.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    call_deadline.set(None if remaining is None else time.monotonic() + remaining)
+    set_call_deadline(context.time_remaining())
 
 
 async def _fail(outcome: _Outcome, context: grpc.aio.ServicerContext, error: Exception) -> None:

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from pycrid.server.config import load_config
+from pycrid.adapters.config import load_config
 from pycrid.server.daemon import serve
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.server import cni
+from pycrid.adapters.node import cni
 
 RESULT_V1 = {
     "cniVersion": "1.0.0",

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.server.config import Config, ConfigError, load_config, parse_config
+from pycrid.adapters.config import Config, ConfigError, load_config, parse_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -51,7 +51,7 @@ insecure = true
 
 
 def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
-    monkeypatch.setattr("pycrid.server.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
+    monkeypatch.setattr("pycrid.adapters.config.DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
     assert load_config() == Config()
 
 

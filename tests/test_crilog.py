@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from pycrid.server import crilog
-from pycrid.server.crilog import CriLogEncoder, CriLogFile
+from pycrid.adapters.node import crilog
+from pycrid.adapters.node.crilog import CriLogEncoder, CriLogFile
 
 T0 = 1_475_713_029_669_794_202  # 2016-10-06T00:17:09.669794202Z
 

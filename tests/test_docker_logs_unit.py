@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.adapters.docker.execsync import CappedOutput, kill_process_tree
+from pycrid.adapters.docker.execsync import CappedOutput
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamError, LogStreamParser
 from pycrid.adapters.docker.logs import Position, _Copier, _Inbox
 from pycrid.adapters.docker.stdstream import (
@@ -20,8 +20,9 @@ from pycrid.adapters.docker.stdstream import (
     StdStreamError,
     encode_frame,
 )
-from pycrid.server import crilog
-from pycrid.server.crilog import CriLogFile, parse_timestamp
+from pycrid.adapters.node import crilog
+from pycrid.adapters.node.crilog import CriLogFile, parse_timestamp
+from pycrid.adapters.node.proctree import kill_process_tree
 
 TS = b"2026-11-26T08:41:31.054819409Z"
 NS = parse_timestamp(TS)

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
+from pycrid.adapters import errors
 from pycrid.adapters.base import StartupError
+from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming, recovery
 from pycrid.adapters.docker.context import DockerContext
-from pycrid.adapters.docker.spec import HostFacts
 from pycrid.adapters.docker.store import Checkpoints, NetworkState, Store
+from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.node.cni import CniRunner
+from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import errors
-from pycrid.server.cni import CniRunner
-from pycrid.server.config import Config
-from pycrid.server.idindex import IdIndex
 
 INSTANCE = "feedfacefeedface"
 RUNNING = {"Status": "running", "Pid": 4242, "StartedAt": "2026-01-01T00:00:01Z"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pycrid.adapters.docker import spec
+from pycrid.adapters.errors import InvalidArgument, Unimplemented
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import InvalidArgument, Unimplemented
 
 SANDBOX_ID = "s" * 64
 

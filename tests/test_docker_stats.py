@@ -13,12 +13,12 @@ from pycrid.adapters.docker import layersize, stats
 from pycrid.adapters.docker.layersize import LayerSizes
 from pycrid.adapters.docker.stats import DockerStats
 from pycrid.adapters.docker.store import Checkpoints, ContainerRecord, Store
+from pycrid.adapters.errors import NotFound
+from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.node import cgroups, criusage, procnet
+from pycrid.adapters.node.cgroups import CgroupPaths, CgroupSample, Hierarchy, MemorySample
+from pycrid.adapters.node.cpurates import CpuRates
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import cgroups, criusage, procnet
-from pycrid.server.cgroups import CgroupPaths, CgroupSample, Hierarchy, MemorySample
-from pycrid.server.cpurates import CpuRates
-from pycrid.server.errors import NotFound
-from pycrid.server.idindex import IdIndex
 
 CONTAINER = "4983a2d2b3c65b3ddde109e65ec4341c50f47c8d3314b4a102c3be7bbb70c97f"
 V1_UNLIMITED = "9223372036854771712"

@@ -15,8 +15,8 @@ from pycrid.adapters.docker.store import (
     SandboxRecord,
     Store,
 )
+from pycrid.adapters.node import netns
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import netns
 
 ZERO = "0001-01-01T00:00:00Z"
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pycrid.server.errors import InvalidArgument, NotFound
-from pycrid.server.idindex import IdIndex
+from pycrid.adapters.errors import InvalidArgument, NotFound
+from pycrid.adapters.idindex import IdIndex
 
 
 def test_unique_prefix_resolves_to_the_full_id():

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pycrid.server.errors import InvalidArgument
-from pycrid.server.imageref import is_image_id, parse_image_user, parse_reference
+from pycrid.adapters.errors import InvalidArgument
+from pycrid.adapters.node.imageref import is_image_id, parse_image_user, parse_reference
 
 DIGEST = "sha256:" + "a" * 64
 

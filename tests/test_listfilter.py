@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pycrid.adapters.listfilter import admits, labels_match
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.listfilter import admits, labels_match
 
 
 def test_label_selector_needs_every_key_with_its_value() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pycrid.adapters.oci.images import find_image, to_cri_image
-from pycrid.adapters.oci.store import ImageRecord, LayerRecord
-from pycrid.server.errors import InvalidArgument
+from pycrid.adapters.errors import InvalidArgument
+from pycrid.adapters.oci.images.service import find_image, to_cri_image
+from pycrid.adapters.oci.images.store import ImageRecord, LayerRecord
 
 BUSYBOX_ID = "sha256:bd86" + "1" * 60
 OTHER_ID = "sha256:bd87" + "2" * 60

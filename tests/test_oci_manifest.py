@@ -8,18 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.adapters.oci import manifest as mf
-from pycrid.adapters.oci.auth import (
+from pycrid.adapters.config import Config, RegistryConfig
+from pycrid.adapters.oci.images import manifest as mf
+from pycrid.adapters.oci.images.auth import (
     from_auth_config,
     from_docker_config,
     parse_challenges,
 )
-from pycrid.adapters.oci.digest import DigestError, Verifier, parse_digest, sha256_of, verify_bytes
-from pycrid.adapters.oci.endpoints import endpoints_for, is_loopback, refused_mirrors
-from pycrid.adapters.oci.manifest import Platform
-from pycrid.adapters.oci.platform import matches, select
+from pycrid.adapters.oci.images.digest import (
+    DigestError,
+    Verifier,
+    parse_digest,
+    sha256_of,
+    verify_bytes,
+)
+from pycrid.adapters.oci.images.endpoints import endpoints_for, is_loopback, refused_mirrors
+from pycrid.adapters.oci.images.manifest import Platform
+from pycrid.adapters.oci.images.platform import matches, select
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.config import Config, RegistryConfig
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -20,20 +20,20 @@ import zstandard
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pycrid.adapters.oci import manifest as mf
-from pycrid.adapters.oci.auth import NO_CREDENTIALS, Credentials
-from pycrid.adapters.oci.digest import sha256_of
-from pycrid.adapters.oci.endpoints import Endpoint
-from pycrid.adapters.oci.failures import Corrupt, Missing, Stalled, Transient, Unauthorized
-from pycrid.adapters.oci.images import OciImages
-from pycrid.adapters.oci.platform import host_platform
-from pycrid.adapters.oci.pull import Puller
-from pycrid.adapters.oci.registry import RegistryClient
-from pycrid.adapters.oci.store import ContentStore
+from pycrid.adapters import errors
+from pycrid.adapters.config import Config, RegistryConfig
+from pycrid.adapters.node.imageref import parse_reference
+from pycrid.adapters.oci.images import manifest as mf
+from pycrid.adapters.oci.images.auth import NO_CREDENTIALS, Credentials
+from pycrid.adapters.oci.images.digest import sha256_of
+from pycrid.adapters.oci.images.endpoints import Endpoint
+from pycrid.adapters.oci.images.failures import Corrupt, Missing, Stalled, Transient, Unauthorized
+from pycrid.adapters.oci.images.platform import host_platform
+from pycrid.adapters.oci.images.pull import Puller
+from pycrid.adapters.oci.images.registry import RegistryClient
+from pycrid.adapters.oci.images.service import OciImages
+from pycrid.adapters.oci.images.store import ContentStore
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import errors
-from pycrid.server.config import Config, RegistryConfig
-from pycrid.server.imageref import parse_reference
 
 REPO = "team/app"
 USER, PASSWORD = "alice", "s3cret"
@@ -466,7 +466,7 @@ async def test_pulls_are_coalesced_and_dropped_when_nobody_waits(fake, tmp_path:
     await images.start()
     try:
         request = cri.PullImageRequest(image=cri.ImageSpec(image="example.test/team/app:held"))
-        callers = [asyncio.create_task(images.pull(request)) for _ in range(3)]
+        callers = [asyncio.create_task(images.pull_image(request)) for _ in range(3)]
         while not registry.blob_requests:
             await asyncio.sleep(0.01)
         assert len(images._pulls) == 1  # one pull serves all three calls

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.adapters.oci.digest import sha256_of
-from pycrid.adapters.oci.rootfs import is_mounted, prepare_rootfs, remove_rootfs
-from pycrid.adapters.oci.store import ContentStore, ImageRecord, LayerRecord
-from pycrid.adapters.oci.unpack import unpack
+from pycrid.adapters.oci.images.digest import sha256_of
+from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove_rootfs
+from pycrid.adapters.oci.images.store import ContentStore, ImageRecord, LayerRecord
+from pycrid.adapters.oci.images.unpack import unpack
 
 
 def make_tar(files: dict[str, bytes | None]) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from pycrid.adapters.oci.unpack import (
+from pycrid.adapters.oci.images.unpack import (
     OPAQUE_XATTR,
     UnpackError,
     clean_path,

@@ -11,9 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from pycrid.adapters import errors
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
-from pycrid.server import errors
 from pycrid.server.daemon import build_server
 
 from .fake_adapter import FakeAdapter
@@ -53,19 +53,36 @@ async def test_version_is_what_kubelet_demands(served):
     assert version.runtime_version
 
 
-async def test_unsupported_calls_are_unimplemented_never_unknown(served):
-    _, runtime, images = served
-    assert await code_of(runtime.ContainerStats(cri.ContainerStatsRequest(container_id="x"))) in (
-        grpc.StatusCode.NOT_FOUND,
-    )
-    assert (
-        await code_of(runtime.ListPodSandbox(cri.ListPodSandboxRequest()))
-        == grpc.StatusCode.UNIMPLEMENTED
-    )
-    assert (
-        await code_of(images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image="a"))))
-        == grpc.StatusCode.UNIMPLEMENTED
-    )
+async def test_an_absent_concern_is_unimplemented_never_unknown(served):
+    adapter, runtime, _ = served
+    adapter.container_ids.add("c1")
+    adapter.sandbox_ids.add("p1")
+    calls = [
+        runtime.ContainerStats(cri.ContainerStatsRequest(container_id="c1")),
+        runtime.ListPodSandboxStats(cri.ListPodSandboxStatsRequest()),
+        runtime.ListMetricDescriptors(cri.ListMetricDescriptorsRequest()),
+        runtime.CheckpointContainer(cri.CheckpointContainerRequest(container_id="c1")),
+        runtime.UpdatePodSandboxResources(
+            cri.UpdatePodSandboxResourcesRequest(pod_sandbox_id="p1")
+        ),
+        runtime.Exec(cri.ExecRequest(container_id="c1", cmd=["true"], stdout=True)),
+        runtime.PortForward(cri.PortForwardRequest(pod_sandbox_id="p1", port=[80])),
+    ]
+    for call in calls:
+        assert await code_of(call) == grpc.StatusCode.UNIMPLEMENTED
+    events = runtime.GetContainerEvents(cri.GetEventsRequest())
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        async for _ in events:
+            pass
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert adapter.calls == []
+
+
+async def test_a_present_concern_reaches_the_adapter_in_one_hop(served):
+    adapter, runtime, images = served
+    await runtime.ListPodSandbox(cri.ListPodSandboxRequest())
+    await images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image="a")))
+    assert [name for name, _ in adapter.calls] == ["list_pod_sandbox", "pull_image"]
 
 
 async def test_prefixes_resolve_before_the_adapter_sees_them(served):

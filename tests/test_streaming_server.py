@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from pycrid.adapters.config import StreamingConfig
+from pycrid.adapters.errors import NotFound
+from pycrid.adapters.streaming import ForwardOutput, InputStream, SessionIO
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.spdy_client import (
     SpdyExec,
@@ -18,9 +21,6 @@ from pycrid.crictl_tests.spdy_client import (
     http_upgrade,
     read_all,
 )
-from pycrid.server.config import StreamingConfig
-from pycrid.server.errors import NotFound
-from pycrid.server.streaming.backend import ForwardOutput, InputStream, SessionIO
 from pycrid.server.streaming.server import StreamingServer
 from pycrid.server.streaming.tokens import TokenCache
 
@@ -32,7 +32,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
 
-    async def exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
+    async def run_exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
         self.calls.append(("exec", container_id, *cmd))
         if container_id == "gone":
             raise NotFound("container gone is not running")
@@ -59,12 +59,12 @@ class FakeRuntime:
             return 0
         raise AssertionError(cmd)
 
-    async def attach(self, container_id: str, io: SessionIO) -> None:
+    async def run_attach(self, container_id: str, io: SessionIO) -> None:
         self.calls.append(("attach", container_id))
         while data := await io.stdin.read():
             await io.stdout.write(data.upper())
 
-    async def port_forward(
+    async def run_port_forward(
         self, sandbox_id: str, port: int, reader: InputStream, writer: ForwardOutput
     ) -> None:
         self.calls.append(("port_forward", sandbox_id, str(port)))

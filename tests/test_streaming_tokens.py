@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pycrid.server.errors import ResourceExhausted
+from pycrid.adapters.errors import ResourceExhausted
 from pycrid.server.streaming.tokens import TokenCache
 
 

@@ -19,9 +19,9 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from pycrid.adapters import errors
 from pycrid.adapters.base import StartupError
-from pycrid.server import errors
-from pycrid.server.instrument import seconds_left
+from pycrid.adapters.deadline import seconds_left
 
 log = logging.getLogger("pycrid.docker")
 

@@ -17,14 +17,16 @@ import time
 
 from google.protobuf import json_format
 
+from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.docker import naming, spec
-from pycrid.adapters.docker.context import DockerContext, without_deadline
+from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.namedcreate import create_container
 from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.adapters.errors import FailedPrecondition, NotFound
+from pycrid.adapters.listfilter import admits
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import FailedPrecondition, NotFound
-from pycrid.server.listfilter import admits
 
 log = logging.getLogger("pycrid.docker")
 
@@ -53,7 +55,9 @@ class DockerContainers:
 
     # CreateContainer.
 
-    async def create(self, request: cri.CreateContainerRequest) -> cri.CreateContainerResponse:
+    async def create_container(
+        self, request: cri.CreateContainerRequest
+    ) -> cri.CreateContainerResponse:
         ctx = self.ctx
         sandbox = ctx.store.sandbox(request.pod_sandbox_id)
         if not sandbox.ready:
@@ -118,7 +122,9 @@ class DockerContainers:
 
     # StartContainer.
 
-    async def start(self, request: cri.StartContainerRequest) -> cri.StartContainerResponse:
+    async def start_container(
+        self, request: cri.StartContainerRequest
+    ) -> cri.StartContainerResponse:
         record = self.ctx.store.container(request.container_id)
         async with record.lock:
             await self._inspect(record)
@@ -141,7 +147,7 @@ class DockerContainers:
 
     # StopContainer and RemoveContainer.
 
-    async def stop(self, request: cri.StopContainerRequest) -> cri.StopContainerResponse:
+    async def stop_container(self, request: cri.StopContainerRequest) -> cri.StopContainerResponse:
         await self.stop_one(request.container_id, request.timeout)
         return cri.StopContainerResponse()
 
@@ -160,7 +166,9 @@ class DockerContainers:
                 return
             await self._settle(record)
 
-    async def remove(self, request: cri.RemoveContainerRequest) -> cri.RemoveContainerResponse:
+    async def remove_container(
+        self, request: cri.RemoveContainerRequest
+    ) -> cri.RemoveContainerResponse:
         await self.remove_one(request.container_id)
         return cri.RemoveContainerResponse()
 
@@ -199,7 +207,9 @@ class DockerContainers:
             await self.ctx.log_copiers.stop(record.id)
             record.log_drained = True
 
-    async def status(self, request: cri.ContainerStatusRequest) -> cri.ContainerStatusResponse:
+    async def container_status(
+        self, request: cri.ContainerStatusRequest
+    ) -> cri.ContainerStatusResponse:
         record = self.ctx.store.container(request.container_id)
         if not record.finished_known:
             await self._inspect(record)
@@ -236,6 +246,9 @@ class DockerContainers:
                     "imageID": record.image_id,
                 }
             )
+        if status.state == cri.CONTAINER_EXITED:
+            # Once a client sees EXITED, the container's log file is complete.
+            await self.ctx.log_copiers.wait_copied(record.id)
         return response
 
     async def refresh_all(self) -> None:
@@ -258,7 +271,9 @@ class DockerContainers:
             ctx.container_ids.discard(gone)
             ctx.store.checkpoints.delete_container(gone)
 
-    async def list(self, request: cri.ListContainersRequest) -> cri.ListContainersResponse:
+    async def list_containers(
+        self, request: cri.ListContainersRequest
+    ) -> cri.ListContainersResponse:
         await self.refresh_all()
         await asyncio.gather(*(self._settle(r) for r in list(self.ctx.store.containers.values())))
         wanted = request.filter
@@ -289,7 +304,7 @@ class DockerContainers:
 
     # UpdateContainerResources.
 
-    async def update_resources(
+    async def update_container_resources(
         self, request: cri.UpdateContainerResourcesRequest
     ) -> cri.UpdateContainerResourcesResponse:
         record = self.ctx.store.container(request.container_id)
@@ -305,3 +320,18 @@ class DockerContainers:
             self.ctx.store.checkpoints.save_container_resources(record.id, resources)
             record.resources = resources
         return cri.UpdateContainerResourcesResponse()
+
+    # The container's log and ExecSync.
+
+    async def reopen_container_log(
+        self, request: cri.ReopenContainerLogRequest
+    ) -> cri.ReopenContainerLogResponse:
+        info = await self.ctx.client.call("inspect_container", request.container_id)
+        if not (info.get("State") or {}).get("Running"):
+            # The CRI allows an error here, and then no new file may appear.
+            raise FailedPrecondition("container is not running")
+        await self.ctx.log_copiers.reopen(request.container_id)
+        return cri.ReopenContainerLogResponse()
+
+    async def exec_sync(self, request: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
+        return await exec_sync(self.ctx.client, request.container_id, request.cmd, request.timeout)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pycrid.adapters.config import Config
 from pycrid.adapters.docker.client import DockerClient
-from pycrid.adapters.docker.spec import HostFacts
 from pycrid.adapters.docker.store import Store
-from pycrid.server.cni import CniRunner
-from pycrid.server.config import Config
-from pycrid.server.idindex import IdIndex
-from pycrid.server.instrument import call_deadline
+from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.node.cni import CniRunner
+from pycrid.adapters.node.hostfacts import HostFacts
 
 
 @dataclass
@@ -41,13 +38,3 @@ class DockerContext:
 
     def resolv_conf_path(self, sandbox_id: str) -> Path:
         return self.sandbox_dir(sandbox_id) / "resolv.conf"
-
-
-@contextlib.contextmanager
-def without_deadline() -> Iterator[None]:
-    """Let clean-up after a failed call run to its end, past the call's deadline."""
-    token = call_deadline.set(None)
-    try:
-        yield
-    finally:
-        call_deadline.reset(token)

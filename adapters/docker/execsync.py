@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import socket
 import threading
 import time
@@ -28,11 +26,12 @@ from collections.abc import Callable, Sequence
 from contextvars import Context
 from typing import Any
 
+from pycrid.adapters import errors
+from pycrid.adapters.deadline import seconds_left
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.stdstream import Frame, StdStreamDemuxer
+from pycrid.adapters.node import proctree
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import errors
-from pycrid.server.instrument import seconds_left
 
 log = logging.getLogger("pycrid.docker.exec")
 
@@ -222,90 +221,10 @@ async def _kill_and_wait(client: DockerClient, container_id: str, exec_id: str) 
         return
     container = await client.call("inspect_container", container_id)
     init_pid = int((container.get("State") or {}).get("Pid") or 0)
-    killed = await asyncio.to_thread(kill_process_tree, pid, init_pid)
+    killed = await asyncio.to_thread(proctree.kill_process_tree, pid, init_pid)
     log.info("exec %s in %s timed out: killed pids %s", exec_id[:12], container_id[:12], killed)
     # Wait for them to be reaped, or at least to be zombies: an orphan's new
     # parent (the container's init) may never reap it.
     reap_by = time.monotonic() + REAP_WAIT
-    while not all(_gone(p, zombie_too=time.monotonic() > reap_by) for p in killed):
+    while not all(proctree.gone(p, zombie_too=time.monotonic() > reap_by) for p in killed):
         await asyncio.sleep(POLL_INTERVAL)
-
-
-def _gone(pid: int, zombie_too: bool) -> bool:
-    """True once ``pid`` has been reaped (or, with ``zombie_too``, has exited)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return True
-    return zombie_too and stat[stat.rfind(b")") + 2 :].startswith((b"Z", b"X"))
-
-
-def _children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (any of its threads may have forked them)."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return []
-    children: list[int] = []
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                children += [int(c) for c in f.read().split()]
-        except FileNotFoundError:
-            return _children_by_scan(pid)  # kernel without CONFIG_PROC_CHILDREN
-    return children
-
-
-def _children_by_scan(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: fields follow the last ")".
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            children.append(int(entry))
-    return children
-
-
-def _pid_namespace(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
-    except OSError:
-        return None
-
-
-def kill_process_tree(pid: int, same_namespace_as: int = 0) -> list[int]:
-    """SIGKILL ``pid`` and all its descendants; returns the PIDs signalled.
-
-    Each process is stopped before its children are listed, so none can fork
-    a new one that escapes. With ``same_namespace_as``, ``pid`` is left alone
-    unless it is in that process's PID namespace (it may have exited, and its
-    number been reused, since it was looked up).
-    """
-    if same_namespace_as:
-        expected = _pid_namespace(same_namespace_as)
-        if expected is None or _pid_namespace(pid) != expected:
-            return []
-    stopped: list[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        if current in stopped:
-            continue
-        try:
-            os.kill(current, signal.SIGSTOP)
-        except ProcessLookupError:
-            continue
-        stopped.append(current)
-        todo += _children(current)
-    for current in stopped:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(current, signal.SIGKILL)
-    return stopped

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import h11
 
-from pycrid.server import errors
+from pycrid.adapters import errors
 
 RESPONSE_TIMEOUT = 60.0
 READ_SIZE = 64 * 1024

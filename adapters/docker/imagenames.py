@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pycrid.server import atomicfile
+from pycrid.adapters.node import atomicfile
 
 
 class ImageNames:

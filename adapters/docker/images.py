@@ -19,18 +19,18 @@ from urllib.parse import urlsplit
 
 import docker.errors
 
+from pycrid.adapters.config import Config
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.imagenames import ImageNames
-from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.config import Config
-from pycrid.server.errors import (
+from pycrid.adapters.errors import (
     CRIError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
-from pycrid.server.imageref import Reference, parse_image_user, parse_reference
+from pycrid.adapters.node.imageref import Reference, parse_image_user, parse_reference
+from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker.images")
 
@@ -97,7 +97,9 @@ class DockerImages:
         """The image named ``reference``, pulled first when dockerd lacks it."""
         found = await self.inspect(reference)
         if found is None:
-            await self.pull(cri.PullImageRequest(image=cri.ImageSpec(image=reference), auth=auth))
+            await self.pull_image(
+                cri.PullImageRequest(image=cri.ImageSpec(image=reference), auth=auth)
+            )
             found = await self.inspect(reference)
             if found is None:
                 raise NotFound(f"image {reference!r} vanished right after its pull")
@@ -159,7 +161,7 @@ class DockerImages:
         self.names.forget_missing(live)
         return cri.ListImagesResponse(images=images)
 
-    async def status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
+    async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
         found = await self.inspect(request.image.image)
         if found is None:
             # The CRI answers a missing image with an empty status, not an error.
@@ -169,7 +171,7 @@ class DockerImages:
             response.info["info"] = json.dumps(found)
         return response
 
-    async def pull(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
+    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
         requested = parse_reference(request.image.image)
         auth = docker_auth(request.auth) if request.HasField("auth") else None
         failures: list[str] = []
@@ -250,7 +252,7 @@ class DockerImages:
             self.names.record(image_id, [], [])
         return await self.inspect(image_id) or found
 
-    async def remove(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
         found = await self.inspect(request.image.image)
         if found is None:
             return cri.RemoveImageResponse()  # already gone: RemoveImage is idempotent
@@ -266,7 +268,7 @@ class DockerImages:
         self._configs.pop(image_id, None)
         return cri.RemoveImageResponse()
 
-    async def fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
+    async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
         info = await self.client.call("info")
         usage = await self.client.call("df")
         mountpoint = os.path.join(info["DockerRootDir"], info.get("Driver") or "")

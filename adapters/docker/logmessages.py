@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pycrid.adapters.docker.stdstream import StdStreamDemuxer
-from pycrid.server.crilog import parse_timestamp
+from pycrid.adapters.node.crilog import parse_timestamp
 
 DOCKER_CHUNK = 16 * 1024  # the size of Docker's partial log messages
 MAX_TIMESTAMP = 40  # an RFC3339Nano timestamp with an offset is 35 bytes

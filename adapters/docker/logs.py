@@ -49,11 +49,12 @@ from typing import Any
 
 import requests
 
+from pycrid.adapters import errors
+from pycrid.adapters.deadline import seconds_left
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamParser
-from pycrid.server import atomicfile, errors
-from pycrid.server.crilog import DEFAULT_MAX_LINE, CriLogEncoder, CriLogFile
-from pycrid.server.instrument import seconds_left
+from pycrid.adapters.node import atomicfile
+from pycrid.adapters.node.crilog import DEFAULT_MAX_LINE, CriLogEncoder, CriLogFile
 
 log = logging.getLogger("pycrid.docker.logs")
 

@@ -22,8 +22,8 @@ from typing import Any
 from pycrid.adapters.docker import naming
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.store import SandboxRecord
+from pycrid.adapters.errors import AlreadyExists, NotFound
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import AlreadyExists, NotFound
 
 log = logging.getLogger("pycrid.docker")
 

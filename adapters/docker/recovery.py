@@ -24,9 +24,9 @@ from pycrid.adapters.docker import naming
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord, NetworkState, SandboxRecord
+from pycrid.adapters.errors import CRIError, NotFound
+from pycrid.adapters.node import netns
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import netns
-from pycrid.server.errors import CRIError, NotFound
 
 log = logging.getLogger("pycrid.docker")
 

@@ -20,14 +20,15 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.docker import naming, spec
-from pycrid.adapters.docker.context import DockerContext, without_deadline
+from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
 from pycrid.adapters.docker.store import NetworkState, SandboxRecord
+from pycrid.adapters.errors import CRIError, InvalidArgument, NotFound
+from pycrid.adapters.listfilter import admits
+from pycrid.adapters.node import cni, netns
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import cni, netns
-from pycrid.server.errors import CRIError, InvalidArgument, NotFound
-from pycrid.server.listfilter import admits
 
 log = logging.getLogger("pycrid.docker")
 
@@ -103,7 +104,7 @@ class DockerSandboxes:
 
     # RunPodSandbox.
 
-    async def run(self, request: cri.RunPodSandboxRequest) -> cri.RunPodSandboxResponse:
+    async def run_pod_sandbox(self, request: cri.RunPodSandboxRequest) -> cri.RunPodSandboxResponse:
         ctx = self.ctx
         config = request.config
         mode = network_mode(config, ctx.config.network.mode)
@@ -215,7 +216,9 @@ class DockerSandboxes:
 
     # StopPodSandbox.
 
-    async def stop(self, request: cri.StopPodSandboxRequest) -> cri.StopPodSandboxResponse:
+    async def stop_pod_sandbox(
+        self, request: cri.StopPodSandboxRequest
+    ) -> cri.StopPodSandboxResponse:
         record = self.ctx.store.sandboxes.get(request.pod_sandbox_id)
         if record is None:
             return cri.StopPodSandboxResponse()  # gone: the CRI makes Stop succeed
@@ -255,7 +258,9 @@ class DockerSandboxes:
 
     # RemovePodSandbox.
 
-    async def remove(self, request: cri.RemovePodSandboxRequest) -> cri.RemovePodSandboxResponse:
+    async def remove_pod_sandbox(
+        self, request: cri.RemovePodSandboxRequest
+    ) -> cri.RemovePodSandboxResponse:
         record = self.ctx.store.sandboxes.get(request.pod_sandbox_id)
         if record is None:
             return cri.RemovePodSandboxResponse()  # gone: the CRI makes Remove succeed
@@ -279,7 +284,9 @@ class DockerSandboxes:
 
     # PodSandboxStatus and ListPodSandbox.
 
-    async def status(self, request: cri.PodSandboxStatusRequest) -> cri.PodSandboxStatusResponse:
+    async def pod_sandbox_status(
+        self, request: cri.PodSandboxStatusRequest
+    ) -> cri.PodSandboxStatusResponse:
         record = self.ctx.store.sandbox(request.pod_sandbox_id)
         if record.ready:
             await self._refresh(record)
@@ -327,7 +334,9 @@ class DockerSandboxes:
             },
         }
 
-    async def list(self, request: cri.ListPodSandboxRequest) -> cri.ListPodSandboxResponse:
+    async def list_pod_sandbox(
+        self, request: cri.ListPodSandboxRequest
+    ) -> cri.ListPodSandboxResponse:
         await self.containers.refresh_all()
         wanted = request.filter
         items = []

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pycrid.adapters.errors import InvalidArgument, Unimplemented
+from pycrid.adapters.node.hostfacts import CAPABILITY_NAMES, HostFacts
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import InvalidArgument, Unimplemented
 
 log = logging.getLogger("pycrid.docker")
 
@@ -32,69 +33,7 @@ PROPAGATION = {
 }
 PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 SECCOMP_UNCONFINED = "seccomp=unconfined"
-CAP_SYS_RESOURCE = 24
 DOCKER_20_LAST_CAP = 37  # CAP_AUDIT_READ
-
-# Linux capabilities by number (linux/capability.h).
-CAPABILITY_NAMES = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
-    "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
-    "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
-    "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
-    "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
-    "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What the host allows, read once at start-up."""
-
-    apparmor: bool = False
-    negative_oom_score_adj: bool = True
-    bounding_capabilities: frozenset[str] | None = None
-    """The capabilities pycrid may grant, when that is fewer than the kernel knows.
-
-    None means all of them. Docker grants privileged containers, and ``ALL``,
-    every capability it knows of; runc then fails with "unable to apply caps"
-    on a host whose bounding set lacks some. There pycrid grants what the
-    bounding set holds instead, as containerd does.
-    """
-
-    @classmethod
-    def probe(cls) -> HostFacts:
-        return cls(
-            apparmor=_apparmor_enabled(),
-            negative_oom_score_adj=_has_cap_sys_resource(),
-            bounding_capabilities=_bounding_capabilities(),
-        )
-
-
-def _apparmor_enabled() -> bool:
-    try:
-        return Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
-    except OSError:
-        return False
-
-
-def _bounding_capabilities() -> frozenset[str] | None:
-    """``CAP_`` names in this process's bounding set, or None when it lacks none."""
-    try:
-        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapBnd:"):
-                mask = int(line.split()[1], 16)
-                break
-        else:
-            return None
-    except (OSError, ValueError):
-        return None
-    # Docker 20.10 refuses the names it does not know (PERFMON, BPF,
-    # CHECKPOINT_RESTORE): grant at most the older set.
-    known = CAPABILITY_NAMES[: min(last, DOCKER_20_LAST_CAP) + 1]
-    held = frozenset(f"CAP_{name}" for bit, name in enumerate(known) if mask >> bit & 1)
-    return None if len(held) == len(known) else held
 
 
 def describe_limits(host: HostFacts) -> list[str]:
@@ -138,17 +77,6 @@ def added_capabilities(names: list[str], host: HostFacts) -> list[str]:
     if host.bounding_capabilities is not None and any(n.upper() == "ALL" for n in names):
         return sorted(host.bounding_capabilities)
     return list(names)
-
-
-def _has_cap_sys_resource() -> bool:
-    """Without CAP_SYS_RESOURCE in the bounding set, runc cannot lower oom_score_adj."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapBnd:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
-    except (OSError, ValueError):
-        pass
-    return True
 
 
 @dataclass

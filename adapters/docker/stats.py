@@ -4,11 +4,11 @@ Docker's stats API samples each container for about a second, and asking it
 for every container on every kubelet housekeeping round is what makes
 cri-dockerd hammer dockerd. Here each container is inspected once (for the
 process that locates its cgroup, and its writable layer) and after that its
-figures come straight from the cgroup files (``pycrid.server.cgroups``). A
+figures come straight from the cgroup files (``pycrid.adapters.node.cgroups``). A
 pod's figures come from its own cgroup when kubelet gave it one
 (``cgroup_parent``) and it holds only the pod's containers, else they are the
 sum of its containers'; its network figures are those of the pause
-container's network namespace (``pycrid.server.procnet``).
+container's network namespace (``pycrid.adapters.node.procnet``).
 
 The writable layer's size is measured by walking its overlay upper
 directory (``layersize``): a stats call never waits for a walk longer than a
@@ -28,8 +28,9 @@ from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.layersize import LayerSizes, MeasuredLayer
 from pycrid.adapters.docker.store import RUNNING_STATES, ContainerRecord, SandboxRecord
-from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.cgroups import (
+from pycrid.adapters.errors import CRIError, NotFound
+from pycrid.adapters.listfilter import labels_match
+from pycrid.adapters.node.cgroups import (
     CgroupPaths,
     CgroupSample,
     Hierarchy,
@@ -38,11 +39,10 @@ from pycrid.server.cgroups import (
     locate_process,
     sum_samples,
 )
-from pycrid.server.cpurates import CpuRates
-from pycrid.server.criusage import cpu_usage, memory_usage, network_usage, process_usage, u64
-from pycrid.server.errors import CRIError, NotFound
-from pycrid.server.listfilter import labels_match
-from pycrid.server.procnet import InterfaceSample, read_net_dev
+from pycrid.adapters.node.cpurates import CpuRates
+from pycrid.adapters.node.criusage import cpu_usage, memory_usage, network_usage, process_usage, u64
+from pycrid.adapters.node.procnet import InterfaceSample, read_net_dev
+from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
 

@@ -31,9 +31,9 @@ from typing import Any
 from google.protobuf import json_format
 
 from pycrid.adapters.docker.naming import docker_time_ns
+from pycrid.adapters.errors import NotFound
+from pycrid.adapters.node import atomicfile
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import atomicfile
-from pycrid.server.errors import NotFound
 
 RUNNING_STATES = ("running", "paused", "restarting")
 EXITED_STATES = ("exited", "dead", "removing")

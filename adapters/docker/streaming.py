@@ -15,18 +15,19 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pycrid.adapters import errors
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.execsync import _exit_code
 from pycrid.adapters.docker.hijack import Hijacked, hijack
 from pycrid.adapters.docker.stdstream import StdStreamDemuxer
-from pycrid.server import errors
-from pycrid.server.streaming import netnsdial
-from pycrid.server.streaming.backend import (
+from pycrid.adapters.node import netnsdial
+from pycrid.adapters.streaming import (
     ForwardOutput,
     InputStream,
     ResizeEvents,
     SessionIO,
 )
+from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker.streaming")
 
@@ -36,8 +37,8 @@ RESIZE_RETRY_DELAY = 0.05
 FIRST_SIZE_WAIT = 2.0
 
 
-class DockerStreamingRuntime:
-    """A StreamingRuntime on Docker's exec and attach APIs."""
+class DockerStreaming:
+    """The streaming concern on Docker's exec and attach APIs."""
 
     def __init__(self, client: DockerClient) -> None:
         self.client = client
@@ -46,7 +47,25 @@ class DockerStreamingRuntime:
     def _api_version(self) -> str:
         return str(self.client.api.api_version)
 
-    async def exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
+    # Before a session: the URL is handed out only for a running container.
+
+    async def _require_running(self, docker_id: str, what: str) -> None:
+        info = await self.client.call("inspect_container", docker_id)
+        if not (info.get("State") or {}).get("Running"):
+            raise errors.FailedPrecondition(f"{what} {docker_id[:13]} is not running")
+
+    async def exec(self, request: cri.ExecRequest) -> None:
+        await self._require_running(request.container_id, "container")
+
+    async def attach(self, request: cri.AttachRequest) -> None:
+        await self._require_running(request.container_id, "container")
+
+    async def port_forward(self, request: cri.PortForwardRequest) -> None:
+        await self._require_running(request.pod_sandbox_id, "pod sandbox")
+
+    # The sessions.
+
+    async def run_exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
         created = await self.client.call(
             "exec_create",
             container_id,
@@ -70,7 +89,7 @@ class DockerStreamingRuntime:
         await _relay(conn, io, multiplexed=not io.tty, resize=resize)
         return await _exit_code(self.client, exec_id)
 
-    async def attach(self, container_id: str, io: SessionIO) -> None:
+    async def run_attach(self, container_id: str, io: SessionIO) -> None:
         info = await self.client.call("inspect_container", container_id)
         if not info.get("State", {}).get("Running"):
             raise errors.FailedPrecondition(f"container {container_id[:13]} is not running")
@@ -91,7 +110,7 @@ class DockerStreamingRuntime:
 
         await _relay(conn, io, multiplexed=not tty, resize=resize)
 
-    async def port_forward(
+    async def run_port_forward(
         self, sandbox_id: str, port: int, reader: InputStream, writer: ForwardOutput
     ) -> None:
         info = await self.client.call("inspect_container", sandbox_id)

@@ -1,8 +1,9 @@
 """The oci adapter: pycrid pulls, stores and unpacks images itself and runs
 containers with runc under conmon, the way CRI-O and containerd do.
 
-The ImageService works (see ``images.py`` and docs/oci-images.md); the
-runtime calls answer UNIMPLEMENTED until the runtime part lands.
+The ImageService works (``images/``, docs/oci-images.md); the runtime
+(``runtime/``) is not built yet, so the adapter has no pod, container,
+streaming or stats concern and those calls answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -11,35 +12,19 @@ import json
 import shutil
 from pathlib import Path
 
-from pycrid.adapters.base import ImageBackedAdapter, StartupError
-from pycrid.adapters.oci.images import OciImages
+from pycrid.adapters.base import Adapter, StartupError
+from pycrid.adapters.config import Config
+from pycrid.adapters.oci.images.service import OciImages
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.config import Config
 
 
-class OciAdapter(ImageBackedAdapter):
-    name = "oci"
+class OciRuntimeInfo:
+    """Status and RuntimeConfig while the oci runtime is not built."""
 
-    def __init__(self, config: Config) -> None:
-        super().__init__(config)
-        self.store_root = Path(config.state_dir) / "oci"
-        self.images = OciImages(
-            config,
-            self.store_root,
-            progress_timeout=config.oci.pull_progress_timeout,
-            max_concurrent_downloads=config.oci.max_concurrent_downloads,
-        )
-
-    async def start(self) -> None:
-        try:
-            await self.images.start()
-        except OSError as e:
-            raise StartupError(f"cannot open the image store in {self.store_root}: {e}") from None
-
-    async def close(self) -> None:
-        await self.images.close()
-
-    # Runtime information.
+    def __init__(self, config: Config, images: OciImages, store_root: Path) -> None:
+        self.config = config
+        self.images = images
+        self.store_root = store_root
 
     async def status(self, request: cri.StatusRequest) -> cri.StatusResponse:
         runc = shutil.which("runc")
@@ -77,3 +62,34 @@ class OciAdapter(ImageBackedAdapter):
         return cri.RuntimeConfigResponse(
             linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
         )
+
+    async def update_runtime_config(
+        self, request: cri.UpdateRuntimeConfigRequest
+    ) -> cri.UpdateRuntimeConfigResponse:
+        return cri.UpdateRuntimeConfigResponse()
+
+
+class OciAdapter(Adapter):
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store_root = Path(config.state_dir) / "oci"
+        self.oci_images = OciImages(
+            config,
+            self.store_root,
+            progress_timeout=config.oci.pull_progress_timeout,
+            max_concurrent_downloads=config.oci.max_concurrent_downloads,
+        )
+        super().__init__(
+            name="oci",
+            runtime=OciRuntimeInfo(config, self.oci_images, self.store_root),
+            images=self.oci_images,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self.oci_images.start()
+        except OSError as e:
+            raise StartupError(f"cannot open the image store in {self.store_root}: {e}") from None
+
+    async def close(self) -> None:
+        await self.oci_images.close()

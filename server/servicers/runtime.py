@@ -8,18 +8,28 @@ idempotence rules of the CRI) lives here, once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import grpc
 
-from pycrid.adapters.base import Adapter
+from pycrid.adapters.base import (
+    Adapter,
+    Containers,
+    Metrics,
+    PodSandboxes,
+    Stats,
+    Streaming,
+)
+from pycrid.adapters.errors import NotFound, Unimplemented
+from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.version import KUBELET_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
-from pycrid.server.errors import NotFound
-from pycrid.server.idindex import IdIndex
 from pycrid.server.servicers import validate
+from pycrid.server.streaming.server import StreamingServer
 
 Context: TypeAlias = grpc.aio.ServicerContext
+T = TypeVar("T")
 STREAM_BATCH = 500
 
 
@@ -27,9 +37,40 @@ def batches(items: list, size: int = STREAM_BATCH) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def served(adapter: Adapter, concern: T | None, rpc: str) -> T:
+    """The adapter's object for ``rpc``; UNIMPLEMENTED when it has none.
+
+    This is the one way an adapter says it does not support a call.
+    """
+    if concern is None:
+        raise Unimplemented(f"{rpc} is not supported by the {adapter.name} adapter")
+    return concern
+
+
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, adapter: Adapter) -> None:
+    def __init__(self, adapter: Adapter, streaming: StreamingServer | None = None) -> None:
         self.adapter = adapter
+        self.streaming_server = streaming
+
+    # The adapter's concerns, each UNIMPLEMENTED where the adapter has none.
+
+    def _sandboxes(self, rpc: str) -> PodSandboxes:
+        return served(self.adapter, self.adapter.sandboxes, rpc)
+
+    def _containers(self, rpc: str) -> Containers:
+        return served(self.adapter, self.adapter.containers, rpc)
+
+    def _stats(self, rpc: str) -> Stats:
+        return served(self.adapter, self.adapter.stats, rpc)
+
+    def _metrics(self, rpc: str) -> Metrics:
+        return served(self.adapter, self.adapter.metrics, rpc)
+
+    def _streaming(self, rpc: str) -> tuple[Streaming, StreamingServer]:
+        concern = served(self.adapter, self.adapter.streaming, rpc)
+        if self.streaming_server is None:
+            raise Unimplemented(f"{rpc}: no streaming server is running")
+        return concern, self.streaming_server
 
     # ID resolution. crictl passes short IDs straight through.
 
@@ -74,20 +115,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     # Runtime information.
 
     async def Version(self, request: cri.VersionRequest, context: Context) -> cri.VersionResponse:
-        return await self.adapter.version(request)
+        return cri.VersionResponse(
+            version=KUBELET_API_VERSION,
+            runtime_name=RUNTIME_NAME,
+            runtime_version=self.adapter.runtime_version,
+            runtime_api_version=RUNTIME_API_VERSION,
+        )
 
     async def Status(self, request: cri.StatusRequest, context: Context) -> cri.StatusResponse:
-        return await self.adapter.status(request)
+        return await self.adapter.runtime.status(request)
 
     async def RuntimeConfig(
         self, request: cri.RuntimeConfigRequest, context: Context
     ) -> cri.RuntimeConfigResponse:
-        return await self.adapter.runtime_config(request)
+        return await self.adapter.runtime.runtime_config(request)
 
     async def UpdateRuntimeConfig(
         self, request: cri.UpdateRuntimeConfigRequest, context: Context
     ) -> cri.UpdateRuntimeConfigResponse:
-        return await self.adapter.update_runtime_config(request)
+        return await self.adapter.runtime.update_runtime_config(request)
 
     # Pod sandboxes.
 
@@ -95,7 +141,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self, request: cri.RunPodSandboxRequest, context: Context
     ) -> cri.RunPodSandboxResponse:
         validate.sandbox_config(request.config)
-        return await self.adapter.run_pod_sandbox(request)
+        return await self._sandboxes("RunPodSandbox").run_pod_sandbox(request)
 
     async def StopPodSandbox(
         self, request: cri.StopPodSandboxRequest, context: Context
@@ -103,7 +149,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         sandbox_id = self._sandbox_or_none(request.pod_sandbox_id)
         if sandbox_id is None:
             return cri.StopPodSandboxResponse()
-        return await self.adapter.stop_pod_sandbox(
+        return await self._sandboxes("StopPodSandbox").stop_pod_sandbox(
             cri.StopPodSandboxRequest(pod_sandbox_id=sandbox_id)
         )
 
@@ -113,7 +159,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         sandbox_id = self._sandbox_or_none(request.pod_sandbox_id)
         if sandbox_id is None:
             return cri.RemovePodSandboxResponse()
-        return await self.adapter.remove_pod_sandbox(
+        return await self._sandboxes("RemovePodSandbox").remove_pod_sandbox(
             cri.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id)
         )
 
@@ -123,7 +169,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.PodSandboxStatusRequest()
         resolved.CopyFrom(request)
         resolved.pod_sandbox_id = self._sandbox(request.pod_sandbox_id)
-        return await self.adapter.pod_sandbox_status(resolved)
+        return await self._sandboxes("PodSandboxStatus").pod_sandbox_status(resolved)
 
     async def ListPodSandbox(
         self, request: cri.ListPodSandboxRequest, context: Context
@@ -132,7 +178,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved.CopyFrom(request)
         if not self._resolve_filter(resolved.filter, id_index=self.adapter.sandbox_ids):
             return cri.ListPodSandboxResponse()
-        return await self.adapter.list_pod_sandbox(resolved)
+        return await self._sandboxes("ListPodSandbox").list_pod_sandbox(resolved)
 
     async def StreamPodSandboxes(
         self, request: cri.StreamPodSandboxesRequest, context: Context
@@ -149,7 +195,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.UpdatePodSandboxResourcesRequest()
         resolved.CopyFrom(request)
         resolved.pod_sandbox_id = self._sandbox(request.pod_sandbox_id)
-        return await self.adapter.update_pod_sandbox_resources(resolved)
+        return await served(
+            self.adapter, self.adapter.pod_resources, "UpdatePodSandboxResources"
+        ).update_pod_sandbox_resources(resolved)
 
     # Containers.
 
@@ -160,12 +208,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.CreateContainerRequest()
         resolved.CopyFrom(request)
         resolved.pod_sandbox_id = self._sandbox(request.pod_sandbox_id)
-        return await self.adapter.create_container(resolved)
+        return await self._containers("CreateContainer").create_container(resolved)
 
     async def StartContainer(
         self, request: cri.StartContainerRequest, context: Context
     ) -> cri.StartContainerResponse:
-        return await self.adapter.start_container(
+        return await self._containers("StartContainer").start_container(
             cri.StartContainerRequest(container_id=self._container(request.container_id))
         )
 
@@ -175,7 +223,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         container_id = self._container_or_none(request.container_id)
         if container_id is None:
             return cri.StopContainerResponse()
-        return await self.adapter.stop_container(
+        return await self._containers("StopContainer").stop_container(
             cri.StopContainerRequest(container_id=container_id, timeout=request.timeout)
         )
 
@@ -185,7 +233,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         container_id = self._container_or_none(request.container_id)
         if container_id is None:
             return cri.RemoveContainerResponse()
-        return await self.adapter.remove_container(
+        return await self._containers("RemoveContainer").remove_container(
             cri.RemoveContainerRequest(container_id=container_id)
         )
 
@@ -196,7 +244,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved.CopyFrom(request)
         if not self._resolve_filter(resolved.filter):
             return cri.ListContainersResponse()
-        return await self.adapter.list_containers(resolved)
+        return await self._containers("ListContainers").list_containers(resolved)
 
     async def StreamContainers(
         self, request: cri.StreamContainersRequest, context: Context
@@ -210,7 +258,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def ContainerStatus(
         self, request: cri.ContainerStatusRequest, context: Context
     ) -> cri.ContainerStatusResponse:
-        return await self.adapter.container_status(
+        return await self._containers("ContainerStatus").container_status(
             cri.ContainerStatusRequest(
                 container_id=self._container(request.container_id), verbose=request.verbose
             )
@@ -222,12 +270,14 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.UpdateContainerResourcesRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
-        return await self.adapter.update_container_resources(resolved)
+        return await self._containers("UpdateContainerResources").update_container_resources(
+            resolved
+        )
 
     async def ReopenContainerLog(
         self, request: cri.ReopenContainerLogRequest, context: Context
     ) -> cri.ReopenContainerLogResponse:
-        return await self.adapter.reopen_container_log(
+        return await self._containers("ReopenContainerLog").reopen_container_log(
             cri.ReopenContainerLogRequest(container_id=self._container(request.container_id))
         )
 
@@ -239,7 +289,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.ExecSyncRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
-        return await self.adapter.exec_sync(resolved)
+        return await self._containers("ExecSync").exec_sync(resolved)
 
     async def CheckpointContainer(
         self, request: cri.CheckpointContainerRequest, context: Context
@@ -247,7 +297,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.CheckpointContainerRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
-        return await self.adapter.checkpoint_container(resolved)
+        return await served(
+            self.adapter, self.adapter.checkpoints, "CheckpointContainer"
+        ).checkpoint_container(resolved)
 
     # Streaming sessions.
 
@@ -263,7 +315,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.ExecRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
-        return await self.adapter.exec(resolved)
+        streaming, server = self._streaming("Exec")
+        await streaming.exec(resolved)
+        return server.get_exec(resolved)
 
     async def Attach(self, request: cri.AttachRequest, context: Context) -> cri.AttachResponse:
         validate.require(
@@ -273,7 +327,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.AttachRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
-        return await self.adapter.attach(resolved)
+        streaming, server = self._streaming("Attach")
+        await streaming.attach(resolved)
+        return server.get_attach(resolved)
 
     async def PortForward(
         self, request: cri.PortForwardRequest, context: Context
@@ -284,14 +340,16 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.PortForwardRequest()
         resolved.CopyFrom(request)
         resolved.pod_sandbox_id = self._sandbox(request.pod_sandbox_id)
-        return await self.adapter.port_forward(resolved)
+        streaming, server = self._streaming("PortForward")
+        await streaming.port_forward(resolved)
+        return server.get_port_forward(resolved)
 
     # Stats and metrics.
 
     async def ContainerStats(
         self, request: cri.ContainerStatsRequest, context: Context
     ) -> cri.ContainerStatsResponse:
-        return await self.adapter.container_stats(
+        return await self._stats("ContainerStats").container_stats(
             cri.ContainerStatsRequest(container_id=self._container(request.container_id))
         )
 
@@ -302,7 +360,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved.CopyFrom(request)
         if not self._resolve_filter(resolved.filter):
             return cri.ListContainerStatsResponse()
-        return await self.adapter.list_container_stats(resolved)
+        return await self._stats("ListContainerStats").list_container_stats(resolved)
 
     async def StreamContainerStats(
         self, request: cri.StreamContainerStatsRequest, context: Context
@@ -316,7 +374,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def PodSandboxStats(
         self, request: cri.PodSandboxStatsRequest, context: Context
     ) -> cri.PodSandboxStatsResponse:
-        return await self.adapter.pod_sandbox_stats(
+        return await self._stats("PodSandboxStats").pod_sandbox_stats(
             cri.PodSandboxStatsRequest(pod_sandbox_id=self._sandbox(request.pod_sandbox_id))
         )
 
@@ -327,7 +385,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved.CopyFrom(request)
         if not self._resolve_filter(resolved.filter, id_index=self.adapter.sandbox_ids):
             return cri.ListPodSandboxStatsResponse()
-        return await self.adapter.list_pod_sandbox_stats(resolved)
+        return await self._stats("ListPodSandboxStats").list_pod_sandbox_stats(resolved)
 
     async def StreamPodSandboxStats(
         self, request: cri.StreamPodSandboxStatsRequest, context: Context
@@ -341,22 +399,25 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def ListMetricDescriptors(
         self, request: cri.ListMetricDescriptorsRequest, context: Context
     ) -> cri.ListMetricDescriptorsResponse:
-        return await self.adapter.list_metric_descriptors(request)
+        return await self._metrics("ListMetricDescriptors").list_metric_descriptors(request)
 
     async def ListPodSandboxMetrics(
         self, request: cri.ListPodSandboxMetricsRequest, context: Context
     ) -> cri.ListPodSandboxMetricsResponse:
-        return await self.adapter.list_pod_sandbox_metrics(request)
+        return await self._metrics("ListPodSandboxMetrics").list_pod_sandbox_metrics(request)
 
     async def StreamPodSandboxMetrics(
         self, request: cri.StreamPodSandboxMetricsRequest, context: Context
     ) -> AsyncIterator[cri.StreamPodSandboxMetricsResponse]:
-        listed = await self.adapter.list_pod_sandbox_metrics(cri.ListPodSandboxMetricsRequest())
+        listed = await self._metrics("StreamPodSandboxMetrics").list_pod_sandbox_metrics(
+            cri.ListPodSandboxMetricsRequest()
+        )
         for batch in batches(list(listed.pod_metrics)):
             yield cri.StreamPodSandboxMetricsResponse(pod_sandbox_metrics=batch)
 
     async def GetContainerEvents(
         self, request: cri.GetEventsRequest, context: Context
     ) -> AsyncIterator[cri.ContainerEventResponse]:
-        async for event in self.adapter.container_events(request):
+        events = served(self.adapter, self.adapter.events, "GetContainerEvents")
+        async for event in events.get_container_events(request):
             yield event

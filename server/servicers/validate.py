@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pycrid.adapters.errors import InvalidArgument
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.errors import InvalidArgument
 
 
 def require(condition: bool, message: str) -> None:

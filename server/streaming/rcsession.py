@@ -13,9 +13,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from pycrid.adapters.streaming import SessionIO
 from pycrid.server.streaming import remotecommand as rc
 from pycrid.server.streaming import wschannels
-from pycrid.server.streaming.backend import SessionIO
 from pycrid.server.streaming.pipe import Pipe
 from pycrid.server.streaming.session import SpdySession, SpdyStream
 from pycrid.server.streaming.websocket import WebSocket

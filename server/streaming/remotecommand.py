@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pycrid.adapters.streaming import TerminalSize
+
 PROTOCOL_V1 = "channel.k8s.io"
 PROTOCOL_V2 = "v2.channel.k8s.io"
 PROTOCOL_V3 = "v3.channel.k8s.io"
@@ -126,12 +128,6 @@ def encode_status(protocol: str, outcome: Outcome) -> bytes:
 
 
 # Terminal resizing.
-
-
-@dataclass(frozen=True)
-class TerminalSize:
-    width: int
-    height: int
 
 
 class ResizeError(Exception):

@@ -17,12 +17,12 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from pycrid.adapters import errors
+from pycrid.adapters.config import StreamingConfig
+from pycrid.adapters.streaming import SessionIO, Streaming
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import errors
-from pycrid.server.config import StreamingConfig
 from pycrid.server.streaming import portforward, rcsession
 from pycrid.server.streaming import remotecommand as rc
-from pycrid.server.streaming.backend import SessionIO, StreamingRuntime
 from pycrid.server.streaming.httpupgrade import BadRequest, HttpExchange, UpgradeRequest
 from pycrid.server.streaming.session import SpdySession, SpdyStream
 from pycrid.server.streaming.tokens import TokenCache
@@ -60,7 +60,7 @@ class StreamingServer:
     def __init__(
         self,
         config: StreamingConfig,
-        runtime: StreamingRuntime | None = None,
+        runtime: Streaming | None = None,
         tokens: TokenCache[_Pending] | None = None,
     ) -> None:
         self.config = config
@@ -261,9 +261,9 @@ class StreamingServer:
         async def run(io: SessionIO) -> rc.Outcome:
             try:
                 if pending.route == "exec":
-                    code = await runtime.exec(request.container_id, list(request.cmd), io)
+                    code = await runtime.run_exec(request.container_id, list(request.cmd), io)
                     return rc.Outcome(exit_code=code)
-                await runtime.attach(request.container_id, io)
+                await runtime.run_attach(request.container_id, io)
                 return rc.Outcome()
             except errors.CRIError as e:
                 return rc.Outcome(error=str(e))
@@ -279,7 +279,7 @@ class StreamingServer:
         sandbox_id = request.pod_sandbox_id
 
         async def forward(port: int, data: SpdyStream) -> None:
-            await runtime.port_forward(sandbox_id, port, data, data)
+            await runtime.run_port_forward(sandbox_id, port, data, data)
 
         return forward
 

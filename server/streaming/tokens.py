@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from pycrid.server.errors import ResourceExhausted
+from pycrid.adapters.errors import ResourceExhausted
 
 T = TypeVar("T")
 

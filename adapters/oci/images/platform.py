@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform as _platform
 
-from pycrid.adapters.oci.manifest import Descriptor, Index, ManifestError, Platform
+from pycrid.adapters.oci.images.manifest import Descriptor, Index, ManifestError, Platform
 
 _ARCHITECTURES = {
     "x86_64": ("amd64", ""),

@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pycrid.adapters.oci.digest import parse_digest
-from pycrid.server import atomicfile
+from pycrid.adapters.node import atomicfile
+from pycrid.adapters.oci.images.digest import parse_digest
 
 log = logging.getLogger("pycrid.oci.store")
 

@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pycrid.server.config import Config
+from pycrid.adapters.config import Config
 
 # Docker Hub's API is served from a host other than the one in image names.
 API_HOSTS = {"docker.io": "registry-1.docker.io"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from pycrid.adapters.node.cgroups import CgroupSample
+from pycrid.adapters.node.procnet import InterfaceSample
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.cgroups import CgroupSample
-from pycrid.server.procnet import InterfaceSample
 
 DEFAULT_INTERFACE = "eth0"
 

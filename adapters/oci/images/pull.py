@@ -18,18 +18,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pycrid.adapters.oci import manifest as mf
-from pycrid.adapters.oci import platform as pf
-from pycrid.adapters.oci.auth import Credentials
-from pycrid.adapters.oci.digest import sha256_of
-from pycrid.adapters.oci.endpoints import Endpoint, endpoints_for, refused_mirrors
-from pycrid.adapters.oci.failures import Corrupt, Missing, RegistryError, Stalled, Unauthorized
-from pycrid.adapters.oci.registry import RegistryClient
-from pycrid.adapters.oci.store import ContentStore, ImageRecord, LayerRecord
-from pycrid.adapters.oci.unpack import UnpackError, unpack_file
-from pycrid.server import errors
-from pycrid.server.config import Config
-from pycrid.server.imageref import Reference
+from pycrid.adapters import errors
+from pycrid.adapters.config import Config
+from pycrid.adapters.node.imageref import Reference
+from pycrid.adapters.oci.images import manifest as mf
+from pycrid.adapters.oci.images import platform as pf
+from pycrid.adapters.oci.images.auth import Credentials
+from pycrid.adapters.oci.images.digest import sha256_of
+from pycrid.adapters.oci.images.endpoints import Endpoint, endpoints_for, refused_mirrors
+from pycrid.adapters.oci.images.failures import (
+    Corrupt,
+    Missing,
+    RegistryError,
+    Stalled,
+    Unauthorized,
+)
+from pycrid.adapters.oci.images.registry import RegistryClient
+from pycrid.adapters.oci.images.store import ContentStore, ImageRecord, LayerRecord
+from pycrid.adapters.oci.images.unpack import UnpackError, unpack_file
 
 log = logging.getLogger("pycrid.oci.pull")
 

@@ -21,12 +21,12 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from pycrid.adapters.oci import manifest as mf
-from pycrid.adapters.oci import tokens
-from pycrid.adapters.oci.auth import Credentials
-from pycrid.adapters.oci.digest import DigestError, Verifier, sha256_of, verify_bytes
-from pycrid.adapters.oci.endpoints import Endpoint
-from pycrid.adapters.oci.failures import (
+from pycrid.adapters.oci.images import manifest as mf
+from pycrid.adapters.oci.images import tokens
+from pycrid.adapters.oci.images.auth import Credentials
+from pycrid.adapters.oci.images.digest import DigestError, Verifier, sha256_of, verify_bytes
+from pycrid.adapters.oci.images.endpoints import Endpoint
+from pycrid.adapters.oci.images.failures import (
     TRANSIENT_STATUS,
     Corrupt,
     Missing,
@@ -35,7 +35,7 @@ from pycrid.adapters.oci.failures import (
     Transient,
     Unauthorized,
 )
-from pycrid.server.version import PYCRID_VERSION
+from pycrid.adapters.version import PYCRID_VERSION
 
 log = logging.getLogger("pycrid.oci.registry")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pycrid.server import errors
+from pycrid.adapters import errors
 
 log = logging.getLogger("pycrid.cni")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 
-from pycrid.server.errors import InvalidArgument, NotFound
+from pycrid.adapters.errors import InvalidArgument, NotFound
 
 
 class IdIndex:

@@ -15,7 +15,7 @@ import errno
 import os
 from pathlib import Path
 
-from pycrid.server import errors
+from pycrid.adapters import errors
 
 MS_BIND = 0x1000
 MNT_DETACH = 0x2

@@ -19,8 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
-from pycrid.adapters.oci.store import ContentStore, ImageRecord
-from pycrid.server.errors import Internal
+from pycrid.adapters.errors import Internal
+from pycrid.adapters.oci.images.store import ContentStore, ImageRecord
 
 MAX_MOUNT_OPTIONS = 4000
 

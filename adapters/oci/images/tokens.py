@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from pycrid.adapters.oci.auth import Challenge, Credentials, parse_challenges
-from pycrid.adapters.oci.endpoints import Endpoint
-from pycrid.adapters.oci.failures import (
+from pycrid.adapters.oci.images.auth import Challenge, Credentials, parse_challenges
+from pycrid.adapters.oci.images.endpoints import Endpoint
+from pycrid.adapters.oci.images.failures import (
     TRANSIENT_STATUS,
     RegistryError,
     Stalled,

@@ -1,6 +1,6 @@
-"""The seam between the streaming server and a backend that runs processes.
+"""The streaming concern of the seam: exec, attach and port-forward sessions.
 
-An adapter implements ``StreamingRuntime``; the server hands it the session's
+An adapter implements ``Streaming``; the server hands it the session's
 streams, already wired to the client, and reports what it returns (or raises)
 on the error stream. Nothing here knows SPDY or WebSocket, so a new backend
 plugs in without changes to the server.
@@ -12,7 +12,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pycrid.server.streaming.remotecommand import TerminalSize
+from pycrid.api.cri import api_pb2 as cri
+
+
+@dataclass(frozen=True)
+class TerminalSize:
+    width: int
+    height: int
 
 
 class InputStream(Protocol):
@@ -56,21 +62,37 @@ class SessionIO:
     resize: ResizeEvents | None
 
 
-class StreamingRuntime(Protocol):
-    """What a backend provides for exec, attach and port-forward sessions.
+class Streaming(Protocol):
+    """Exec, Attach and PortForward: checks before a session, then the session itself.
 
-    Methods raise the errors of ``pycrid.server.errors``; the server turns
+    The server answers Exec, Attach and PortForward with the URL of a session
+    once ``exec``, ``attach`` or ``port_forward`` has accepted the request;
+    when the client connects, the server calls ``run_exec``, ``run_attach``
+    or ``run_port_forward`` with the streams wired to it. Methods raise the
+    errors of ``pycrid.adapters.errors``; during a session the server turns
     them into an error message for the client.
     """
 
-    async def exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
+    async def exec(self, request: cri.ExecRequest) -> None:
+        """Refuse an exec session that cannot start (the container is not running)."""
+        ...
+
+    async def attach(self, request: cri.AttachRequest) -> None:
+        """Refuse an attach session that cannot start."""
+        ...
+
+    async def port_forward(self, request: cri.PortForwardRequest) -> None:
+        """Refuse a port-forward session that cannot start (the pod is not ready)."""
+        ...
+
+    async def run_exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
         """Run ``cmd`` in the container wired to ``io``; return its exit code.
 
         Return once the process has exited and all its output has been written.
         """
         ...
 
-    async def attach(self, container_id: str, io: SessionIO) -> None:
+    async def run_attach(self, container_id: str, io: SessionIO) -> None:
         """Connect ``io`` to the container's main process until its output ends.
 
         When the client closes stdin, close the container's stdin if the
@@ -78,7 +100,7 @@ class StreamingRuntime(Protocol):
         """
         ...
 
-    async def port_forward(
+    async def run_port_forward(
         self, sandbox_id: str, port: int, reader: InputStream, writer: ForwardOutput
     ) -> None:
         """Connect to ``port`` inside the pod's network namespace and copy both ways.

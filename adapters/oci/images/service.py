@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pycrid.adapters.oci import auth
-from pycrid.adapters.oci.pull import Puller
-from pycrid.adapters.oci.registry import RegistryClient
-from pycrid.adapters.oci.store import ContentStore, ImageRecord
+from pycrid.adapters import errors
+from pycrid.adapters.config import Config
+from pycrid.adapters.deadline import seconds_left
+from pycrid.adapters.node.imageref import Reference, is_image_id, parse_image_user, parse_reference
+from pycrid.adapters.oci.images import auth
+from pycrid.adapters.oci.images.pull import Puller
+from pycrid.adapters.oci.images.registry import RegistryClient
+from pycrid.adapters.oci.images.store import ContentStore, ImageRecord
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server import errors
-from pycrid.server.config import Config
-from pycrid.server.imageref import Reference, is_image_id, parse_image_user, parse_reference
-from pycrid.server.instrument import seconds_left
 
 log = logging.getLogger("pycrid.oci.images")
 
@@ -128,7 +128,7 @@ class OciImages:
 
         return credentials
 
-    async def pull(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
+    async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
         ref = parse_reference(request.image.image)
         credentials_for = self._credentials_for(request)
         # Identical pulls with identical credentials share one download.
@@ -178,7 +178,7 @@ class OciImages:
         records.sort(key=lambda r: r.pulled_at)
         return cri.ListImagesResponse(images=[to_cri_image(r, self._pinned) for r in records])
 
-    async def status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
+    async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
         record = find_image(self.store.records(), request.image.image)
         if record is None:
             # The CRI answers a missing image with an empty status, not an error.
@@ -213,7 +213,7 @@ class OciImages:
 
     # Removal.
 
-    async def remove(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
+    async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
         record = find_image(self.store.records(), request.image.image)
         # Removing an image that is not there succeeds: the CRI makes RemoveImage idempotent.
         if record is not None and self.store.remove(record.id):
@@ -224,7 +224,7 @@ class OciImages:
 
     # Usage.
 
-    async def fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
+    async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
         now = time.monotonic()
         if self._fs_usage is None or now - self._fs_usage[0] > FS_USAGE_CACHE_SECONDS:
             used, inodes = await self._run(self.store.usage)
