@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.adapters.node import cni
+from pycrid.adapters import errors
+from pycrid.adapters.deadline import set_call_deadline
+from pycrid.adapters.node import cni, podnetwork
+from pycrid.api.cri import api_pb2 as cri
 
 RESULT_V1 = {
     "cniVersion": "1.0.0",
@@ -35,6 +38,9 @@ env = {{k: v for k, v in os.environ.items() if k.startswith("CNI_")}}
 record = {{"env": env, "config": config}}
 with open(os.path.join(os.path.dirname(sys.argv[0]), "..", "calls.jsonl"), "a") as log:
     log.write(json.dumps(record) + "\\n")
+if config.get("sleep"):
+    import time
+    time.sleep(config["sleep"])
 if config.get("fail"):
     print(json.dumps({{"code": 11, "msg": "failed on purpose", "details": config["type"]}}))
     sys.exit(1)
@@ -209,3 +215,57 @@ async def test_check_runs_in_order(fake_plugins: tuple[Path, Path]) -> None:
     bin_dir, log = fake_plugins
     await cni.CniRunner([str(bin_dir)]).check(network(), ATTACHMENT, {}, RESULT_V1)
     assert [c["env"]["CNI_COMMAND"] for c in calls(log)] == ["CHECK"] * 3
+
+
+async def test_a_slow_plugin_is_deadline_exceeded_and_killed(
+    fake_plugins: tuple[Path, Path],
+) -> None:
+    bin_dir, _ = fake_plugins
+    runner = cni.CniRunner([str(bin_dir)], timeout=0.5)
+    with pytest.raises(errors.DeadlineExceeded, match="did not finish"):
+        await runner.add(network(sleep=30), ATTACHMENT, PORTS)
+
+
+async def test_the_call_deadline_bounds_a_plugin(fake_plugins: tuple[Path, Path]) -> None:
+    bin_dir, _ = fake_plugins
+    runner = cni.CniRunner([str(bin_dir)])
+    set_call_deadline(0.5)
+    try:
+        with pytest.raises(errors.DeadlineExceeded):
+            await runner.add(network(sleep=30), ATTACHMENT, PORTS)
+    finally:
+        set_call_deadline(None)
+
+
+async def test_pod_network_checkpoints_before_add_and_dels_once(
+    fake_plugins: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bin_dir, log = fake_plugins
+    networks = podnetwork.PodNetworks(cni.CniRunner([str(bin_dir)]), tmp_path / "netns")
+    config = cri.PodSandboxConfig(
+        metadata=cri.PodSandboxMetadata(name="web", namespace="ns", uid="u1"),
+        port_mappings=[cri.PortMapping(host_port=8080, container_port=80)],
+    )
+    saved: list[dict] = []
+
+    async def save(state: podnetwork.NetworkState) -> None:
+        saved.append(state.to_dict())
+
+    state = podnetwork.NetworkState(mode="cni")
+    await networks.set_up("pod1", config, network(), state, save)
+    # What DEL needs is on disk before ADD runs.
+    assert saved[0]["network"]["name"] == "testnet" and saved[0]["result"] is None
+    assert saved[0]["port_mappings"] == PORTS["portMappings"]
+    assert state.ips == ["10.9.0.2"]
+    add = calls(log)[0]["env"]
+    assert add["CNI_NETNS"] == str(tmp_path / "netns" / "pod1")
+    assert "K8S_POD_NAME=web" in add["CNI_ARGS"]
+
+    restored = podnetwork.NetworkState.from_dict(json.loads(json.dumps(state.to_dict())))
+    await networks.tear_down("pod1", config.metadata, restored)
+    await networks.tear_down("pod1", config.metadata, restored)
+    commands = [c["env"]["CNI_COMMAND"] for c in calls(log)]
+    assert commands == ["ADD"] * 3 + ["DEL"] * 3
+    # The namespace is not pinned here, so DEL is told it is gone.
+    assert calls(log)[-1]["env"]["CNI_NETNS"] == ""
+    assert restored.torn_down and not restored.ready

@@ -18,6 +18,7 @@ from pycrid.adapters.docker.store import Checkpoints, NetworkState, Store
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.cni import CniRunner
 from pycrid.adapters.node.hostfacts import HostFacts
+from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.api.cri import api_pb2 as cri
 
 INSTANCE = "feedfacefeedface"
@@ -124,7 +125,7 @@ def setup(tmp_path: Path) -> tuple[DockerContext, FakeDocker, FakeLogCopiers, Pa
         instance=INSTANCE,
         sandbox_ids=IdIndex("pod sandbox"),
         container_ids=IdIndex("container"),
-        cni=CniRunner([str(bin_dir)]),
+        networks=PodNetworks(CniRunner([str(bin_dir)]), tmp_path / "run" / "docker" / "netns"),
         run_dir=tmp_path / "run" / "docker",
         host=HostFacts(),
         log_copiers=copiers,
@@ -143,7 +144,7 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
     ctx, docker, copiers, cni_calls = setup
     checkpoints: Checkpoints = ctx.store.checkpoints
     docker.add("ready", naming.sandbox_labels(pod("a"), INSTANCE, "runc"), RUNNING)
-    checkpoints.save_sandbox(
+    await checkpoints.save_sandbox(
         "ready", NetworkState(mode="cni", ready=True, ips=["10.0.0.2"], network=CNI_NETWORK)
     )
     docker.add("unchecked", naming.sandbox_labels(pod("b"), INSTANCE, ""), RUNNING)
@@ -151,7 +152,7 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
         "running", naming.container_labels(container("r"), INSTANCE, "ready", "/l/r"), RUNNING
     )
     docker.add("exited", naming.container_labels(container("e"), INSTANCE, "ready", "/l/e"), EXITED)
-    checkpoints.save_container_resources("exited", cri.LinuxContainerResources(cpu_shares=7))
+    await checkpoints.save_container_resources("exited", cri.LinuxContainerResources(cpu_shares=7))
     docker.add(
         "created",
         naming.container_labels(container("c"), INSTANCE, "ready", "/l/c"),
@@ -161,10 +162,10 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
     docker.add("broken", naming.sandbox_labels(pod("x"), INSTANCE, ""), RUNNING)
     docker.broken.add("broken")
     # Leftovers: a pod and a container that Docker no longer has.
-    checkpoints.save_sandbox(
+    await checkpoints.save_sandbox(
         "vanished", NetworkState(mode="cni", ready=True, network=CNI_NETWORK, result={})
     )
-    checkpoints.save_container_resources("gone", cri.LinuxContainerResources())
+    await checkpoints.save_container_resources("gone", cri.LinuxContainerResources())
 
     await recovery.recover(ctx)
 

@@ -9,6 +9,7 @@ import pytest
 
 from pycrid.adapters.docker import spec
 from pycrid.adapters.errors import InvalidArgument, Unimplemented
+from pycrid.adapters.node import podnetwork
 from pycrid.api.cri import api_pb2 as cri
 
 SANDBOX_ID = "s" * 64
@@ -101,7 +102,7 @@ def test_sandbox_ports_published_in_docker_mode() -> None:
         "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
         "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],
     }
-    assert spec.cni_port_mappings(list(config.port_mappings)) == [
+    assert podnetwork.cni_port_mappings(list(config.port_mappings)) == [
         {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
     ]

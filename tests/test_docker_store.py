@@ -120,7 +120,7 @@ def test_listing_updates_states_and_drops_what_docker_lost(tmp_path: Path) -> No
     assert not store.containers["c"].finished_known  # Status inspects for the exit code
 
 
-def test_checkpoints_round_trip(tmp_path: Path) -> None:
+async def test_checkpoints_round_trip(tmp_path: Path) -> None:
     checkpoints = Checkpoints(tmp_path)
     network = NetworkState(
         mode="cni",
@@ -131,7 +131,7 @@ def test_checkpoints_round_trip(tmp_path: Path) -> None:
         result={"ips": []},
         port_mappings=[{"hostPort": 1, "containerPort": 2, "protocol": "tcp"}],
     )
-    checkpoints.save_sandbox("s1", network)
+    await checkpoints.save_sandbox("s1", network)
     assert checkpoints.load_sandbox("s1") == network
     assert checkpoints.sandbox_ids() == ["s1"]
     checkpoints.delete_sandbox("s1")
@@ -139,7 +139,7 @@ def test_checkpoints_round_trip(tmp_path: Path) -> None:
     assert checkpoints.load_sandbox("s1") is None
 
     resources = cri.LinuxContainerResources(cpu_quota=5, memory_limit_in_bytes=1 << 30)
-    checkpoints.save_container_resources("c1", resources)
+    await checkpoints.save_container_resources("c1", resources)
     assert checkpoints.load_container_resources("c1") == resources
     assert checkpoints.container_ids() == ["c1"]
     checkpoints.delete_container("c1")

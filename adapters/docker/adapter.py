@@ -27,6 +27,7 @@ from pycrid.adapters.docker.streaming import DockerStreaming
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
+from pycrid.adapters.node.podnetwork import PodNetworks
 
 log = logging.getLogger("pycrid.docker")
 
@@ -36,6 +37,7 @@ class DockerAdapter(Adapter):
         self.config = config
         self.client = DockerClient(config.docker.endpoint)
         state_dir = Path(config.state_dir) / "docker"
+        run_dir = Path(config.run_dir) / "docker"
         images = DockerImages(self.client, config, state_dir)
         self.logs = LogCopiers(self.client, state_dir)
         self.ctx = DockerContext(
@@ -46,8 +48,8 @@ class DockerAdapter(Adapter):
             instance=naming.instance_id(config.state_dir),
             sandbox_ids=IdIndex("pod sandbox"),
             container_ids=IdIndex("container"),
-            cni=cni.CniRunner(config.network.cni_bin_dirs),
-            run_dir=Path(config.run_dir) / "docker",
+            networks=PodNetworks(cni.CniRunner(config.network.cni_bin_dirs), run_dir / "netns"),
+            run_dir=run_dir,
             # Docker 20.10 refuses capability names it does not know (PERFMON, BPF,
             # CHECKPOINT_RESTORE): grant at most the older set.
             host=HostFacts.probe(last_cap=spec.DOCKER_20_LAST_CAP),

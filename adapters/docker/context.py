@@ -10,8 +10,8 @@ from pycrid.adapters.config import Config
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.store import Store
 from pycrid.adapters.idindex import IdIndex
-from pycrid.adapters.node.cni import CniRunner
 from pycrid.adapters.node.hostfacts import HostFacts
+from pycrid.adapters.node.podnetwork import PodNetworks
 
 
 @dataclass
@@ -24,14 +24,11 @@ class DockerContext:
     instance: str
     sandbox_ids: IdIndex
     container_ids: IdIndex
-    cni: CniRunner
+    networks: PodNetworks
     run_dir: Path
     host: HostFacts
     log_copiers: Any
     """pycrid.adapters.docker.logs.LogCopiers: writes each container's CRI log."""
-
-    def netns_path(self, sandbox_id: str) -> Path:
-        return self.run_dir / "netns" / sandbox_id
 
     def sandbox_dir(self, sandbox_id: str) -> Path:
         return self.run_dir / "sandboxes" / sandbox_id

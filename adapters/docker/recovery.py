@@ -23,9 +23,10 @@ from pycrid.adapters.base import StartupError
 from pycrid.adapters.docker import naming
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.sandboxes import release_leftover
-from pycrid.adapters.docker.store import ContainerRecord, NetworkState, SandboxRecord
+from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
 from pycrid.adapters.errors import CRIError, NotFound
 from pycrid.adapters.node import netns
+from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
@@ -126,6 +127,6 @@ async def _clean_leftovers(ctx: DockerContext) -> None:
         if container_id not in ctx.store.containers:
             ctx.store.checkpoints.delete_container(container_id)
     with contextlib.suppress(FileNotFoundError):
-        for pin in (ctx.run_dir / "netns").iterdir():
+        for pin in ctx.networks.netns_dir.iterdir():
             if pin.name not in ctx.store.sandboxes:
                 netns.unpin(pin)

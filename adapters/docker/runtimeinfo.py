@@ -83,7 +83,7 @@ class DockerRuntimeInfo:
     ) -> cri.UpdateRuntimeConfigResponse:
         pod_cidr = request.runtime_config.network_config.pod_cidr
         if pod_cidr and pod_cidr != self.pod_cidr:
-            atomicfile.write_json(self._runtime_config_path, {"pod_cidr": pod_cidr})
+            await atomicfile.write_json_async(self._runtime_config_path, {"pod_cidr": pod_cidr})
             self.pod_cidr = pod_cidr
             log.info("pod CIDR set to %s", pod_cidr)
         return cri.UpdateRuntimeConfigResponse()

@@ -24,10 +24,11 @@ from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.docker import naming, spec
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
-from pycrid.adapters.docker.store import NetworkState, SandboxRecord
+from pycrid.adapters.docker.store import SandboxRecord
 from pycrid.adapters.errors import CRIError, InvalidArgument, NotFound
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import cni, netns
+from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
@@ -41,20 +42,6 @@ def network_mode(config: cri.PodSandboxConfig, configured: str) -> str:
     if config.linux.security_context.namespace_options.network == cri.NODE:
         return "host"
     return configured
-
-
-def cni_attachment(record: SandboxRecord, netns_path: str) -> cni.Attachment:
-    meta = record.config.metadata
-    return cni.Attachment(
-        container_id=record.id,
-        netns=netns_path,
-        args={
-            "K8S_POD_NAMESPACE": meta.namespace,
-            "K8S_POD_NAME": meta.name,
-            "K8S_POD_INFRA_CONTAINER_ID": record.id,
-            "K8S_POD_UID": meta.uid,
-        },
-    )
 
 
 def docker_ips(inspect: dict[str, Any]) -> list[str]:
@@ -75,21 +62,13 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
     namespace pin, the pod's files and its checkpoint go.
     """
     network = ctx.store.checkpoints.load_sandbox(sandbox_id)
-    if network is not None and network.mode == "cni" and network.network and not network.torn_down:
-        path = ctx.netns_path(sandbox_id)
-        attachment = cni.Attachment(
-            container_id=sandbox_id, netns=str(path) if netns.is_pinned(path) else ""
-        )
+    if network is not None:
         try:
-            await ctx.cni.delete(
-                cni.NetworkList.from_dict(network.network),
-                attachment,
-                {"portMappings": network.port_mappings},
-                network.result,
-            )
+            # The pod's metadata went with its container: DEL without K8S_POD_* args.
+            await ctx.networks.tear_down(sandbox_id, cri.PodSandboxMetadata(), network)
         except CRIError as e:
             log.warning("pod sandbox %s: CNI DEL of a leftover failed: %s", sandbox_id[:13], e)
-    netns.unpin(ctx.netns_path(sandbox_id))
+    await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
     shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
     ctx.store.checkpoints.delete_sandbox(sandbox_id)
     ctx.store.sandboxes.pop(sandbox_id, None)
@@ -112,7 +91,7 @@ class DockerSandboxes:
         if mode == "cni":
             network_list = cni.load_network(ctx.config.network.cni_conf_dir)
             for plugin in network_list.plugins:
-                cni.find_plugin(plugin["type"], ctx.cni.bin_dirs)
+                cni.find_plugin(plugin["type"], ctx.networks.runner.bin_dirs)
         runtime = await self._docker_runtime(request.runtime_handler)
         image_id = await self._pause_image()
         name = naming.sandbox_name(config.metadata, ctx.instance)
@@ -154,7 +133,7 @@ class DockerSandboxes:
 
     async def _bring_up(self, record: SandboxRecord, network_list: cni.NetworkList | None) -> None:
         ctx = self.ctx
-        ctx.store.checkpoints.save_sandbox(record.id, record.network)
+        await ctx.store.checkpoints.save_sandbox(record.id, record.network)
         ctx.store.sandboxes[record.id] = record
         if spec.wants_own_resolv_conf(record.config):
             path = ctx.resolv_conf_path(record.id)
@@ -168,23 +147,16 @@ class DockerSandboxes:
         network = record.network
         if network.mode == "cni":
             assert network_list is not None
-            path = ctx.netns_path(record.id)
-            netns.pin(record.pid, path)
-            network.netns = str(path)
-            network.network = network_list.to_dict()
-            network.port_mappings = spec.cni_port_mappings(record.config.port_mappings)
-            ctx.store.checkpoints.save_sandbox(record.id, network)
-            result = await ctx.cni.add(
-                network_list,
-                cni_attachment(record, network.netns),
-                {"portMappings": network.port_mappings},
-            )
-            network.result = result
-            network.ips = cni.result_ips(result)
+            netns.pin(record.pid, ctx.networks.netns_path(record.id))
+
+            async def save(state: NetworkState) -> None:
+                await ctx.store.checkpoints.save_sandbox(record.id, state)
+
+            await ctx.networks.set_up(record.id, record.config, network_list, network, save)
         elif network.mode == "docker":
             network.ips = docker_ips(inspect)
         network.ready = True
-        ctx.store.checkpoints.save_sandbox(record.id, network)
+        await ctx.store.checkpoints.save_sandbox(record.id, network)
 
     async def _docker_runtime(self, handler: str) -> str:
         """The Docker runtime for a CRI runtime handler ("" is Docker's default)."""
@@ -238,23 +210,11 @@ class DockerSandboxes:
 
     async def _teardown_network(self, record: SandboxRecord) -> None:
         """CNI DEL (once), and the namespace pin released; checkpointed."""
-        network = record.network
-        if network.torn_down:
+        if record.network.torn_down:
             return
-        if network.mode == "cni" and network.network:
-            path = self.ctx.netns_path(record.id)
-            attachment = cni_attachment(record, str(path) if netns.is_pinned(path) else "")
-            await self.ctx.cni.delete(
-                cni.NetworkList.from_dict(network.network),
-                attachment,
-                {"portMappings": network.port_mappings},
-                network.result,
-            )
-        netns.unpin(self.ctx.netns_path(record.id))
-        network.ready = False
-        network.torn_down = True
+        await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
         if record.id in self.ctx.store.sandboxes:
-            self.ctx.store.checkpoints.save_sandbox(record.id, network)
+            await self.ctx.store.checkpoints.save_sandbox(record.id, record.network)
 
     # RemovePodSandbox.
 
@@ -276,7 +236,7 @@ class DockerSandboxes:
 
     def _forget(self, sandbox_id: str) -> None:
         ctx = self.ctx
-        netns.unpin(ctx.netns_path(sandbox_id))
+        netns.unpin(ctx.networks.netns_path(sandbox_id))
         shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
         ctx.store.checkpoints.delete_sandbox(sandbox_id)
         ctx.store.sandboxes.pop(sandbox_id, None)

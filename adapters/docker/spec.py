@@ -154,20 +154,6 @@ def port_bindings(
     return exposed, bindings
 
 
-def cni_port_mappings(mappings: list[cri.PortMapping]) -> list[dict[str, Any]]:
-    """The ``portMappings`` capability argument of the CNI portmap plugin."""
-    return [
-        {
-            "hostPort": m.host_port,
-            "containerPort": m.container_port,
-            "protocol": PROTOCOLS.get(m.protocol, "tcp"),
-            **({"hostIP": m.host_ip} if m.host_ip else {}),
-        }
-        for m in mappings
-        if m.host_port > 0
-    ]
-
-
 def resolv_conf(dns: cri.DNSConfig) -> str:
     """The text of a resolv.conf for the pod's DNS config."""
     lines = [f"nameserver {server}" for server in dns.servers]

@@ -33,50 +33,11 @@ from google.protobuf import json_format
 from pycrid.adapters.docker.naming import docker_time_ns
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.node import atomicfile
+from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
 
 RUNNING_STATES = ("running", "paused", "restarting")
 EXITED_STATES = ("exited", "dead", "removing")
-
-
-@dataclass
-class NetworkState:
-    """A pod's network as set up by RunPodSandbox; checkpointed."""
-
-    mode: str  # "cni", "docker" or "host"
-    ready: bool = False
-    ips: list[str] = field(default_factory=list)
-    netns: str = ""
-    network: dict[str, Any] | None = None
-    """The CNI network list ADD used (DEL must use the same)."""
-    result: dict[str, Any] | None = None
-    port_mappings: list[dict[str, Any]] = field(default_factory=list)
-    torn_down: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "ready": self.ready,
-            "ips": self.ips,
-            "netns": self.netns,
-            "network": self.network,
-            "result": self.result,
-            "port_mappings": self.port_mappings,
-            "torn_down": self.torn_down,
-        }
-
-    @classmethod
-    def from_dict(cls, value: dict[str, Any]) -> NetworkState:
-        return cls(
-            mode=value.get("mode", "docker"),
-            ready=bool(value.get("ready")),
-            ips=list(value.get("ips") or []),
-            netns=value.get("netns") or "",
-            network=value.get("network"),
-            result=value.get("result"),
-            port_mappings=list(value.get("port_mappings") or []),
-            torn_down=bool(value.get("torn_down")),
-        )
 
 
 @dataclass
@@ -174,8 +135,8 @@ class Checkpoints:
     def _path(self, directory: Path, object_id: str) -> Path:
         return directory / f"{object_id}.json"
 
-    def save_sandbox(self, sandbox_id: str, network: NetworkState) -> None:
-        atomicfile.write_json(
+    async def save_sandbox(self, sandbox_id: str, network: NetworkState) -> None:
+        await atomicfile.write_json_async(
             self._path(self.sandboxes, sandbox_id), {"network": network.to_dict()}
         )
 
@@ -192,10 +153,10 @@ class Checkpoints:
     def sandbox_ids(self) -> list[str]:
         return _ids_in(self.sandboxes)
 
-    def save_container_resources(
+    async def save_container_resources(
         self, container_id: str, resources: cri.LinuxContainerResources
     ) -> None:
-        atomicfile.write_json(
+        await atomicfile.write_json_async(
             self._path(self.containers, container_id),
             {"resources": json_format.MessageToDict(resources)},
         )

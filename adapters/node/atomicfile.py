@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -34,6 +35,11 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     write_bytes(path, json.dumps(value, sort_keys=True, indent=1).encode())
+
+
+async def write_json_async(path: Path, value: Any) -> None:
+    """``write_json`` in a worker thread: two fsyncs must not stall the event loop."""
+    await asyncio.to_thread(write_json, path, value)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

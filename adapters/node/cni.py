@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pycrid.adapters import errors
+from pycrid.adapters.deadline import seconds_left
 
 log = logging.getLogger("pycrid.cni")
 
@@ -243,12 +244,18 @@ class CniRunner:
             stderr=asyncio.subprocess.PIPE,
             env=self._env(command, attachment),
         )
+        left = seconds_left()
+        timeout = self.timeout if left is None else max(0.0, min(self.timeout, left))
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
+            stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
+        except (TimeoutError, asyncio.CancelledError) as e:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+            if isinstance(e, TimeoutError):
+                raise errors.DeadlineExceeded(
+                    f"CNI {command} of plugin {plugin_type} did not finish in {timeout:.1f}s"
+                ) from None
             raise
         if process.returncode != 0:
             raise PluginError(
