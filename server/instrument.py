@@ -35,6 +35,15 @@ STATUS_CODES: dict[type[errors.CRIError], grpc.StatusCode] = {
 }
 
 
+MAX_DETAIL = 1024
+"""Longest error message sent to a client: gRPC refuses status metadata over 8 KiB."""
+
+
+def bounded(detail: str) -> str:
+    """``detail`` cut to MAX_DETAIL characters."""
+    return detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 3] + "..."
+
+
 def status_code(error: BaseException) -> grpc.StatusCode:
     """The gRPC code that answers ``error``."""
     for cls in type(error).__mro__:
@@ -66,7 +75,7 @@ def _enter(context: grpc.aio.ServicerContext) -> None:
 
 async def _fail(outcome: _Outcome, context: grpc.aio.ServicerContext, error: Exception) -> None:
     code = status_code(error)
-    detail = str(error) or type(error).__name__
+    detail = bounded(str(error) or type(error).__name__)
     if code == grpc.StatusCode.INTERNAL and not isinstance(error, errors.CRIError):
         log.exception("%s failed unexpectedly", outcome.method)
     outcome.done(code, detail)

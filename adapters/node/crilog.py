@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pycrid.adapters.node import confined
+
 STDOUT = "stdout"
 STDERR = "stderr"
 STREAMS = (STDOUT, STDERR)
@@ -235,17 +237,25 @@ class CriLogFile:
     the renamed file must stop growing.
     """
 
-    def __init__(self, path: str | os.PathLike[str], mode: int = 0o640) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], mode: int = 0o640, root: str | None = None
+    ) -> None:
+        """Open ``path``; with ``root``, ``path`` must lie below it and is opened
+        without following any symlink there (``confined.open_beneath``)."""
         self.path = Path(path)
+        self.root = root
         self._mode = mode
         self._fd: int | None = None
         self._open()
 
     def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        if self.root is not None:
+            relative = os.path.relpath(self.path, self.root)
+            self._fd = confined.open_beneath(self.root, relative, flags, self._mode)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(
-            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self._mode
-        )
+        self._fd = os.open(self.path, flags | os.O_NOFOLLOW, self._mode)
 
     @property
     def closed(self) -> bool:

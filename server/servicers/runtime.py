@@ -75,9 +75,11 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     # ID resolution. crictl passes short IDs straight through.
 
     def _sandbox(self, prefix: str) -> str:
+        validate.object_id(prefix, "pod sandbox")
         return self.adapter.sandbox_ids.resolve(prefix)
 
     def _container(self, prefix: str) -> str:
+        validate.object_id(prefix, "container")
         return self.adapter.container_ids.resolve(prefix)
 
     def _sandbox_or_none(self, prefix: str) -> str | None:
@@ -133,6 +135,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def UpdateRuntimeConfig(
         self, request: cri.UpdateRuntimeConfigRequest, context: Context
     ) -> cri.UpdateRuntimeConfigResponse:
+        validate.message(request)
+        if request.runtime_config.network_config.pod_cidr:
+            validate.pod_cidr(request.runtime_config.network_config.pod_cidr)
         return await self.adapter.runtime.update_runtime_config(request)
 
     # Pod sandboxes.
@@ -205,6 +210,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self, request: cri.CreateContainerRequest, context: Context
     ) -> cri.CreateContainerResponse:
         validate.container_config(request.config)
+        validate.message(request.sandbox_config, "sandbox_config.")
         resolved = cri.CreateContainerRequest()
         resolved.CopyFrom(request)
         resolved.pod_sandbox_id = self._sandbox(request.pod_sandbox_id)
@@ -220,6 +226,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def StopContainer(
         self, request: cri.StopContainerRequest, context: Context
     ) -> cri.StopContainerResponse:
+        validate.stop_timeout(request.timeout)
         container_id = self._container_or_none(request.container_id)
         if container_id is None:
             return cri.StopContainerResponse()
@@ -267,6 +274,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def UpdateContainerResources(
         self, request: cri.UpdateContainerResourcesRequest, context: Context
     ) -> cri.UpdateContainerResourcesResponse:
+        validate.message(request)
+        validate.resources(request.linux)
         resolved = cri.UpdateContainerResourcesRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
@@ -284,8 +293,9 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def ExecSync(
         self, request: cri.ExecSyncRequest, context: Context
     ) -> cri.ExecSyncResponse:
-        validate.require(len(request.cmd) > 0, "cmd must not be empty")
-        validate.require(request.timeout >= 0, "timeout must not be negative")
+        validate.message(request)
+        validate.exec_command(request.cmd)
+        validate.stop_timeout(request.timeout)
         resolved = cri.ExecSyncRequest()
         resolved.CopyFrom(request)
         resolved.container_id = self._container(request.container_id)
@@ -304,7 +314,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     # Streaming sessions.
 
     async def Exec(self, request: cri.ExecRequest, context: Context) -> cri.ExecResponse:
-        validate.require(len(request.cmd) > 0, "cmd must not be empty")
+        validate.message(request)
+        validate.exec_command(request.cmd)
         validate.require(
             request.stdin or request.stdout or request.stderr,
             "one of stdin, stdout or stderr must be requested",

@@ -1,9 +1,79 @@
-"""Request checks that every adapter would otherwise repeat."""
+"""Request checks, once for every adapter, before anything is created.
+
+A request that fails here never reaches an adapter, so it cannot leave a
+container, a namespace or a file behind, and the client gets
+INVALID_ARGUMENT with a short message. Messages quote at most a bounded
+prefix of what was sent (``shown``): a 1 MiB name must not come back as a
+1 MiB error.
+
+Two checks walk every message whole: no string field may hold a NUL byte
+(the kernel, Docker and runc all cut or refuse such strings) and every enum
+field must hold a value the schema names (protobuf keeps unknown numbers).
+The rest are per message type: what the CRI and the kernel accept.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
+import stat
+from collections.abc import Iterable
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
 from pycrid.adapters.errors import InvalidArgument
 from pycrid.api.cri import api_pb2 as cri
+
+SHOWN = 64
+"""How many characters of a rejected value an error message quotes."""
+
+MAX_STRING = 16 * 1024
+"""Longest string accepted in a field not listed in LONG_FIELDS."""
+MAX_LONG_STRING = 128 * 1024
+"""Longest argument or environment entry (the kernel's MAX_ARG_STRLEN)."""
+LONG_FIELDS = frozenset({"command", "args", "cmd", "value", "annotations"})
+MAX_PATH = 4096
+MAX_NAME = 253
+MAX_ID = 128
+MAX_HOSTNAME = 64
+MAX_UID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
+MAX_TIMEOUT = 2**31 - 1
+MAX_CPU_PERIOD = 1_000_000  # microseconds, the kernel's limit
+MIN_CPU_QUOTA = 1000
+MAX_CPU_SHARES = 262_144
+MAX_BYTES = 2**62
+
+HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SYSCTL = re.compile(r"^[a-z0-9_]+([./][a-z0-9_-]+)+$")
+ENV_NAME = re.compile(r"^[^=]+$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Sysctls in namespaces a pod owns (as kubelet and the runtimes accept them);
+# net.* only where the pod has its own network namespace.
+NAMESPACED_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.domainname",
+        "kernel.hostname",
+    }
+)
+NAMESPACED_SYSCTL_PREFIXES = ("fs.mqueue.",)
+NETWORK_SYSCTL_PREFIX = "net."
+
+
+def shown(value: object) -> str:
+    """``value`` quoted for an error message, cut to SHOWN characters."""
+    text = str(value)
+    return repr(text if len(text) <= SHOWN else text[:SHOWN] + "...")
 
 
 def require(condition: bool, message: str) -> None:
@@ -11,21 +81,325 @@ def require(condition: bool, message: str) -> None:
         raise InvalidArgument(message)
 
 
+# Whole-message checks.
+
+
+def message(msg: Message, where: str = "") -> None:
+    """No NUL in any string and no unknown enum number, anywhere in ``msg``."""
+    for field, value in msg.ListFields():
+        path = f"{where}{field.name}"
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for key, item in value.items():
+                _scalar(field, key, f"{path}[{shown(key)}] key", key_of_map=True)
+                if value_field.message_type is not None:
+                    message(item, f"{path}[{shown(key)}].")
+                else:
+                    _scalar(value_field, item, f"{path}[{shown(key)}]", map_field=field)
+            continue
+        repeated = field.is_repeated
+        for index, item in enumerate(value if repeated else [value]):
+            item_path = f"{path}[{index}]" if repeated else path
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                message(item, item_path + ".")
+            else:
+                _scalar(field, item, item_path)
+
+
+def _scalar(
+    field: FieldDescriptor,
+    value: object,
+    path: str,
+    key_of_map: bool = False,
+    map_field: FieldDescriptor | None = None,
+) -> None:
+    if isinstance(value, str | bytes):
+        nul = "\x00" if isinstance(value, str) else b"\x00"
+        require(nul not in value, f"{path} must not contain a NUL byte")
+        name = (map_field or field).name
+        limit = MAX_LONG_STRING if name in LONG_FIELDS and not key_of_map else MAX_STRING
+        require(len(value) <= limit, f"{path} is longer than {limit} characters")
+    elif field.type == FieldDescriptor.TYPE_ENUM and not key_of_map:
+        known = field.enum_type.values_by_number
+        require(value in known, f"{path} has no value numbered {value}")
+
+
+# Identifiers and names.
+
+
+def object_id(value: str, what: str) -> None:
+    """A sandbox or container ID (or a prefix of one)."""
+    require(len(value) <= MAX_ID, f"{what} ID {shown(value)} is too long")
+
+
+def name(value: str, what: str, limit: int = MAX_NAME) -> None:
+    require(bool(value), f"{what} must not be empty")
+    require(len(value) <= limit, f"{what} {shown(value)} is longer than {limit} characters")
+    require(not CONTROL.search(value), f"{what} {shown(value)} contains a control character")
+    require("/" not in value, f"{what} {shown(value)} must not contain '/'")
+
+
+def absolute_path(value: str, what: str) -> None:
+    require(os.path.isabs(value), f"{what} {shown(value)} must be an absolute path")
+    require(len(value.encode()) <= MAX_PATH, f"{what} is longer than {MAX_PATH} bytes")
+    require(
+        all(len(part.encode()) <= 255 for part in value.split("/")),
+        f"{what} {shown(value)} has a component longer than 255 bytes",
+    )
+
+
+def relative_log_path(value: str) -> None:
+    """A container's log path: relative, inside the pod's log directory."""
+    require(not os.path.isabs(value), f"log_path {shown(value)} must be relative")
+    require(len(value.encode()) <= MAX_PATH, f"log_path is longer than {MAX_PATH} bytes")
+    parts = value.split("/")
+    require(
+        ".." not in parts and os.path.normpath(value) not in (".", ""),
+        f"log_path {shown(value)} must name a file inside the pod's log directory",
+    )
+    require(not value.endswith("/"), f"log_path {shown(value)} must name a file")
+
+
+def hostname(value: str) -> None:
+    require(
+        len(value) <= MAX_HOSTNAME and bool(HOSTNAME.match(value)),
+        f"hostname {shown(value)} is not an RFC 1123 name of at most {MAX_HOSTNAME} characters",
+    )
+
+
+def uid(value: int, what: str) -> None:
+    require(0 <= value <= MAX_UID, f"{what} {value} is not within 0..{MAX_UID}")
+
+
+# Parts of configs.
+
+
+def port_mappings(mappings: Iterable[cri.PortMapping]) -> None:
+    seen: set[tuple[int, int, str]] = set()
+    for mapping in mappings:
+        require(
+            1 <= mapping.container_port <= 65535,
+            f"container port {mapping.container_port} is not within 1..65535",
+        )
+        require(
+            0 <= mapping.host_port <= 65535,
+            f"host port {mapping.host_port} is not within 0..65535 (0: none)",
+        )
+        if mapping.host_ip:
+            ip_address(mapping.host_ip, "host_ip")
+        if mapping.host_port:
+            key = (mapping.host_port, mapping.protocol, mapping.host_ip)
+            require(key not in seen, f"host port {mapping.host_port} is mapped twice")
+            seen.add(key)
+
+
+def ip_address(value: str, what: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidArgument(f"{what} {shown(value)} is not an IP address") from None
+
+
+def dns_config(dns: cri.DNSConfig) -> None:
+    for server in dns.servers:
+        ip_address(server, "DNS server")
+    for search in dns.searches:
+        require(
+            bool(search) and len(search) <= MAX_NAME and not re.search(r"[\s\x00-\x1f]", search),
+            f"DNS search domain {shown(search)} is not a domain name",
+        )
+    for option in dns.options:
+        require(
+            bool(option) and not re.search(r"[\s\x00-\x1f]", option),
+            f"DNS option {shown(option)} must be one word without control characters",
+        )
+
+
+def sysctls(values: dict[str, str], host_network: bool) -> None:
+    for key, value in values.items():
+        normalized = key.replace("/", ".")
+        require(bool(SYSCTL.match(key)), f"sysctl {shown(key)} is not a sysctl name")
+        if normalized.startswith(NETWORK_SYSCTL_PREFIX):
+            require(
+                not host_network,
+                f"sysctl {shown(key)} would change the host's network: "
+                "the pod uses the host network",
+            )
+        else:
+            require(
+                normalized in NAMESPACED_SYSCTLS
+                or normalized.startswith(NAMESPACED_SYSCTL_PREFIXES),
+                f"sysctl {shown(key)} is not namespaced: it would change the whole host",
+            )
+        require(
+            len(value) <= 4096 and not CONTROL.search(value.replace("\t", " ")),
+            f"sysctl {shown(key)} has a value that is too long or has control characters",
+        )
+
+
+def resources(res: cri.LinuxContainerResources, what: str = "resources") -> None:
+    require(res.cpu_period >= 0, f"{what}.cpu_period must not be negative")
+    require(
+        res.cpu_period == 0 or 1000 <= res.cpu_period <= MAX_CPU_PERIOD,
+        f"{what}.cpu_period {res.cpu_period} is not within 1000..{MAX_CPU_PERIOD} microseconds",
+    )
+    require(
+        res.cpu_quota in (0, -1) or MIN_CPU_QUOTA <= res.cpu_quota <= MAX_BYTES,
+        f"{what}.cpu_quota {res.cpu_quota} is not -1, 0 or within {MIN_CPU_QUOTA}..{MAX_BYTES}",
+    )
+    require(
+        0 <= res.cpu_shares <= MAX_CPU_SHARES,
+        f"{what}.cpu_shares {res.cpu_shares} is not within 0..{MAX_CPU_SHARES}",
+    )
+    for field in ("memory_limit_in_bytes", "memory_swap_limit_in_bytes"):
+        value = getattr(res, field)
+        require(
+            -1 <= value <= MAX_BYTES,
+            f"{what}.{field} {value} is not -1, 0 or a size up to 2^62",
+        )
+    require(
+        -1000 <= res.oom_score_adj <= 1000,
+        f"{what}.oom_score_adj {res.oom_score_adj} is not within -1000..1000",
+    )
+    for field in ("cpuset_cpus", "cpuset_mems"):
+        value = getattr(res, field)
+        require(
+            re.fullmatch(r"[0-9,\-]*", value) is not None,
+            f"{what}.{field} {shown(value)} is not a CPU list such as 0-3,7",
+        )
+    for limit in res.hugepage_limits:
+        require(limit.limit >= 0, f"{what}.hugepage_limits must not be negative")
+
+
+def linux_user(security: cri.LinuxContainerSecurityContext, what: str) -> None:
+    if security.HasField("run_as_user"):
+        uid(security.run_as_user.value, f"{what}.run_as_user")
+    if security.HasField("run_as_group"):
+        uid(security.run_as_group.value, f"{what}.run_as_group")
+    for gid in security.supplemental_groups:
+        uid(gid, f"{what}.supplemental_groups")
+    if security.run_as_username:
+        name(security.run_as_username, f"{what}.run_as_username", limit=256)
+
+
+def capabilities(caps: cri.Capability) -> None:
+    for cap in [*caps.add_capabilities, *caps.drop_capabilities, *caps.add_ambient_capabilities]:
+        require(
+            re.fullmatch(r"(CAP_)?[A-Z_]+|ALL", cap.upper()) is not None,
+            f"capability {shown(cap)} is not a capability name",
+        )
+
+
+def namespace_options(options: cri.NamespaceOption, what: str) -> None:
+    if options.HasField("userns_options"):
+        userns = options.userns_options
+        for mapping in [*userns.uids, *userns.gids]:
+            require(mapping.length > 0, f"{what} user namespace mapping needs a length")
+
+
+# Whole requests.
+
+
 def sandbox_config(config: cri.PodSandboxConfig) -> None:
+    message(config, "config.")
     meta = config.metadata
     require(config.HasField("metadata"), "sandbox config must have metadata")
-    require(bool(meta.name), "sandbox metadata.name must not be empty")
-    require(bool(meta.namespace), "sandbox metadata.namespace must not be empty")
-    require(bool(meta.uid), "sandbox metadata.uid must not be empty")
+    name(meta.name, "sandbox metadata.name")
+    name(meta.namespace, "sandbox metadata.namespace")
+    name(meta.uid, "sandbox metadata.uid")
+    if config.hostname:
+        hostname(config.hostname)
+    if config.log_directory:
+        absolute_path(config.log_directory, "log_directory")
+    dns_config(config.dns_config)
+    port_mappings(config.port_mappings)
+    linux = config.linux
+    if linux.cgroup_parent:
+        require(
+            ".." not in linux.cgroup_parent.split("/"),
+            f"cgroup_parent {shown(linux.cgroup_parent)} must not contain '..'",
+        )
+    security = linux.security_context
+    host_network = security.namespace_options.network == cri.NODE
+    sysctls(dict(linux.sysctls), host_network)
+    if security.HasField("run_as_user"):
+        uid(security.run_as_user.value, "sandbox run_as_user")
+    if security.HasField("run_as_group"):
+        uid(security.run_as_group.value, "sandbox run_as_group")
+    for gid in security.supplemental_groups:
+        uid(gid, "sandbox supplemental_groups")
+    namespace_options(security.namespace_options, "sandbox")
+    if linux.HasField("overhead"):
+        resources(linux.overhead, "overhead")
+    if linux.HasField("resources"):
+        resources(linux.resources, "sandbox resources")
 
 
 def container_config(config: cri.ContainerConfig) -> None:
+    message(config, "config.")
     require(config.HasField("metadata"), "container config must have metadata")
-    require(bool(config.metadata.name), "container metadata.name must not be empty")
-    require(bool(config.image.image), "container config must name an image")
+    name(config.metadata.name, "container metadata.name")
+    require(bool(config.image.image.strip()), "container config must name an image")
+    if config.working_dir:
+        absolute_path(config.working_dir, "working_dir")
+    for env in config.envs:
+        require(bool(ENV_NAME.match(env.key)), f"environment variable {shown(env.key)} has no name")
     for mount in config.mounts:
         require(bool(mount.container_path), "every mount needs a container_path")
+        absolute_path(mount.container_path, "mount container_path")
+        if mount.host_path:
+            absolute_path(mount.host_path, "mount host_path")
+    for device in config.devices:
+        device_mapping(device)
+    if config.log_path:
+        relative_log_path(config.log_path)
+    linux = config.linux
+    if linux.HasField("resources"):
+        resources(linux.resources)
+    security = linux.security_context
+    linux_user(security, "security_context")
+    capabilities(security.capabilities)
+    namespace_options(security.namespace_options, "container")
+    for path in [*security.masked_paths, *security.readonly_paths]:
+        absolute_path(path, "masked or read-only path")
+
+
+def device_mapping(device: cri.Device) -> None:
+    absolute_path(device.container_path, "device container_path")
+    absolute_path(device.host_path, "device host_path")
+    require(
+        set(device.permissions) <= set("rwm"),
+        f"device permissions {shown(device.permissions)} must be letters of 'rwm'",
+    )
+    try:
+        mode = os.stat(device.host_path).st_mode
+    except OSError:
+        raise InvalidArgument(f"device {shown(device.host_path)} does not exist") from None
+    require(
+        stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode),
+        f"device {shown(device.host_path)} is not a device node",
+    )
+
+
+def stop_timeout(timeout: int) -> None:
+    require(0 <= timeout <= MAX_TIMEOUT, f"timeout {timeout} is not within 0..{MAX_TIMEOUT}")
+
+
+def exec_command(cmd: Iterable[str]) -> None:
+    cmd = list(cmd)
+    require(len(cmd) > 0, "cmd must not be empty")
+    require(bool(cmd[0]), "cmd[0] must name a program")
+
+
+def pod_cidr(value: str) -> None:
+    for cidr in value.split(","):
+        try:
+            ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError:
+            raise InvalidArgument(f"pod_cidr {shown(value)} is not a CIDR") from None
 
 
 def image_spec(spec: cri.ImageSpec, what: str = "image") -> None:
+    message(spec, f"{what}.")
     require(bool(spec.image.strip()), f"{what} must not be empty")
+    require(not re.search(r"\s", spec.image), f"{what} {shown(spec.image)} must not contain spaces")

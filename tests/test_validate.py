@@ -1,0 +1,189 @@
+"""Request validation: what every adapter is spared, one case per kind of bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from pycrid.adapters.errors import InvalidArgument
+from pycrid.api.cri import api_pb2 as cri
+from pycrid.server.servicers import validate
+
+MIB = "x" * (1 << 20)
+
+
+def pod(**fields: object) -> cri.PodSandboxConfig:
+    config = cri.PodSandboxConfig(
+        metadata=cri.PodSandboxMetadata(name="web", namespace="ns", uid="u1")
+    )
+    for key, value in fields.items():
+        target = config
+        *parents, leaf = key.split("__")
+        for part in parents:
+            target = getattr(target, part)
+        if isinstance(value, dict):
+            getattr(target, leaf).update(value)
+        elif isinstance(value, list):
+            getattr(target, leaf).extend(value)
+        else:
+            setattr(target, leaf, value)
+    return config
+
+
+def container(**fields: object) -> cri.ContainerConfig:
+    config = cri.ContainerConfig(
+        metadata=cri.ContainerMetadata(name="app"), image=cri.ImageSpec(image="busybox")
+    )
+    for key, value in fields.items():
+        target = config
+        *parents, leaf = key.split("__")
+        for part in parents:
+            target = getattr(target, part)
+        if isinstance(value, list):
+            getattr(target, leaf).extend(value)
+        elif isinstance(value, dict):
+            getattr(target, leaf).update(value)
+        else:
+            setattr(target, leaf, value)
+    return config
+
+
+def test_a_good_pod_and_container_pass() -> None:
+    validate.sandbox_config(
+        pod(
+            hostname="web-0.example",
+            log_directory="/var/log/pods/x",
+            port_mappings=[cri.PortMapping(container_port=80, host_port=8080, host_ip="::1")],
+            linux__sysctls={"kernel.shm_rmid_forced": "1", "net.ipv4.ip_forward": "1"},
+        )
+    )
+    validate.container_config(
+        container(
+            log_path="app/0.log",
+            envs=[cri.KeyValue(key="A", value=b"b=c")],
+            mounts=[cri.Mount(container_path="/data", host_path="/tmp")],
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pod(metadata__name="a\x00b"),
+        pod(metadata__name=MIB),
+        pod(metadata__namespace=""),
+        pod(metadata__name="a/b"),
+        pod(hostname=MIB),
+        pod(hostname="Not_A_Host"),
+        pod(log_directory="relative/dir"),
+        pod(port_mappings=[cri.PortMapping(container_port=80, host_port=65536)]),
+        pod(port_mappings=[cri.PortMapping(container_port=0)]),
+        pod(port_mappings=[cri.PortMapping(container_port=70000)]),
+        pod(port_mappings=[cri.PortMapping(container_port=80, host_port=-1)]),
+        pod(port_mappings=[cri.PortMapping(container_port=80, protocol=99)]),
+        pod(port_mappings=[cri.PortMapping(container_port=80, host_ip="not-an-ip")]),
+        pod(
+            port_mappings=[
+                cri.PortMapping(container_port=80, host_port=8080),
+                cri.PortMapping(container_port=81, host_port=8080),
+            ]
+        ),
+        pod(linux__sysctls={"kernel.panic": "1"}),
+        pod(linux__sysctls={"unknown.key": "1"}),
+        pod(linux__sysctls={"../..": "1"}),
+        pod(linux__sysctls={"": "1"}),
+        pod(linux__sysctls={"kernel.shm_rmid_forced": MIB}),
+        pod(
+            linux__sysctls={"net.ipv4.ip_forward": "1"},
+            linux__security_context__namespace_options__network=cri.NODE,
+        ),
+        pod(dns_config__options=["ndots:5\nnameserver 6.6.6.6"]),
+        pod(dns_config__servers=["not-an-ip"]),
+        pod(dns_config__searches=["a b"]),
+        pod(linux__cgroup_parent="/../etc"),
+        pod(linux__security_context__namespace_options__pid=42),
+    ],
+)
+def test_bad_pods_are_invalid_arguments(config: cri.PodSandboxConfig) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        validate.sandbox_config(config)
+    assert len(str(refused.value)) < 200  # never echoes the 1 MiB input
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        container(metadata__name=""),
+        container(log_path="../../etc/x"),
+        container(log_path="/etc/passwd"),
+        container(log_path="."),
+        container(log_path="a/"),
+        container(log_path="a\x00b"),
+        container(log_path=MIB),
+        container(envs=[cri.KeyValue(key="A", value=b"a\x00b")]),
+        container(envs=[cri.KeyValue(key="", value=b"x")]),
+        container(mounts=[cri.Mount(container_path="/" + "x" * (1 << 20))]),
+        container(mounts=[cri.Mount(container_path="relative")]),
+        container(mounts=[cri.Mount(container_path="/a", propagation=7)]),
+        container(devices=[cri.Device(container_path="/dev/x", host_path="/nonexistent")]),
+        container(devices=[cri.Device(container_path="/dev/x", host_path="/etc/hostname")]),
+        container(
+            devices=[cri.Device(container_path="/d", host_path="/dev/null", permissions="rwx")]
+        ),
+        container(linux__resources__cpu_quota=2**62 + 1),
+        container(linux__resources__cpu_shares=-5),
+        container(linux__resources__cpu_period=10),
+        container(linux__resources__oom_score_adj=5000),
+        container(linux__resources__cpuset_cpus="0-3;rm"),
+        container(stop_signal=999),
+        container(working_dir="relative"),
+        container(command=["a" * (1 << 20)]),
+        container(labels={"a": "b\x00"}),
+    ],
+)
+def test_bad_containers_are_invalid_arguments(config: cri.ContainerConfig) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        validate.container_config(config)
+    assert len(str(refused.value)) < 200
+
+
+@pytest.mark.parametrize("value", [-1, 2**62, 2**32 - 1])
+def test_user_ids_out_of_range(value: int) -> None:
+    config = container()
+    config.linux.security_context.run_as_user.value = value
+    with pytest.raises(InvalidArgument):
+        validate.container_config(config)
+
+
+def test_devices_that_exist_pass() -> None:
+    validate.container_config(
+        container(
+            devices=[cri.Device(container_path="/d", host_path="/dev/null", permissions="rw")]
+        )
+    )
+
+
+def test_stop_timeouts_and_ids_are_bounded() -> None:
+    validate.stop_timeout(0)
+    validate.stop_timeout(30)
+    for bad in (-1, 2**62):
+        with pytest.raises(InvalidArgument):
+            validate.stop_timeout(bad)
+    validate.object_id("a" * 64, "container")
+    with pytest.raises(InvalidArgument) as refused:
+        validate.object_id(MIB, "container")
+    assert len(str(refused.value)) < 200
+
+
+def test_pod_cidr_and_images() -> None:
+    validate.pod_cidr("10.244.0.0/24,fd00::/64")
+    with pytest.raises(InvalidArgument):
+        validate.pod_cidr("not-a-cidr")
+    validate.image_spec(cri.ImageSpec(image="registry.k8s.io/pause:3.10"))
+    for bad in ("", " ", "a b", "a\x00b"):
+        with pytest.raises(InvalidArgument):
+            validate.image_spec(cri.ImageSpec(image=bad))
+
+
+def test_messages_quote_a_bounded_prefix() -> None:
+    assert validate.shown("abc") == "'abc'"
+    assert len(validate.shown(MIB)) < validate.SHOWN + 10
