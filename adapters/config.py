@@ -8,12 +8,16 @@ back to a default.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_CONFIG_PATH = Path("/etc/pycrid/config.toml")
+DEFAULT_STATE_DIR = "/var/lib/pycrid"
+DEFAULT_RUN_DIR = "/run/pycrid"
 ADAPTERS = ("docker", "oci")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_MODES = ("cni", "docker")
@@ -65,8 +69,9 @@ class RegistryConfig:
 class Config:
     listen: str = "unix:///run/pycrid/pycrid.sock"
     adapter: str = "docker"
-    state_dir: str = "/var/lib/pycrid"
-    run_dir: str = "/run/pycrid"
+    state_dir: str = DEFAULT_STATE_DIR
+    run_dir: str = DEFAULT_RUN_DIR
+    """Defaults to one derived from ``state_dir`` when that is not the default."""
     log_level: str = "info"
     pause_image: str = "registry.k8s.io/pause:3.10"
     shutdown_grace: float = 10.0
@@ -118,6 +123,16 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def derived_run_dir(state_dir: str) -> str:
+    """A run directory of its own for a daemon with a state directory of its own.
+
+    Two daemons must never share one (each cleans it up at start-up), so a
+    daemon given only ``--state-dir`` gets ``/run/pycrid-<hash of it>``.
+    """
+    digest = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    return f"{DEFAULT_RUN_DIR}-{digest}"
+
+
 def parse_config(values: dict[str, Any]) -> Config:
     """Build a validated Config from a TOML document's values."""
     values = dict(values)
@@ -137,6 +152,8 @@ def parse_config(values: dict[str, Any]) -> Config:
             raise ConfigError(f'[registries."{host}"] must be a table')
         registries[host] = _build(RegistryConfig, raw, f'registries."{host}".')
     config = _build(Config, values, "")
+    if "run_dir" not in values and config.state_dir != DEFAULT_STATE_DIR:
+        config.run_dir = derived_run_dir(config.state_dir)
     for name, section in sections.items():
         setattr(config, name, section)
     config.registries = registries

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from pycrid.adapters.base import Adapter, StartupError
 from pycrid.adapters.config import Config
 from pycrid.api.cri import api_pb2, api_pb2_grpc
+from pycrid.server.instancelock import InstanceLock
 from pycrid.server.instrument import InstrumentInterceptor
 from pycrid.server.servicers.image import ImageServicer
 from pycrid.server.servicers.runtime import RuntimeServicer
@@ -110,6 +111,16 @@ async def _set_health(health_servicer: health.HealthServicer, serving: bool) -> 
 
 async def serve(config: Config, adapter: Adapter | None = None) -> None:
     """Run until SIGTERM or SIGINT; raise StartupError when serving cannot begin."""
+    lock = InstanceLock()
+    try:
+        lock.acquire(Path(config.state_dir), "state directory")
+        lock.acquire(Path(config.run_dir), "run directory")
+        await _serve_locked(config, adapter)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
     adapter = adapter or create_adapter(config)
     socket_path = config.socket_path
     prepare_socket(socket_path)

@@ -115,9 +115,13 @@ def test_socket_path_taken_by_a_regular_file(tmp_path):
     assert_fails_with(result, "exists and is not a socket")
 
 
-def _start_fake_daemon(tmp_path: Path, listen: str) -> subprocess.Popen[bytes]:
-    config = tmp_path / "c.toml"
-    config.write_text(f'listen = "{listen}"\nstate_dir = "{tmp_path}/state"\n')
+def _start_fake_daemon(
+    tmp_path: Path, listen: str, name: str = "c", run_dir: str = "run-dir"
+) -> subprocess.Popen[bytes]:
+    config = tmp_path / f"{name}.toml"
+    config.write_text(
+        f'listen = "{listen}"\nstate_dir = "{tmp_path}/state"\nrun_dir = "{tmp_path}/{run_dir}"\n'
+    )
     return subprocess.Popen(
         [sys.executable, str(HERE / "serve_fake.py"), str(config)],
         stdout=subprocess.DEVNULL,
@@ -167,3 +171,46 @@ def test_stale_socket_is_replaced(tmp_path):
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
     assert not os.path.exists(sock)
+
+
+def test_one_daemon_per_state_dir_and_per_run_dir(tmp_path):
+    first_sock = tmp_path / "first.sock"
+    first = _start_fake_daemon(tmp_path, f"unix://{first_sock}", name="first")
+    try:
+        _wait_for_socket(first_sock, first)
+        for run_dir in ("run-dir", "other-run-dir"):
+            second = _start_fake_daemon(
+                tmp_path, f"unix://{tmp_path}/second.sock", name="second", run_dir=run_dir
+            )
+            assert second.wait(20) != 0
+            assert second.stderr is not None
+            message = second.stderr.read().decode()
+            assert f"another pycrid daemon (pid {first.pid}) uses" in message
+            assert not (tmp_path / "second.sock").exists()
+        # The run directory is locked too, whatever the state directory.
+        result = pycrid(
+            "serve",
+            "--listen",
+            f"unix://{tmp_path}/third.sock",
+            "--state-dir",
+            str(tmp_path / "state3"),
+            "--run-dir",
+            str(tmp_path / "run-dir"),
+        )
+        assert_fails_with(result, "uses run directory")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(20) == 0
+    # A killed daemon leaves no lock behind: the kernel drops it.
+    again = _start_fake_daemon(tmp_path, f"unix://{first_sock}", name="first")
+    try:
+        _wait_for_socket(first_sock, again)
+        again.kill()
+        again.wait(20)
+        after_kill = _start_fake_daemon(tmp_path, f"unix://{first_sock}", name="first")
+        _wait_for_socket(first_sock, after_kill)
+        after_kill.send_signal(signal.SIGTERM)
+        assert after_kill.wait(20) == 0
+    finally:
+        if again.poll() is None:
+            again.kill()

@@ -86,3 +86,14 @@ def test_explicit_missing_file_is_an_error(tmp_path):
 def test_round_trip_through_dict():
     config = parse_config({"registries": {"gcr.io": {"mirrors": ["https://m.example"]}}})
     assert parse_config(config.to_dict()) == config
+
+
+def test_a_state_dir_of_its_own_gets_a_run_dir_of_its_own():
+    default = parse_config({})
+    assert (default.state_dir, default.run_dir) == ("/var/lib/pycrid", "/run/pycrid")
+    one = parse_config({"state_dir": "/srv/one"})
+    two = parse_config({"state_dir": "/srv/two"})
+    assert one.run_dir.startswith("/run/pycrid-") and one.run_dir != two.run_dir
+    assert parse_config({"state_dir": "/srv/one"}).run_dir == one.run_dir
+    explicit = parse_config({"state_dir": "/srv/one", "run_dir": "/run/mine"})
+    assert explicit.run_dir == "/run/mine"
