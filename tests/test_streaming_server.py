@@ -195,6 +195,19 @@ async def test_unknown_route_and_token_are_404(server: StreamingServer) -> None:
         with pytest.raises(UpgradeRefused) as refused:
             await SpdyExec.open(bad, stderr=False)
         assert refused.value.status == 404
+    # None of those spent the token.
+    result = await (await SpdyExec.open(url, stderr=False)).wait()
+    assert result.exit_code == 0
+
+
+async def test_a_failed_handshake_does_not_spend_the_token(server: StreamingServer) -> None:
+    url = exec_url(server, ["echo", "later"], stdout=True)
+    with pytest.raises(UpgradeRefused):
+        await SpdyExec.open(url, protocols=("v9.channel.k8s.io",))
+    with pytest.raises(UpgradeRefused):
+        await http_upgrade(url, [("Connection", "Upgrade"), ("Upgrade", "SPDY/3.1")])
+    result = await (await SpdyExec.open(url, stderr=False)).wait()
+    assert result.stdout == b"later"
 
 
 async def test_expired_token_is_refused() -> None:

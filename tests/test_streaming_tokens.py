@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
-from pycrid.adapters.errors import ResourceExhausted
 from pycrid.server.streaming.tokens import TokenCache
 
 
@@ -36,17 +33,26 @@ def test_tokens_expire_after_a_minute() -> None:
     assert cache.consume(late) == "late"
 
 
-def test_pending_tokens_are_bounded() -> None:
+def test_pending_tokens_are_bounded_by_evicting_the_oldest() -> None:
     clock = Clock()
     cache: TokenCache[int] = TokenCache(max_pending=3, clock=clock)
     tokens = [cache.insert(i) for i in range(3)]
-    with pytest.raises(ResourceExhausted):
-        cache.insert(3)
-    assert cache.consume(tokens[0]) == 0
-    cache.insert(4)  # a used token frees its place
+    newest = cache.insert(3)  # never refused: the oldest goes instead
+    assert len(cache) == 3
+    assert cache.consume(tokens[0]) is None
+    assert [cache.consume(t) for t in tokens[1:]] == [1, 2]
+    assert cache.consume(newest) == 3
     clock.now += 61
-    assert len(cache) == 0  # and so does expiry
-    cache.insert(5)
+    assert len(cache) == 0
+
+
+def test_get_leaves_the_token_usable() -> None:
+    cache: TokenCache[str] = TokenCache(clock=Clock())
+    token = cache.insert("session")
+    assert cache.get(token) == "session"
+    assert cache.get(token) == "session"
+    assert cache.consume(token) == "session"
+    assert cache.get(token) is None
 
 
 def test_tokens_are_distinct() -> None:

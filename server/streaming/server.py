@@ -163,7 +163,7 @@ class StreamingServer:
         if request.method not in ("GET", "POST"):
             await http.refuse(405, "method not allowed", [("Allow", "GET, POST")])
             return
-        pending = self._tokens.consume(token)
+        pending = self._tokens.get(token)
         if pending is None or pending.route != route:
             await http.refuse(404, "session not found: unknown, used or expired token")
             return
@@ -171,12 +171,19 @@ class StreamingServer:
             await http.refuse(503, "no runtime serves streaming sessions")
             return
         if request.is_websocket:
-            await self._serve_websocket(http, request, pending)
+            await self._serve_websocket(http, request, token, pending)
         else:
-            await self._serve_spdy(http, request, pending)
+            await self._serve_spdy(http, request, token, pending)
+
+    async def _claim(self, http: HttpExchange, token: str) -> bool:
+        """Spend the token as its session starts; False (refused) if another request did."""
+        if self._tokens.consume(token) is None:
+            await http.refuse(404, "session not found: unknown, used or expired token")
+            return False
+        return True
 
     async def _serve_spdy(
-        self, http: HttpExchange, request: UpgradeRequest, pending: _Pending
+        self, http: HttpExchange, request: UpgradeRequest, token: str, pending: _Pending
     ) -> None:
         server_protocols = (
             (portforward.PROTOCOL,) if pending.route == "portforward" else rc.SPDY_PROTOCOLS
@@ -196,6 +203,8 @@ class StreamingServer:
             return
         if not request.is_spdy:
             await http.refuse(400, "unable to upgrade: missing upgrade headers in request")
+            return
+        if not await self._claim(http, token):
             return
         trailing = await http.switch(
             [
@@ -231,7 +240,7 @@ class StreamingServer:
             await transport.close()
 
     async def _serve_websocket(
-        self, http: HttpExchange, request: UpgradeRequest, pending: _Pending
+        self, http: HttpExchange, request: UpgradeRequest, token: str, pending: _Pending
     ) -> None:
         wanted = TUNNEL_PROTOCOL if pending.route == "portforward" else rc.PROTOCOL_V5
         offered = offered_subprotocols(request)
@@ -243,6 +252,8 @@ class StreamingServer:
             headers = handshake_headers(request, wanted)
         except HandshakeError as e:
             await http.refuse(e.status, str(e))
+            return
+        if not await self._claim(http, token):
             return
         trailing = await http.switch(headers)
         ws = WebSocket(http.reader, http.writer, trailing)

@@ -1,8 +1,11 @@
 """Single-use tokens that name prepared streaming sessions.
 
 A token is random, may be used once, and expires a minute after it was
-issued; at most ``max_pending`` wait at any time, so that a client that asks
-for URLs and never uses them cannot grow the cache without bound.
+issued. At most ``max_pending`` wait at any time: a new token evicts the
+oldest, so that a client that asks for URLs and never uses them can neither
+grow the cache without bound nor lock others out. A token is spent only by a
+request that starts its session (``consume``); one that fails its handshake
+or names the wrong route leaves it usable (``get``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
-
-from pycrid.adapters.errors import ResourceExhausted
 
 T = TypeVar("T")
 
@@ -39,17 +40,21 @@ class TokenCache(Generic[T]):
         return len(self._entries)
 
     def insert(self, value: T) -> str:
-        """A new token for ``value``; ResourceExhausted when too many are pending."""
+        """A new token for ``value``; the oldest pending one goes when the cache is full."""
         self._expire()
-        if len(self._entries) >= self._max_pending:
-            raise ResourceExhausted(
-                f"too many streaming sessions pending ({self._max_pending}); try again later"
-            )
+        while len(self._entries) >= self._max_pending:
+            self._entries.popitem(last=False)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         while token in self._entries:
             token = secrets.token_urlsafe(TOKEN_BYTES)
         self._entries[token] = (self._clock() + self._ttl, value)
         return token
+
+    def get(self, token: str) -> T | None:
+        """The value of a live token, which stays usable; None if unknown, used or expired."""
+        self._expire()
+        entry = self._entries.get(token)
+        return None if entry is None else entry[1]
 
     def consume(self, token: str) -> T | None:
         """The value of a live token, which is used up; None if unknown, used or expired."""
