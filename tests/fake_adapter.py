@@ -9,6 +9,7 @@ absent, so their RPCs answer UNIMPLEMENTED.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ class FakeBackend:
         self.adapter = adapter
         self.calls: list[tuple[str, Any]] = []
         self.fail_with: dict[str, Exception] = {}
+        self.gate: asyncio.Event | None = None
+        """When set, RunPodSandbox waits for it (to make calls overlap)."""
 
     def _record(self, method: str, request: Any) -> None:
         self.calls.append((method, request))
@@ -60,7 +63,10 @@ class FakeBackend:
 
     async def run_pod_sandbox(self, request: cri.RunPodSandboxRequest) -> cri.RunPodSandboxResponse:
         self._record("run_pod_sandbox", request)
-        return cri.RunPodSandboxResponse(pod_sandbox_id="p1")
+        sandbox_id = f"p{len(self.calls)}"
+        if self.gate is not None:
+            await self.gate.wait()
+        return cri.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
 
     async def list_images(self, request: cri.ListImagesRequest) -> cri.ListImagesResponse:
         self._record("list_images", request)

@@ -6,6 +6,7 @@ validation, prefix resolution, idempotence rules and status codes.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -172,3 +173,24 @@ async def test_stream_calls_batch_the_list(served):
     _, _, images = served
     batches = [b async for b in images.StreamImages(cri.StreamImagesRequest())]
     assert [len(b.images) for b in batches] == [500, 500, 200]
+
+
+async def test_identical_concurrent_run_pod_sandbox_calls_are_carried_out_once(served):
+    adapter, runtime, _ = served
+    adapter.backend.gate = asyncio.Event()
+    request = cri.RunPodSandboxRequest(
+        config=cri.PodSandboxConfig(
+            metadata=cri.PodSandboxMetadata(name="web", namespace="ns", uid="u1")
+        )
+    )
+    calls = [asyncio.ensure_future(runtime.RunPodSandbox(request)) for _ in range(10)]
+    other = request.__deepcopy__()
+    other.config.metadata.attempt = 1
+    calls.append(asyncio.ensure_future(runtime.RunPodSandbox(other)))
+    while len(adapter.calls) < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # the other nine reach the server, in flight together
+    adapter.backend.gate.set()
+    answers = [r.pod_sandbox_id for r in await asyncio.gather(*calls)]
+    assert len(adapter.calls) == 2
+    assert len(set(answers[:10])) == 1 and answers[10] != answers[0]

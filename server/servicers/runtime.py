@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import TypeAlias, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from pycrid.adapters.base import (
     Adapter,
@@ -26,6 +27,7 @@ from pycrid.adapters.version import KUBELET_API_VERSION, RUNTIME_API_VERSION, RU
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
 from pycrid.server.servicers import validate
+from pycrid.server.singleflight import SingleFlight
 from pycrid.server.streaming.server import StreamingServer
 
 Context: TypeAlias = grpc.aio.ServicerContext
@@ -35,6 +37,10 @@ STREAM_BATCH = 500
 
 def batches(items: list, size: int = STREAM_BATCH) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _key(rpc: str, request: Message) -> bytes:
+    return rpc.encode() + b"\0" + request.SerializeToString(deterministic=True)
 
 
 def served(adapter: Adapter, concern: T | None, rpc: str) -> T:
@@ -51,6 +57,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     def __init__(self, adapter: Adapter, streaming: StreamingServer | None = None) -> None:
         self.adapter = adapter
         self.streaming_server = streaming
+        self.creates = SingleFlight()
+        """RunPodSandbox and CreateContainer: identical requests are carried out once."""
 
     # The adapter's concerns, each UNIMPLEMENTED where the adapter has none.
 
@@ -146,7 +154,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         self, request: cri.RunPodSandboxRequest, context: Context
     ) -> cri.RunPodSandboxResponse:
         validate.sandbox_config(request.config)
-        return await self._sandboxes("RunPodSandbox").run_pod_sandbox(request)
+        sandboxes = self._sandboxes("RunPodSandbox")
+        return await self.creates.run(
+            _key("RunPodSandbox", request), lambda: sandboxes.run_pod_sandbox(request)
+        )
 
     async def StopPodSandbox(
         self, request: cri.StopPodSandboxRequest, context: Context
@@ -214,7 +225,10 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         resolved = cri.CreateContainerRequest()
         resolved.CopyFrom(request)
         resolved.pod_sandbox_id = self._sandbox(request.pod_sandbox_id)
-        return await self._containers("CreateContainer").create_container(resolved)
+        containers = self._containers("CreateContainer")
+        return await self.creates.run(
+            _key("CreateContainer", resolved), lambda: containers.create_container(resolved)
+        )
 
     async def StartContainer(
         self, request: cri.StartContainerRequest, context: Context
