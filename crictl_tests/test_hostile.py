@@ -9,6 +9,7 @@ checks Docker, checkpoints, run files and namespace pins).
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,14 @@ import pytest
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import CALL_TIMEOUT, Pods, pods_fixture, rpc_code
+from pycrid.crictl_tests.dockerpods import (
+    CALL_TIMEOUT,
+    Pods,
+    cni_conf_dir,
+    open_pods,
+    pods_fixture,
+    rpc_code,
+)
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE
 
 pods = pods_fixture(BUSYBOX_IMAGE, scope="module")
@@ -240,3 +248,49 @@ def test_a_symlink_at_the_log_path_is_not_followed(pods: Pods, sandbox: str) -> 
         assert pods.status(container).status.state != cri.CONTAINER_RUNNING
     assert target.read_text() == "untouched\n"
     assert os.path.islink(log_dir / "c.log")
+
+
+FAILING_PLUGIN = """#!/bin/sh
+# A CNI plugin that refuses every ADD (after the bridge gave the pod an IP).
+cat >/dev/null
+if [ "$CNI_COMMAND" = ADD ]; then
+    echo '{"cniVersion": "1.0.0", "code": 11, "msg": "refused on purpose"}'
+    exit 1
+fi
+exit 0
+"""
+
+
+def test_a_pod_whose_network_fails_leaves_nothing(
+    daemon_factory: Callable[..., harness.Daemon], tmp_path: Path
+) -> None:
+    conf_dir, ipam_dir = cni_conf_dir(tmp_path)
+    conflist = next(conf_dir.iterdir())
+    network = json.loads(conflist.read_text())
+    network["plugins"].insert(1, {"type": "refuse"})
+    conflist.write_text(json.dumps(network))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "refuse").write_text(FAILING_PLUGIN)
+    (bin_dir / "refuse").chmod(0o755)
+    daemon = daemon_factory(
+        "docker",
+        {
+            "network": {
+                "mode": "cni",
+                "cni_conf_dir": str(conf_dir),
+                "cni_bin_dirs": [str(bin_dir), "/usr/lib/cni", "/opt/cni/bin"],
+            }
+        },
+    )
+    with open_pods(daemon, ipam_dir=ipam_dir) as failing:
+        for _ in range(3):
+            try:
+                failing.run(failing.sandbox_config("unlucky"))
+            except grpc.RpcError as e:
+                assert e.code() != grpc.StatusCode.UNKNOWN
+                assert "refused on purpose" in e.details()
+            else:
+                raise AssertionError("RunPodSandbox succeeded")
+            assert failing.rt.ListPodSandbox(cri.ListPodSandboxRequest()).items == []
+            assert failing.leftovers() == {}
