@@ -1,32 +1,31 @@
 """CRI container logs on the docker adapter, on a real dockerd.
 
-Most tests drive a daemon through its CRI socket: the log file is parsed line
-by line as the CRI format, rotated through ReopenContainerLog, and continued
-across ``kill -9`` of the daemon. The last ones drive ``LogCopiers`` directly,
-on containers made with the docker SDK (labelled pycrid-test=logs and removed
-afterwards), for what the daemon cannot be made to show on demand.
+The CRI log file, its format, crictl logs and ReopenContainerLog are in the
+contract suite (crictl_tests/contract/test_logs.py), run on both adapters.
+Here: how Docker's output is cut into lines, logs continued across ``kill -9``
+of the daemon, and ``LogCopiers`` driven directly on containers made with the
+docker SDK (labelled pycrid-test=logs and removed afterwards), for what the
+daemon cannot be made to show on demand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
-import grpc
 import pytest
 
 from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.node import crilog
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, files_under, open_pods, rpc_code, wait_for
+from pycrid.crictl_tests.dockerpods import Pods, files_under, open_pods, wait_for
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 
 LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
@@ -61,87 +60,21 @@ def run_logged(pods: Pods, script: str, **fields: object) -> tuple[str, Path]:
     return container_id, Path(pods.status(container_id).status.log_path)
 
 
-def test_container_output_is_a_cri_log(pods: Pods) -> None:
+def test_long_lines_come_in_dockers_16k_pieces(pods: Pods) -> None:
     container_id, log_path = run_logged(
-        pods,
-        "echo hello World; echo oops >&2;"
-        " head -c 40000 /dev/zero | tr '\\0' a; echo; echo; printf 'no newline'",
+        pods, "echo hello; head -c 40000 /dev/zero | tr '\\0' a; echo; echo; printf 'no newline'"
     )
-    assert log_path.is_absolute()
     pods.wait_exited(container_id)
-    # Once ContainerStatus says EXITED the log is complete (critest reads it
-    # then), down to the unfinished last line, written as P.
-    lines = read_log(log_path)
-    stdout = [line for line in lines if line.stream == "stdout"]
+    # Docker passes a line on in pieces of 16 KiB at most, each written as P.
+    stdout = [line for line in read_log(log_path) if line.stream == "stdout"]
     assert [(line.tag, len(line.message)) for line in stdout] == [
-        ("F", 11),
+        ("F", 5),
         ("P", 16384),
         ("P", 16384),
         ("F", 40000 - 2 * 16384),
         ("F", 0),
         ("P", 10),
     ]
-    assert (stdout[0].message, stdout[-1].message) == (b"hello World", b"no newline")
-    assert crilog.join_lines(stdout)[1] == ("stdout", b"a" * 40000)
-    stderr = [(line.tag, line.message) for line in lines if line.stream == "stderr"]
-    assert stderr == [("F", b"oops")]
-    # Timestamps are Docker's, in Go's RFC3339Nano, and never go back.
-    first = log_path.read_text().split(" ", 1)[0]
-    assert first == crilog.format_timestamp(lines[0].timestamp) and first.endswith("Z")
-    assert all(a.timestamp <= b.timestamp for a, b in itertools.pairwise(stdout))
-
-
-def test_crictl_reads_the_log(pods: Pods, crictl: str) -> None:
-    container_id, _ = run_logged(
-        pods, "echo one; head -c 20000 /dev/zero | tr '\\0' b; echo; echo two >&2; printf three"
-    )
-    pods.wait_exited(container_id)
-    shown = subprocess.run(
-        [crictl, "--runtime-endpoint", pods.daemon.endpoint, "logs", container_id[:13]],
-        capture_output=True,
-        check=True,
-        timeout=WAIT,
-    )
-    assert shown.stdout == b"one\n" + b"b" * 20000 + b"\nthree"
-    assert shown.stderr.endswith(b"two\n")
-
-
-def test_tty_output_is_all_stdout(pods: Pods) -> None:
-    container_id, log_path = run_logged(pods, "echo out; echo err >&2; printf end", tty=True)
-    pods.wait_exited(container_id)
-    lines = read_log(log_path)
-    assert [(line.stream, line.tag, line.message) for line in lines] == [
-        ("stdout", "F", b"out\r"),
-        ("stdout", "F", b"err\r"),
-        ("stdout", "P", b"end"),
-    ]
-
-
-def test_reopen_container_log_rotates_the_file(pods: Pods) -> None:
-    container_id, log_path = run_logged(pods, COUNTER.format(n=100_000))
-    rotated = log_path.with_name(log_path.name + ".20260101-000000")
-    wait_for(lambda: len(read_log(log_path)) >= 10, "the first lines")
-    log_path.rename(rotated)
-    pods.rt.ReopenContainerLog(
-        cri.ReopenContainerLogRequest(container_id=container_id[:13]), timeout=WAIT
-    )
-    size_at_reopen = rotated.stat().st_size
-    wait_for(lambda: len(read_log(log_path)) >= 10, "lines in the new file")
-    assert rotated.stat().st_size == size_at_reopen
-    pods.rt.StopContainer(cri.StopContainerRequest(container_id=container_id, timeout=5))
-    assert rotated.stat().st_size == size_at_reopen
-    for stream in ("stdout", "stderr"):
-        values = counted(read_log(rotated), stream) + counted(read_log(log_path), stream)
-        assert values == list(range(len(values))), stream
-    # Not running: an error, and then no new file may appear.
-    log_path.rename(log_path.with_name(log_path.name + ".20260101-000001"))
-    code = rpc_code(
-        lambda: pods.rt.ReopenContainerLog(
-            cri.ReopenContainerLogRequest(container_id=container_id), timeout=WAIT
-        )
-    )
-    assert code == grpc.StatusCode.FAILED_PRECONDITION
-    assert not log_path.exists()
 
 
 def test_logs_continue_after_the_daemon_is_killed(daemon_factory: Callable[..., Daemon]) -> None:
@@ -156,8 +89,10 @@ def test_logs_continue_after_the_daemon_is_killed(daemon_factory: Callable[..., 
             daemon.kill()
             time.sleep(0.5)  # the container goes on printing meanwhile
             daemon.start()
-        assert pods.status(container_id).status.state == cri.CONTAINER_RUNNING
-        pods.wait_exited(container_id)
+        # Whether the counter is still running here depends on how fast the restarts were.
+        running_or_done = (cri.CONTAINER_RUNNING, cri.CONTAINER_EXITED)
+        assert pods.status(container_id).status.state in running_or_done
+        assert pods.wait_exited(container_id).exit_code == 0
         wait_for(
             lambda: (
                 len(counted(read_log(log_path), "stderr")) >= count
@@ -242,8 +177,7 @@ async def test_shutdown_and_recover_keep_an_unfinished_line(
     await async_wait_until(half_line_pending, "the unfinished line in the checkpoint")
     await first.close()
     assert crilog.join_lines(read_log(log_path)) == [("stdout", b"first")]
-    exec_id = (await docker_client.call("exec_create", container_id, ["touch", "/tmp/go"]))["Id"]
-    await docker_client.call("exec_start", exec_id)
+    await exec_sync(docker_client, container_id, ["touch", "/tmp/go"], 10)
     second = LogCopiers(docker_client, state)
     await second.recover(container_id, log_path, tty=False)
     await second.stop(container_id)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.adapters.docker.execsync import CappedOutput
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamError, LogStreamParser
 from pycrid.adapters.docker.logs import Position, _Copier, _Inbox
 from pycrid.adapters.docker.stdstream import (
@@ -22,6 +21,7 @@ from pycrid.adapters.docker.stdstream import (
 )
 from pycrid.adapters.node import crilog
 from pycrid.adapters.node.crilog import CriLogFile, parse_timestamp
+from pycrid.adapters.node.execoutput import CappedOutput
 from pycrid.adapters.node.proctree import kill_process_tree
 
 TS = b"2026-11-26T08:41:31.054819409Z"
@@ -120,13 +120,14 @@ def test_position_counts_messages_that_share_a_timestamp() -> None:
 
 
 def test_capped_output_keeps_the_first_bytes_and_counts_the_rest() -> None:
-    output = CappedOutput(limit=4)
-    output.add(Frame("stdout", b"abc"))
-    output.add(Frame("stdout", b"defg"))
-    output.add(Frame("stderr", b"e"))
-    output.add(Frame("error", b"rr"))
-    assert output.streams == {"stdout": b"abcd", "stderr": b"err"}
-    assert output.dropped == {"stdout": 3, "stderr": 0}
+    output = CappedOutput(limit=6)
+    output.add("stdout", b"abc")
+    output.add("stderr", b"e")
+    output.add("stdout", b"defg")
+    output.add("stderr", b"rr")
+    # Both streams together stay within the limit, as one CRI answer must.
+    assert (output.stdout, output.stderr) == (b"abcde", b"e")
+    assert output.dropped == 4
 
 
 def test_kill_process_tree_kills_children_too() -> None:

@@ -4,31 +4,31 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pycrid.adapters import errors
 from pycrid.adapters.base import StartupError
-from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming, recovery
 from pycrid.adapters.docker.context import DockerContext
-from pycrid.adapters.docker.store import Checkpoints, NetworkState, Store
-from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
+from pycrid.adapters.docker.store import Checkpoints, NetworkState
 from pycrid.adapters.node.cni import CniRunner
-from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.api.cri import api_pb2 as cri
 
-INSTANCE = "feedfacefeedface"
-RUNNING = {"Status": "running", "Pid": 4242, "StartedAt": "2026-01-01T00:00:01Z"}
+from .dockerkit import INSTANCE, make_kit
+
+RUNNING = {"status": "running", "pid": 4242, "started_at": 1767225601_000000000}
 EXITED = {
-    "Status": "exited",
-    "ExitCode": 3,
-    "StartedAt": "2026-01-01T00:00:01Z",
-    "FinishedAt": "2026-01-01T00:00:02Z",
+    "status": "exited",
+    "exit_code": 3,
+    "started_at": 1767225601_000000000,
+    "finished_at": 1767225602_000000000,
 }
+CREATED = {"status": "created"}
 RECORDING_PLUGIN = """#!{python}
 import json, os, sys
 config = json.load(sys.stdin)
@@ -37,53 +37,26 @@ with open(os.path.join(os.path.dirname(sys.argv[0]), "..", "calls.jsonl"), "a") 
 """
 
 
-class FakeDocker:
-    """Answers the few Engine API calls recovery makes, from a dict of inspects."""
-
-    def __init__(self) -> None:
-        self.containers: dict[str, dict[str, Any]] = {}
-        self.broken: set[str] = set()
-
-    def add(self, container_id: str, labels: dict[str, str], state: dict[str, Any]) -> None:
-        self.containers[container_id] = {
-            "Id": container_id,
-            "Created": "2026-01-01T00:00:00.5Z",
-            "Image": "sha256:" + "a" * 64,
-            "Config": {"Labels": labels},
-            "State": state,
-        }
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if method == "containers":
-            wanted = kwargs["filters"]["label"][0]
-            return [
-                {"Id": c["Id"], "State": c["State"]["Status"]}
-                for c in self.containers.values()
-                if f"{naming.INSTANCE_LABEL}={c['Config']['Labels'].get(naming.INSTANCE_LABEL)}"
-                == wanted
-            ]
-        if method == "inspect_container":
-            if args[0] in self.broken:
-                raise errors.Internal("docker: inspect failed")
-            if args[0] not in self.containers:
-                raise errors.NotFound(args[0])
-            return self.containers[args[0]]
-        raise AssertionError(f"unexpected docker call {method}")
-
-
-class FakeImages:
-    async def inspect(self, reference: str) -> dict[str, Any]:
-        return {"Id": reference, "RepoDigests": ["registry.k8s.io/x@sha256:" + "b" * 64]}
-
-    def image_ref(self, inspect: dict[str, Any]) -> str:
-        return inspect["RepoDigests"][0]
+def add(docker: FakeDocker, container_id: str, labels: dict[str, str], state: dict) -> None:
+    """A container dockerd has, made before pycrid (re)started."""
+    image = docker.add_image("registry.k8s.io/x:1")
+    docker.containers[container_id] = FakeContainer(
+        id=container_id,
+        name=f"k8s_{container_id}",
+        image_id=image.id,
+        body={"Image": "registry.k8s.io/x:1", "Labels": labels},
+        created=1767225600_500000000,
+        **state,
+    )
 
 
 class FakeLogCopiers:
     def __init__(self) -> None:
         self.recovered: list[str] = []
 
-    async def recover(self, container_id: str, log_path: str, tty: bool) -> None:
+    async def recover(
+        self, container_id: str, log_path: str, tty: bool, log_root: str | None = None
+    ) -> None:
         self.recovered.append(container_id)
 
 
@@ -115,22 +88,12 @@ def setup(tmp_path: Path) -> tuple[DockerContext, FakeDocker, FakeLogCopiers, Pa
         path = bin_dir / plugin
         path.write_text(RECORDING_PLUGIN.format(python=sys.executable))
         path.chmod(0o755)
-    docker = FakeDocker()
+    kit = make_kit(tmp_path, images=())
     copiers = FakeLogCopiers()
-    ctx = DockerContext(
-        config=Config(state_dir=str(tmp_path / "state"), run_dir=str(tmp_path / "run")),
-        client=docker,  # type: ignore[arg-type]
-        images=FakeImages(),
-        store=Store(Checkpoints(tmp_path / "state" / "docker")),
-        instance=INSTANCE,
-        sandbox_ids=IdIndex("pod sandbox"),
-        container_ids=IdIndex("container"),
-        networks=PodNetworks(CniRunner([str(bin_dir)]), tmp_path / "run" / "docker" / "netns"),
-        run_dir=tmp_path / "run" / "docker",
-        host=HostFacts(),
-        log_copiers=copiers,
-    )
-    return ctx, docker, copiers, tmp_path / "calls.jsonl"
+    ctx = kit.ctx
+    ctx.log_copiers = copiers  # type: ignore[assignment]
+    ctx.networks = PodNetworks(CniRunner([str(bin_dir)]), tmp_path / "run" / "docker" / "netns")
+    return ctx, kit.docker, copiers, tmp_path / "calls.jsonl"
 
 
 CNI_NETWORK = {
@@ -143,24 +106,30 @@ CNI_NETWORK = {
 async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) -> None:
     ctx, docker, copiers, cni_calls = setup
     checkpoints: Checkpoints = ctx.store.checkpoints
-    docker.add("ready", naming.sandbox_labels(pod("a"), INSTANCE, "runc"), RUNNING)
+    add(docker, "ready", naming.sandbox_labels(pod("a"), INSTANCE, "runc"), RUNNING)
     await checkpoints.save_sandbox(
         "ready", NetworkState(mode="cni", ready=True, ips=["10.0.0.2"], network=CNI_NETWORK)
     )
-    docker.add("unchecked", naming.sandbox_labels(pod("b"), INSTANCE, ""), RUNNING)
-    docker.add(
-        "running", naming.container_labels(container("r"), INSTANCE, "ready", "/l/r"), RUNNING
+    add(docker, "unchecked", naming.sandbox_labels(pod("b"), INSTANCE, ""), RUNNING)
+    add(
+        docker,
+        "running",
+        naming.container_labels(container("r"), INSTANCE, "ready", "/l/r"),
+        RUNNING,
     )
-    docker.add("exited", naming.container_labels(container("e"), INSTANCE, "ready", "/l/e"), EXITED)
+    add(
+        docker, "exited", naming.container_labels(container("e"), INSTANCE, "ready", "/l/e"), EXITED
+    )
     await checkpoints.save_container_resources("exited", cri.LinuxContainerResources(cpu_shares=7))
-    docker.add(
+    add(
+        docker,
         "created",
         naming.container_labels(container("c"), INSTANCE, "ready", "/l/c"),
-        {"Status": "created"},
+        CREATED,
     )
-    docker.add("foreign", naming.sandbox_labels(pod("f"), "someone-else", ""), RUNNING)
-    docker.add("broken", naming.sandbox_labels(pod("x"), INSTANCE, ""), RUNNING)
-    docker.broken.add("broken")
+    add(docker, "foreign", naming.sandbox_labels(pod("f"), "someone-else", ""), RUNNING)
+    add(docker, "broken", naming.sandbox_labels(pod("x"), INSTANCE, ""), RUNNING)
+    docker.fail("inspect_container", errors.Internal("docker: inspect failed"), None, "broken")
     # Leftovers: a pod and a container that Docker no longer has.
     await checkpoints.save_sandbox(
         "vanished", NetworkState(mode="cni", ready=True, network=CNI_NETWORK, result={})
@@ -200,11 +169,59 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
 
 async def test_recovery_fails_start_up_when_docker_cannot_list(setup: tuple) -> None:
     ctx, docker, _, _ = setup
-
-    async def unavailable(method: str, *args: Any, **kwargs: Any) -> Any:
-        raise errors.Unavailable("docker is not reachable")
-
-    docker.call = unavailable  # type: ignore[method-assign]
+    docker.down = True
 
     with pytest.raises(StartupError, match="not reachable"):
         await recovery.recover(ctx)
+
+
+async def test_a_restarted_adapter_answers_as_the_first_did(tmp_path: Path) -> None:
+    first = make_kit(tmp_path)
+    pod = await first.run_pod("web")
+    exited = await first.create(pod, "exited")
+    running = await first.create(pod, "running")
+    created = await first.create(pod, "created")
+    for container_id in (exited, running):
+        await first.containers.start_container(cri.StartContainerRequest(container_id=container_id))
+    first.docker.exit(exited, 3)
+    resources = cri.LinuxContainerResources(cpu_shares=256)
+    await first.containers.update_container_resources(
+        cri.UpdateContainerResourcesRequest(container_id=running, linux=resources)
+    )
+    before = {c: await first.status(c) for c in (exited, running, created)}
+    before_pod = await first.pod_status(pod)
+    await first.close()
+
+    second = make_kit(tmp_path, docker=first.docker)
+    await recovery.recover(second.ctx)
+    try:
+        assert sorted(second.ctx.sandbox_ids) == [pod]
+        assert sorted(second.ctx.container_ids) == sorted([exited, running, created])
+        assert await second.pod_status(pod) == before_pod
+        for container_id, status in before.items():
+            assert await second.status(container_id) == status
+        assert (await second.status(running)).resources.linux.cpu_shares == 256
+        assert (await second.status(exited)).reason == "Error"
+        # And it carries on: the recovered pod stops and goes as usual.
+        await second.sandboxes.remove_pod_sandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod))
+        assert second.docker.containers == {}
+    finally:
+        await second.close()
+
+
+async def test_one_container_docker_is_slow_on_is_skipped_with_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_kit(tmp_path)
+    slow, fine = await first.run_pod("slow"), await first.run_pod("fine")
+    await first.close()
+    monkeypatch.setattr(recovery, "ITEM_TIMEOUT", 0.3)
+    first.docker.delay("inspect_container", 10, target=slow)
+    second = make_kit(tmp_path, docker=first.docker)
+    started = time.monotonic()
+    await recovery.recover(second.ctx)
+    assert time.monotonic() - started < 3
+    assert sorted(second.ctx.sandbox_ids) == [fine]
+    # The item's deadline reached the Docker call, which gave up by itself.
+    assert f"could not recover {slow[:13]}: docker inspect_container outlived" in caplog.text
+    await second.close()

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pycrid.adapters.docker import layersize, stats
+from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
 from pycrid.adapters.docker.layersize import LayerSizes
 from pycrid.adapters.docker.stats import DockerStats
 from pycrid.adapters.docker.store import Checkpoints, ContainerRecord, Store
@@ -445,20 +446,6 @@ def test_attributes_copy_the_records_config() -> None:
 # The RPCs, on a store and a counting stand-in for Docker.
 
 
-class CountingDocker:
-    """Answers inspects with a fixed writable layer, and counts every call."""
-
-    def __init__(self, upper_dir: Path) -> None:
-        self.upper_dir = upper_dir
-        self.calls: list[str] = []
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append(method)
-        if args[0] == "gone":
-            raise NotFound("no such container")
-        return {"GraphDriver": {"Data": {"UpperDir": str(self.upper_dir)}}, "State": {"Pid": 0}}
-
-
 class Refresher:
     def __init__(self) -> None:
         self.refreshed = 0
@@ -467,10 +454,10 @@ class Refresher:
         self.refreshed += 1
 
 
-def stats_rpcs(tmp_path: Path) -> tuple[DockerStats, CountingDocker, Refresher]:
-    upper = tmp_path / "overlay2" / "layer" / "diff"
-    upper.mkdir(parents=True)
-    docker = CountingDocker(upper)
+def stats_rpcs(tmp_path: Path) -> tuple[DockerStats, FakeDocker, Refresher]:
+    docker = FakeDocker()
+    docker.root_dir = str(tmp_path)
+    image = docker.add_image("registry.k8s.io/x:1")
     refresher = Refresher()
     ctx = SimpleNamespace(
         client=docker,
@@ -497,6 +484,10 @@ def stats_rpcs(tmp_path: Path) -> tuple[DockerStats, CountingDocker, Refresher]:
         )
         ctx.store.containers[container_id] = record
         ctx.container_ids.add(container_id)
+        docker.containers[container_id] = FakeContainer(
+            id=container_id, name=container_id, image_id=image.id, body={}, created=1
+        )
+        (tmp_path / "overlay2" / container_id / "diff").mkdir(parents=True)
     return DockerStats(cast(Any, ctx), cast(Any, refresher)), docker, refresher
 
 
@@ -515,7 +506,7 @@ async def test_docker_is_asked_once_per_container(tmp_path: Path) -> None:
             # Created, not running: no figures, but its writable layer.
             assert not response.stats.HasField("cpu")
             assert response.stats.writable_layer.fs_id.mountpoint == str(tmp_path / "overlay2")
-        assert docker.calls == ["inspect_container"]
+        assert [method for method, _ in docker.calls] == ["inspect_container"]
     finally:
         rpcs.close()
 

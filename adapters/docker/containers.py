@@ -24,21 +24,11 @@ from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.namedcreate import create_container
 from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord
-from pycrid.adapters.errors import FailedPrecondition, NotFound
+from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
-
-UPDATE_FIELDS = {
-    "CpuShares": "cpu_shares",
-    "CpuPeriod": "cpu_period",
-    "CpuQuota": "cpu_quota",
-    "CpusetCpus": "cpuset_cpus",
-    "CpusetMems": "cpuset_mems",
-    "Memory": "mem_limit",
-    "MemorySwap": "memswap_limit",
-}
 
 
 def log_path_of(sandbox: cri.PodSandboxConfig, config: cri.ContainerConfig) -> str:
@@ -103,11 +93,11 @@ class DockerContainers:
         )
         ctx.store.containers[container_id] = record
         try:
-            inspect = await ctx.client.call("inspect_container", container_id)
+            inspect = await ctx.client.inspect_container(container_id)
         except BaseException:
             ctx.store.containers.pop(container_id, None)
             with without_deadline(), contextlib.suppress(Exception):
-                await asyncio.shield(ctx.client.call("remove_container", container_id, force=True))
+                await asyncio.shield(ctx.client.remove_container(container_id, force=True))
             raise
         record.created_at = naming.docker_time_ns(inspect.get("Created"))
         record.update(inspect)
@@ -137,12 +127,25 @@ class DockerContainers:
             if sandbox is None or not sandbox.ready:
                 raise FailedPrecondition(f"pod sandbox {record.sandbox_id[:13]} is not ready")
             try:
-                await self.ctx.client.call("start", record.id)
+                await self.ctx.client.start_container(record.id)
             finally:
                 with without_deadline(), contextlib.suppress(NotFound):
                     await self._inspect(record)
             if record.log_path:
-                await self.ctx.log_copiers.start(record.id, record.log_path, record.config.tty)
+                try:
+                    await self.ctx.log_copiers.start(
+                        record.id,
+                        record.log_path,
+                        record.config.tty,
+                        sandbox.config.log_directory or None,
+                    )
+                except BaseException:
+                    # No log, no run: a container whose output goes nowhere is not started.
+                    log.warning("container %s: no log copy, stopping it", record.id[:13])
+                    with without_deadline(), contextlib.suppress(CRIError):
+                        await self.ctx.client.stop_container(record.id, 0)
+                        await self._inspect(record)
+                    raise
         return cri.StartContainerResponse()
 
     # StopContainer and RemoveContainer.
@@ -159,7 +162,7 @@ class DockerContainers:
         async with record.lock:
             try:
                 if record.state == cri.CONTAINER_RUNNING or not record.finished_known:
-                    await self.ctx.client.call("stop", record.id, timeout=max(0, timeout))
+                    await self.ctx.client.stop_container(record.id, max(0, timeout))
                 await self._inspect(record)
             except NotFound:
                 self._forget(record.id)
@@ -179,7 +182,7 @@ class DockerContainers:
             return  # gone: the CRI makes Remove succeed
         async with record.lock:
             with contextlib.suppress(NotFound):
-                await self.ctx.client.call("remove_container", record.id, force=True, v=True)
+                await self.ctx.client.remove_container(record.id, force=True, volumes=True)
             await self.ctx.log_copiers.stop(record.id, remove=True)
             self._forget(record.id)
         log.info("container %s removed", container_id[:13])
@@ -193,7 +196,7 @@ class DockerContainers:
 
     async def _inspect(self, record: ContainerRecord) -> None:
         try:
-            record.update(await self.ctx.client.call("inspect_container", record.id))
+            record.update(await self.ctx.client.inspect_container(record.id))
         except NotFound:
             self._forget(record.id)
             raise NotFound(f"container {record.id!r} not found") from None
@@ -260,9 +263,7 @@ class DockerContainers:
     async def _refresh_all(self) -> None:
         ctx = self.ctx
         started = time.monotonic()
-        listed = await ctx.client.call(
-            "containers", all=True, filters=naming.instance_filter(ctx.instance)
-        )
+        listed = await ctx.client.list_containers(naming.instance_filter(ctx.instance))
         states = {summary["Id"]: summary.get("State") or "" for summary in listed}
         for gone in ctx.store.apply_listing(states, started):
             log.info("%s is gone from docker; forgotten", gone[:13])
@@ -309,15 +310,14 @@ class DockerContainers:
     ) -> cri.UpdateContainerResourcesResponse:
         record = self.ctx.store.container(request.container_id)
         fields = spec.update_body(request.linux, self.ctx.host)
-        kwargs = {UPDATE_FIELDS[key]: value for key, value in fields.items()}
         async with record.lock:
-            if kwargs:
-                await self.ctx.client.call("update_container", record.id, **kwargs)
+            if fields:
+                await self.ctx.client.update_container(record.id, fields)
             resources = cri.LinuxContainerResources()
             resources.CopyFrom(request.linux)
             if not resources.oom_score_adj:
                 resources.oom_score_adj = record.resources.oom_score_adj  # fixed at creation
-            self.ctx.store.checkpoints.save_container_resources(record.id, resources)
+            await self.ctx.store.checkpoints.save_container_resources(record.id, resources)
             record.resources = resources
         return cri.UpdateContainerResourcesResponse()
 
@@ -326,8 +326,8 @@ class DockerContainers:
     async def reopen_container_log(
         self, request: cri.ReopenContainerLogRequest
     ) -> cri.ReopenContainerLogResponse:
-        info = await self.ctx.client.call("inspect_container", request.container_id)
-        if not (info.get("State") or {}).get("Running"):
+        info = await self.ctx.client.inspect_container(request.container_id)
+        if not info.get("State", {}).get("Running"):
             # The CRI allows an error here, and then no new file may appear.
             raise FailedPrecondition("container is not running")
         await self.ctx.log_copiers.reopen(request.container_id)

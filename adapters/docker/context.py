@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pycrid.adapters.config import Config
-from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.api import DockerApi
 from pycrid.adapters.docker.store import Store
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
 
+if TYPE_CHECKING:
+    from pycrid.adapters.docker.images import DockerImages
+    from pycrid.adapters.docker.logs import LogCopiers
+
 
 @dataclass
 class DockerContext:
     config: Config
-    client: DockerClient
-    images: Any
-    """The adapter's DockerImages (pulls, inspects)."""
+    client: DockerApi
+    images: DockerImages
+    """The adapter's ImageService (pulls, inspects)."""
     store: Store
     instance: str
     sandbox_ids: IdIndex
@@ -27,8 +31,8 @@ class DockerContext:
     networks: PodNetworks
     run_dir: Path
     host: HostFacts
-    log_copiers: Any
-    """pycrid.adapters.docker.logs.LogCopiers: writes each container's CRI log."""
+    log_copiers: LogCopiers
+    """Writes each container's CRI log."""
 
     def sandbox_dir(self, sandbox_id: str) -> Path:
         return self.run_dir / "sandboxes" / sandbox_id

@@ -2,10 +2,8 @@
 
 The command's stdout and stderr arrive multiplexed on the exec's hijacked
 connection; a dedicated thread reads it (a command may run for hours, which
-must not tie up the Docker client's shared thread pool) and keeps at most
-``MAX_OUTPUT`` bytes of each stream. Beyond that the bytes are read and
-dropped, so the command never blocks on a full pipe; the answer then carries
-the first ``MAX_OUTPUT`` bytes of that stream.
+must not tie up the Docker client's shared thread pool) and keeps what one
+CRI answer may carry of both streams together (``pycrid.adapters.node.execoutput``).
 
 When the timeout (or the deadline of the CRI call) expires, Docker offers no
 way to stop an exec, so the process is killed from the host: its host PID
@@ -19,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,14 +25,14 @@ from typing import Any
 
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import seconds_left
-from pycrid.adapters.docker.client import DockerClient
-from pycrid.adapters.docker.stdstream import Frame, StdStreamDemuxer
+from pycrid.adapters.docker.api import DockerApi, RawStream
+from pycrid.adapters.docker.stdstream import StdStreamDemuxer
 from pycrid.adapters.node import proctree
+from pycrid.adapters.node.execoutput import MAX_OUTPUT, CappedOutput
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker.exec")
 
-MAX_OUTPUT = 16 * 1024 * 1024  # bytes kept of each stream
 READ_SIZE = 64 * 1024
 CLEANUP_TIMEOUT = 10.0  # seconds for killing a timed-out command and seeing it gone
 POLL_INTERVAL = 0.02
@@ -43,44 +40,19 @@ REAP_WAIT = 1.0  # seconds a killed process may stay a zombie before it counts a
 EXIT_CODE_WAIT = 10.0  # seconds for Docker to record an exit after the output ended
 
 
-class CappedOutput:
-    """stdout and stderr of a command, each cut off after ``limit`` bytes."""
-
-    def __init__(self, limit: int = MAX_OUTPUT) -> None:
-        self.limit = limit
-        self.streams = {"stdout": bytearray(), "stderr": bytearray()}
-        self.dropped = {"stdout": 0, "stderr": 0}
-
-    def add(self, frame: Frame) -> None:
-        # Docker's own errors (stream 3) are shown with the command's stderr.
-        name = "stdout" if frame.stream == "stdout" else "stderr"
-        buffer = self.streams[name]
-        room = self.limit - len(buffer)
-        buffer += frame.data[: max(room, 0)]
-        self.dropped[name] += max(len(frame.data) - max(room, 0), 0)
-
-
-def _raw_socket(stream: Any) -> socket.socket | None:
-    """The socket under what ``exec_start(socket=True)`` returned."""
-    for candidate in (stream, getattr(stream, "_sock", None)):
-        if isinstance(candidate, socket.socket):
-            return candidate
-    return None
-
-
-def _read_all(stream: Any, output: CappedOutput) -> None:
+def _read_all(stream: RawStream, output: CappedOutput) -> None:
     """Blocking: demultiplex the exec's output until the connection ends."""
     demuxer = StdStreamDemuxer()
-    sock = _raw_socket(stream)
     while True:
         try:
-            data = sock.recv(READ_SIZE) if sock is not None else stream.read(READ_SIZE)
+            data = stream.read(READ_SIZE)
         except OSError:
             return
         if not data:
             return
         for frame in demuxer.feed(data):
-            output.add(frame)
+            # Docker's own errors (stream 3) are shown with the command's stderr.
+            output.add("stdout" if frame.stream == "stdout" else "stderr", frame.data)
 
 
 def _in_thread(fn: Callable[..., object], *args: Any) -> asyncio.Future[None]:
@@ -109,14 +81,7 @@ def _in_thread(fn: Callable[..., object], *args: Any) -> asyncio.Future[None]:
     return future
 
 
-def _interrupt(stream: Any) -> None:
-    sock = _raw_socket(stream)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _close(stream: Any) -> None:
+def _close(stream: RawStream) -> None:
     with contextlib.suppress(Exception):
         stream.close()
 
@@ -133,7 +98,7 @@ def _time_limit(timeout: float) -> float | None:
 
 
 async def exec_sync(
-    client: DockerClient,
+    client: DockerApi,
     container_id: str,
     cmd: Sequence[str],
     timeout: float,
@@ -146,11 +111,8 @@ async def exec_sync(
     raised.
     """
     limit = _time_limit(timeout)
-    created = await client.call(
-        "exec_create", container_id, list(cmd), stdout=True, stderr=True, stdin=False, tty=False
-    )
-    exec_id = created["Id"]
-    stream = await client.call("exec_start", exec_id, socket=True)
+    exec_id = await client.exec_create(container_id, cmd, stdout=True, stderr=True)
+    stream = await client.exec_start(exec_id)
     output = CappedOutput(max_output)
     reader = _in_thread(_read_all, stream, output)
     try:
@@ -169,58 +131,50 @@ async def exec_sync(
         ) from None
     finally:
         _close(stream)
-    for name, dropped in output.dropped.items():
-        if dropped:
-            log.warning(
-                "exec in %s: %s cut to %d bytes, %d dropped",
-                container_id[:12],
-                name,
-                max_output,
-                dropped,
-            )
-    exit_code = await _exit_code(client, exec_id)
+    output.log_truncation(container_id)
     return cri.ExecSyncResponse(
-        stdout=bytes(output.streams["stdout"]),
-        stderr=bytes(output.streams["stderr"]),
-        exit_code=exit_code,
+        stdout=output.stdout,
+        stderr=output.stderr,
+        exit_code=await exit_code(client, exec_id),
     )
 
 
-async def _exit_code(client: DockerClient, exec_id: str) -> int:
+async def exit_code(client: DockerApi, exec_id: str) -> int:
     """The exit code; Docker may close the stream just before it records it."""
     give_up = time.monotonic() + EXIT_CODE_WAIT
     while True:
-        info = await client.call("exec_inspect", exec_id)
-        if not info.get("Running") and info.get("ExitCode") is not None:
-            return int(info["ExitCode"])
+        info = await client.exec_inspect(exec_id)
+        code = info.get("ExitCode")
+        if not info.get("Running") and code is not None:
+            return code
         if time.monotonic() > give_up:
             raise errors.Internal(f"docker recorded no exit code for exec {exec_id[:12]}")
         await asyncio.sleep(POLL_INTERVAL)
 
 
 async def _kill_exec(
-    client: DockerClient,
+    client: DockerApi,
     container_id: str,
     exec_id: str,
-    stream: Any,
+    stream: RawStream,
     reader: asyncio.Future[None],
 ) -> None:
     try:
         await asyncio.wait_for(_kill_and_wait(client, container_id, exec_id), CLEANUP_TIMEOUT)
     except Exception as e:
         log.warning("exec %s in %s: could not kill it: %s", exec_id[:12], container_id[:12], e)
-    _interrupt(stream)
+    stream.interrupt()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(reader, CLEANUP_TIMEOUT)
 
 
-async def _kill_and_wait(client: DockerClient, container_id: str, exec_id: str) -> None:
-    info = await client.call("exec_inspect", exec_id)
-    pid = int(info.get("Pid") or 0)
+async def _kill_and_wait(client: DockerApi, container_id: str, exec_id: str) -> None:
+    info = await client.exec_inspect(exec_id)
+    pid = info.get("Pid") or 0
     if not info.get("Running") or pid <= 0:
         return
-    container = await client.call("inspect_container", container_id)
-    init_pid = int((container.get("State") or {}).get("Pid") or 0)
+    container = await client.inspect_container(container_id)
+    init_pid = container.get("State", {}).get("Pid") or 0
     killed = await asyncio.to_thread(proctree.kill_process_tree, pid, init_pid)
     log.info("exec %s in %s timed out: killed pids %s", exec_id[:12], container_id[:12], killed)
     # Wait for them to be reaped, or at least to be zombies: an orphan's new

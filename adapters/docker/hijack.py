@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import h11
 
 from pycrid.adapters import errors
+from pycrid.adapters.docker.errormap import error_for_status
 
 RESPONSE_TIMEOUT = 60.0
 READ_SIZE = 64 * 1024
@@ -104,11 +105,4 @@ def _error(status: int, answer: bytes) -> errors.CRIError:
         message = json.loads(answer).get("message", "")
     except (ValueError, AttributeError):
         message = answer.decode(errors="replace").strip()
-    message = message or f"docker answered {status}"
-    if status == 404:
-        return errors.NotFound(message)
-    if status == 409:
-        return errors.FailedPrecondition(message)
-    if status == 400:
-        return errors.InvalidArgument(message)
-    return errors.Internal(f"docker: {message}")
+    return error_for_status(status, message)

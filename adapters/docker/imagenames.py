@@ -9,11 +9,15 @@ tags the image with the requested name (a real Docker tag), and records here:
 - *hidden*: the mirror's names that pycrid itself created, so that callers see
   exactly the names they asked for.
 
-The record is a small JSON file, rewritten atomically on every change.
+The record is a small JSON file, rewritten atomically on every change, in a
+worker thread (its fsyncs must not stall the event loop). Writes happen one
+at a time and each writes the names as they are when it begins, so the file
+always ends up with the latest names, even when a caller gives up waiting.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from pycrid.adapters.node import atomicfile
@@ -25,9 +29,17 @@ class ImageNames:
         saved = atomicfile.read_json(path, default={})
         self._aliases: dict[str, str] = saved.get("aliases", {})
         self._hidden: dict[str, str] = saved.get("hidden", {})
+        self._saving = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
 
-    def _save(self) -> None:
-        atomicfile.write_json(self._path, {"aliases": self._aliases, "hidden": self._hidden})
+    async def _save(self) -> None:
+        async with self._saving:
+            if self._writing is not None:
+                # A write whose caller was cancelled may still run: let it land first.
+                await asyncio.wait({self._writing})
+            snapshot = {"aliases": dict(self._aliases), "hidden": dict(self._hidden)}
+            self._writing = asyncio.ensure_future(atomicfile.write_json_async(self._path, snapshot))
+            await asyncio.shield(self._writing)
 
     def image_for_alias(self, reference: str) -> str | None:
         """The image ID recorded for a digest alias, if any."""
@@ -39,7 +51,7 @@ class ImageNames:
     def is_hidden(self, reference: str, image_id: str) -> bool:
         return self._hidden.get(reference) == image_id
 
-    def record(self, image_id: str, aliases: list[str], hidden: list[str]) -> None:
+    async def record(self, image_id: str, aliases: list[str], hidden: list[str]) -> None:
         changed = False
         for ref in aliases:
             if self._aliases.get(ref) != image_id:
@@ -50,20 +62,20 @@ class ImageNames:
                 self._hidden[ref] = image_id
                 changed = True
         if changed:
-            self._save()
+            await self._save()
 
-    def forget(self, image_id: str) -> None:
+    async def forget(self, image_id: str) -> None:
         """Drop every name of an image that is gone."""
         before = len(self._aliases) + len(self._hidden)
         self._aliases = {r: i for r, i in self._aliases.items() if i != image_id}
         self._hidden = {r: i for r, i in self._hidden.items() if i != image_id}
         if len(self._aliases) + len(self._hidden) != before:
-            self._save()
+            await self._save()
 
-    def forget_missing(self, live_ids: set[str]) -> None:
+    async def forget_missing(self, live_ids: set[str]) -> None:
         """Drop names of images removed behind pycrid's back."""
         before = len(self._aliases) + len(self._hidden)
         self._aliases = {r: i for r, i in self._aliases.items() if i in live_ids}
         self._hidden = {r: i for r, i in self._hidden.items() if i in live_ids}
         if len(self._aliases) + len(self._hidden) != before:
-            self._save()
+            await self._save()

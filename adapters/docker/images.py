@@ -14,13 +14,10 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import docker.errors
-
 from pycrid.adapters.config import Config
-from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.api import DockerApi, ImageConfig, ImageInspect, ImageSummary
 from pycrid.adapters.docker.imagenames import ImageNames
 from pycrid.adapters.errors import (
     CRIError,
@@ -71,21 +68,21 @@ def docker_auth(auth: cri.AuthConfig) -> dict[str, str] | None:
 
 
 class DockerImages:
-    def __init__(self, client: DockerClient, config: Config, state_dir: Path) -> None:
+    def __init__(self, client: DockerApi, config: Config, state_dir: Path) -> None:
         self.client = client
         self.config = config
         self.names = ImageNames(state_dir / "image-names.json")
         # Image IDs are content digests, so what inspect says of one never
         # changes except for its names; listing reuses the rest.
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, ImageConfig] = {}
 
     # Looking images up.
 
-    async def inspect(self, reference: str) -> dict[str, Any] | None:
+    async def inspect(self, reference: str) -> ImageInspect | None:
         """``docker image inspect`` by ID, ID prefix, tag, digest or alias; None if absent."""
         target = self.names.image_for_alias(normalized(reference)) or reference
         try:
-            found = await self.client.call("inspect_image", target)
+            found = await self.client.inspect_image(target)
         except NotFound:
             return None
         except FailedPrecondition:
@@ -93,7 +90,7 @@ class DockerImages:
         self._configs[found["Id"]] = found.get("Config") or {}
         return found
 
-    async def ensure(self, reference: str, auth: cri.AuthConfig | None = None) -> dict[str, Any]:
+    async def ensure(self, reference: str, auth: cri.AuthConfig | None = None) -> ImageInspect:
         """The image named ``reference``, pulled first when dockerd lacks it."""
         found = await self.inspect(reference)
         if found is None:
@@ -105,12 +102,12 @@ class DockerImages:
                 raise NotFound(f"image {reference!r} vanished right after its pull")
         return found
 
-    def image_ref(self, inspect: dict[str, Any]) -> str:
+    def image_ref(self, inspect: ImageInspect) -> str:
         """The digested reference ContainerStatus reports: a repo digest, else the ID."""
         digests = self.to_cri(inspect).repo_digests
         return digests[0] if digests else inspect["Id"]
 
-    def to_cri(self, inspect: dict[str, Any]) -> cri.Image:
+    def to_cri(self, inspect: ImageInspect) -> cri.Image:
         """The CRI view of a ``docker image inspect`` result."""
         image_id = inspect["Id"]
         tags = [
@@ -145,7 +142,7 @@ class DockerImages:
         if wanted:
             found = await self.inspect(wanted)
             return cri.ListImagesResponse(images=[self.to_cri(found)] if found else [])
-        summaries = await self.client.call("images")
+        summaries = await self.client.list_images()
         images = []
         for summary in summaries:
             config = self._configs.get(summary["Id"])
@@ -154,11 +151,11 @@ class DockerImages:
                 if found is None:  # removed while we listed
                     continue
                 config = self._configs[summary["Id"]]
-            images.append(self.to_cri({**summary, "Config": config}))
+            images.append(self.to_cri(_as_inspect(summary, config)))
         live = {summary["Id"] for summary in summaries}
         for image_id in set(self._configs) - live:
             del self._configs[image_id]
-        self.names.forget_missing(live)
+        await self.names.forget_missing(live)
         return cri.ListImagesResponse(images=images)
 
     async def image_status(self, request: cri.ImageStatusRequest) -> cri.ImageStatusResponse:
@@ -174,21 +171,22 @@ class DockerImages:
     async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:
         requested = parse_reference(request.image.image)
         auth = docker_auth(request.auth) if request.HasField("auth") else None
-        failures: list[str] = []
+        failures: list[tuple[Reference, CRIError]] = []
         for source, credentials in self._sources(requested, auth):
             try:
                 existed = await self.inspect(str(source)) is not None
-                await self._pull_one(source, credentials)
+                log.info("pulling %s", source)
+                await self.client.pull_image(
+                    source.repository, source.digest or source.tag, credentials
+                )
             except (NotFound, Unavailable, FailedPrecondition) as e:
-                failures.append(f"{source.domain}: {e}")
+                failures.append((source, e))
                 continue
             found = await self._name_as_requested(source, requested, existed)
             # The image ID, as containerd answers: critest and kubelet expect
             # PullImage's image_ref to equal Image.id and ContainerStatus.image_id.
             return cri.PullImageResponse(image_ref=found["Id"])
-        if len(failures) == 1:
-            raise _pull_error(failures[0], failures)
-        raise _pull_error(f"cannot pull {requested}", failures)
+        raise _pull_error(requested, failures)
 
     def _sources(
         self, requested: Reference, auth: dict[str, str] | None
@@ -206,27 +204,9 @@ class DockerImages:
             sources.append((requested, auth))
         return sources
 
-    async def _pull_one(self, source: Reference, auth: dict[str, str] | None) -> None:
-        repository = source.repository
-        tag = source.digest or source.tag
-        log.info("pulling %s", source)
-        await self.client.run(self._pull_blocking, repository, tag, auth)
-
-    def _pull_blocking(self, repository: str, tag: str, auth: dict[str, str] | None) -> None:
-        try:
-            stream = self.client.api.pull(
-                repository, tag=tag, stream=True, decode=True, auth_config=auth
-            )
-            for event in stream:
-                if "error" in event:
-                    raise _classify_pull_error(event.get("error") or "", repository)
-        except docker.errors.APIError as e:
-            # dockerd answers most registry failures before streaming anything.
-            raise _classify_pull_error(str(e.explanation or e), repository) from None
-
     async def _name_as_requested(
         self, source: Reference, requested: Reference, existed: bool
-    ) -> dict[str, Any]:
+    ) -> ImageInspect:
         """Tag what came from a mirror with the requested name; hide the mirror's."""
         found = await self.inspect(str(source))
         if found is None:
@@ -236,7 +216,7 @@ class DockerImages:
         image_id = found["Id"]
         hidden: list[str] = []
         if requested.tag and not requested.digest:
-            await self.client.call("tag", image_id, requested.repository, requested.tag)
+            await self.client.tag_image(image_id, requested.repository, requested.tag)
             if not existed:
                 hidden.append(_docker_name(str(source)))
         mirror_digests = [
@@ -245,11 +225,10 @@ class DockerImages:
         aliases = [f"{requested.repository}@{d.split('@', 1)[1]}" for d in mirror_digests]
         if not existed:
             hidden += mirror_digests
-        self.names.record(image_id, aliases, hidden)
+        await self.names.record(image_id, aliases, hidden)
         if hidden and requested.tag and not requested.digest:
             # Untagging drops the mirror's tag only: the requested tag keeps the image.
-            await self.client.call("remove_image", _docker_name(str(source)), noprune=True)
-            self.names.record(image_id, [], [])
+            await self.client.remove_image(_docker_name(str(source)), prune=False)
         return await self.inspect(image_id) or found
 
     async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
@@ -259,19 +238,19 @@ class DockerImages:
         image_id = found["Id"]
         # Every name of the image goes, in every repository (the CRI says so).
         try:
-            await self.client.call("remove_image", image_id, force=True)
+            await self.client.remove_image(image_id, force=True)
         except CRIError as e:
             # A concurrent RemoveImage may have won the race: that is success too.
             if await self.inspect(image_id) is not None:
                 raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
-        self.names.forget(image_id)
+        await self.names.forget(image_id)
         self._configs.pop(image_id, None)
         return cri.RemoveImageResponse()
 
     async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
-        info = await self.client.call("info")
-        usage = await self.client.call("df")
-        mountpoint = os.path.join(info["DockerRootDir"], info.get("Driver") or "")
+        info = await self.client.info()
+        usage = await self.client.df()
+        mountpoint = os.path.join(info.get("DockerRootDir") or "", info.get("Driver") or "")
         inodes_used = 0
         try:
             fs = os.statvfs(mountpoint)
@@ -304,19 +283,28 @@ def _docker_name(reference: str) -> str:
     return reference
 
 
-def _classify_pull_error(message: str, repository: str) -> CRIError:
-    lowered = message.lower()
-    if "not found" in lowered or "manifest unknown" in lowered or "does not exist" in lowered:
-        return NotFound(f"{repository}: {message}")
-    if "unauthorized" in lowered or "denied" in lowered or "authentication" in lowered:
-        return FailedPrecondition(f"{repository}: access denied: {message}")
-    return Unavailable(f"{repository}: {message}")
+def _as_inspect(summary: ImageSummary, config: ImageConfig) -> ImageInspect:
+    """What ``to_cri`` needs of an image: its listing, and the config inspect gave."""
+    return ImageInspect(
+        Id=summary["Id"],
+        RepoTags=summary.get("RepoTags"),
+        RepoDigests=summary.get("RepoDigests"),
+        Size=summary.get("Size") or 0,
+        Config=config,
+    )
 
 
-def _pull_error(summary: str, failures: list[str]) -> CRIError:
-    detail = summary if len(failures) == 1 else f"{summary}: " + "; ".join(failures)
-    if all("access denied" in f for f in failures[-1:]):
+def _pull_error(requested: Reference, failures: list[tuple[Reference, CRIError]]) -> CRIError:
+    """One error for the sources that all failed, of the kind that says most.
+
+    Access refused by the last source (the registry itself) wins, then a
+    source that lacks the image; otherwise no source could be reached.
+    """
+    detail = "; ".join(f"{source.domain}: {error}" for source, error in failures)
+    if len(failures) > 1:
+        detail = f"cannot pull {requested}: {detail}"
+    if isinstance(failures[-1][1], FailedPrecondition):
         return FailedPrecondition(detail)
-    if any("not found" in f.lower() or "manifest unknown" in f.lower() for f in failures):
+    if any(isinstance(error, NotFound) for _, error in failures):
         return NotFound(detail)
     return Unavailable(detail)

@@ -38,7 +38,6 @@ import base64
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,11 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import seconds_left
-from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.api import DockerApi, RawStream
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamParser
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.crilog import DEFAULT_MAX_LINE, CriLogEncoder, CriLogFile
@@ -165,16 +162,19 @@ class _Copier:
 
     def __init__(
         self,
-        client: DockerClient,
+        client: DockerApi,
         container_id: str,
         log_path: Path,
         tty: bool,
         checkpoint_path: Path,
         max_line: int,
+        log_root: str | None = None,
     ) -> None:
         self.client = client
         self.container_id = container_id
         self.log_path = log_path
+        self.log_root = log_root
+        """The pod's log directory: the file is opened below it, never through a symlink."""
         self.tty = tty
         self.checkpoint_path = checkpoint_path
         self.encoder = CriLogEncoder(max_line)
@@ -191,7 +191,7 @@ class _Copier:
         self._last_checkpoint = 0.0
         self._checkpoint_lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
-        self._response: requests.Response | None = None
+        self._stream: RawStream | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"logs-{container_id[:12]}")
 
     # Setting up, from a checkpoint or from scratch.
@@ -203,7 +203,7 @@ class _Copier:
         if self.done:
             return
         try:
-            self.file = CriLogFile(self.log_path)
+            self.file = CriLogFile(self.log_path, root=self.log_root)
             identity, size = self.file.identity(), self.file.size()
         except OSError as e:
             raise errors.Internal(f"cannot open log file {self.log_path}: {e}") from e
@@ -303,11 +303,11 @@ class _Copier:
     async def _copy(self, follow: bool) -> None:
         """Copy one log stream of Docker's to its end."""
         loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self._reader, self._open, follow)
+        stream = await loop.run_in_executor(self._reader, self._open, follow)
         parser = LogStreamParser(self.tty)
         self.replay = self.position.seen
         inbox = _Inbox(loop)
-        pump = loop.run_in_executor(self._reader, self._pump, response, inbox)
+        pump = loop.run_in_executor(self._reader, self._pump, stream, inbox)
         try:
             while not self.closing:
                 await inbox.wait(CHECKPOINT_INTERVAL)
@@ -327,45 +327,29 @@ class _Copier:
         finally:
             inbox.close()
             self._interrupt()  # the reader thread may still wait for bytes
-            self._response = None
-            pump.add_done_callback(lambda _: response.close())
+            self._stream = None
+            pump.add_done_callback(lambda _: stream.close())
 
-    def _open(self, follow: bool) -> requests.Response:
+    def _open(self, follow: bool) -> RawStream:
         """Blocking: start Docker's log stream from the position."""
-        api = self.client.api
-        params: dict[str, Any] = {
-            "stdout": 1,
-            "stderr": 1,
-            "timestamps": 1,
-            "follow": int(follow),
-        }
-        since = self.position.since()
-        if since is not None:
-            params["since"] = since
-        url = f"{api.base_url}/v{api.api_version}/containers/{self.container_id}/logs"
         try:
-            response = api.get(url, params=params, stream=True, timeout=None)
-        except requests.RequestException as e:
-            raise errors.Unavailable(f"docker logs: {e}") from e
-        if response.status_code == 404:
-            response.close()
-            raise _StreamEnded()
-        if response.status_code >= 400:
-            text = response.text.strip()
-            response.close()
-            raise errors.Internal(f"docker logs answered {response.status_code}: {text}")
-        self._response = response
+            stream = self.client.open_logs(
+                self.container_id, follow=follow, since=self.position.since()
+            )
+        except errors.NotFound:
+            raise _StreamEnded() from None
+        self._stream = stream
         if self.closing:
             self._interrupt()
-        return response
+        return stream
 
     @staticmethod
-    def _pump(response: requests.Response, inbox: _Inbox) -> None:
+    def _pump(stream: RawStream, inbox: _Inbox) -> None:
         """Blocking: hand the stream's bytes to the event loop until it ends."""
         while True:
             try:
-                data = response.raw.read1(READ_SIZE)
-            except Exception as e:  # urllib3, socket and requests errors alike
+                data = stream.read(READ_SIZE)
+            except OSError as e:
                 log.debug("log stream broke off: %s", e)
                 inbox.finish(broken=True)
                 return
@@ -407,10 +391,10 @@ class _Copier:
     async def _state(self) -> str:
         """running, created, stopped; _StreamEnded when the container is gone."""
         try:
-            info = await self.client.call("inspect_container", self.container_id)
+            info = await self.client.inspect_container(self.container_id)
         except errors.NotFound:
             raise _StreamEnded() from None
-        state = info.get("State") or {}
+        state = info.get("State", {})
         if state.get("Running") or state.get("Restarting"):
             return "running"
         if state.get("Status") == "created":
@@ -419,14 +403,8 @@ class _Copier:
 
     def _interrupt(self) -> None:
         """Unblock the reader thread by shutting its connection down."""
-        response = self._response
-        if response is None:
-            return
-        connection = getattr(response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if self._stream is not None:
+            self._stream.interrupt()
 
     async def _shutdown(self) -> None:
         if self.flush_on_close and not self.done:
@@ -472,7 +450,7 @@ class LogCopiers:
 
     def __init__(
         self,
-        client: DockerClient,
+        client: DockerApi,
         state_dir: str | os.PathLike[str],
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
@@ -489,8 +467,14 @@ class LogCopiers:
         copier = self._copiers.get(container_id)
         return copier is not None and copier.task is not None and not copier.task.done()
 
-    async def start(self, container_id: str, log_path: str | os.PathLike[str], tty: bool) -> None:
-        """Begin copying a started container's output to ``log_path``.
+    async def start(
+        self,
+        container_id: str,
+        log_path: str | os.PathLike[str],
+        tty: bool,
+        log_root: str | None = None,
+    ) -> None:
+        """Begin copying a started container's output to ``log_path`` (below ``log_root``).
 
         Idempotent. Call it once Docker has started the container: a
         checkpoint is on disk when it returns, so a restarted pycrid resumes
@@ -512,6 +496,7 @@ class LogCopiers:
                 tty,
                 self.checkpoint_path(container_id),
                 self.max_line,
+                log_root,
             )
             await copier.prepare()
             if not copier.done:
@@ -529,13 +514,19 @@ class LogCopiers:
         finally:
             del self._starting[container_id]
 
-    async def recover(self, container_id: str, log_path: str | os.PathLike[str], tty: bool) -> None:
+    async def recover(
+        self,
+        container_id: str,
+        log_path: str | os.PathLike[str],
+        tty: bool,
+        log_root: str | None = None,
+    ) -> None:
         """At daemon start: resume copying from the checkpoint, if any.
 
         A container whose output was already copied to its end is left alone,
         so call it for running and exited containers alike.
         """
-        await self.start(container_id, log_path, tty)
+        await self.start(container_id, log_path, tty, log_root)
 
     async def stop(
         self, container_id: str, remove: bool = False, timeout: float = DRAIN_TIMEOUT

@@ -17,9 +17,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pycrid.adapters.docker import naming
+from pycrid.adapters.docker.api import Document
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.store import SandboxRecord
 from pycrid.adapters.errors import AlreadyExists, NotFound
@@ -29,7 +29,7 @@ log = logging.getLogger("pycrid.docker")
 
 
 async def create_sandbox(
-    ctx: DockerContext, body: dict[str, Any], name: str, config: cri.PodSandboxConfig
+    ctx: DockerContext, body: Document, name: str, config: cri.PodSandboxConfig
 ) -> tuple[str, bool]:
     """Create a pause container: (its ID, True when an earlier RunPodSandbox made it).
 
@@ -50,7 +50,7 @@ async def create_sandbox(
 
 
 async def create_container(
-    ctx: DockerContext, body: dict[str, Any], name: str, config: cri.ContainerConfig
+    ctx: DockerContext, body: Document, name: str, config: cri.ContainerConfig
 ) -> tuple[str, bool]:
     """Create an app container: (its ID, True when an earlier CreateContainer made it)."""
 
@@ -80,32 +80,34 @@ def _is_ready(record: SandboxRecord | None) -> bool:
 
 async def _create(
     ctx: DockerContext,
-    body: dict[str, Any],
+    body: Document,
     name: str,
     config: cri.PodSandboxConfig | cri.ContainerConfig,
     kind: _Kind,
 ) -> tuple[str, bool]:
     try:
-        created = await ctx.client.call("create_container_from_config", body, name)
+        return await ctx.client.create_container(name, body), False
     except AlreadyExists:
         existing = await _existing(ctx, name, config, kind)
         if existing:
             return existing, True
-        created = await ctx.client.call("create_container_from_config", body, name)
-    return str(created["Id"]), False
+        return await ctx.client.create_container(name, body), False
 
 
 async def _existing(
     ctx: DockerContext, name: str, config: cri.PodSandboxConfig | cri.ContainerConfig, kind: _Kind
 ) -> str:
-    """The ID of the same attempt that holds ``name``, or "" once a leftover is removed."""
-    inspect = await ctx.client.call("inspect_container", name)
-    docker_id = str(inspect["Id"])
+    """The ID of the same attempt that holds ``name``, or "" once the name is free."""
+    try:
+        inspect = await ctx.client.inspect_container(name)
+    except NotFound:
+        return ""  # the holder went away meanwhile: the name is free again
+    docker_id = inspect["Id"]
     owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), ctx.instance)
     if owned is not None and not kind.known(docker_id):
         log.info("removing %s, left by an interrupted %s", docker_id[:13], kind.call)
         with contextlib.suppress(NotFound):
-            await ctx.client.call("remove_container", docker_id, force=True, v=True)
+            await ctx.client.remove_container(docker_id, force=True, volumes=True)
         return ""
     if (
         owned is not None

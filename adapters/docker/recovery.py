@@ -17,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from pycrid.adapters.base import StartupError
+from pycrid.adapters.deadline import set_call_deadline
 from pycrid.adapters.docker import naming
+from pycrid.adapters.docker.api import ImageInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
@@ -37,16 +38,16 @@ PARALLEL = 8
 
 async def recover(ctx: DockerContext) -> None:
     try:
-        listed = await ctx.client.call(
-            "containers", all=True, filters=naming.instance_filter(ctx.instance)
-        )
+        listed = await ctx.client.list_containers(naming.instance_filter(ctx.instance))
     except CRIError as e:
         raise StartupError(f"cannot list the pods and containers in docker: {e}") from None
     limit = asyncio.Semaphore(PARALLEL)
-    images: dict[str, dict[str, Any] | None] = {}
+    images: dict[str, ImageInspect | None] = {}
 
     async def one(container_id: str) -> None:
         async with limit:
+            # Each item runs in a task of its own: the deadline bounds its Docker calls.
+            set_call_deadline(ITEM_TIMEOUT)
             try:
                 await asyncio.wait_for(_recover_one(ctx, container_id, images), ITEM_TIMEOUT)
             except (CRIError, TimeoutError, ValueError, KeyError) as e:
@@ -59,7 +60,13 @@ async def recover(ctx: DockerContext) -> None:
     for record in list(ctx.store.containers.values()):
         if record.log_path and record.state != cri.CONTAINER_CREATED:
             try:
-                await ctx.log_copiers.recover(record.id, record.log_path, record.config.tty)
+                sandbox = ctx.store.sandboxes.get(record.sandbox_id)
+                await ctx.log_copiers.recover(
+                    record.id,
+                    record.log_path,
+                    record.config.tty,
+                    sandbox.config.log_directory or None if sandbox else None,
+                )
             except CRIError as e:
                 log.warning("container %s: log copy not resumed: %s", record.id[:13], e)
     log.info(
@@ -70,10 +77,10 @@ async def recover(ctx: DockerContext) -> None:
 
 
 async def _recover_one(
-    ctx: DockerContext, container_id: str, images: dict[str, dict[str, Any] | None]
+    ctx: DockerContext, container_id: str, images: dict[str, ImageInspect | None]
 ) -> None:
     try:
-        inspect = await ctx.client.call("inspect_container", container_id)
+        inspect = await ctx.client.inspect_container(container_id)
     except NotFound:
         return  # removed while we listed
     owned = naming.read_labels((inspect.get("Config") or {}).get("Labels"), ctx.instance)

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from pycrid.adapters.config import Config
-from pycrid.adapters.docker.client import DockerClient
+from pycrid.adapters.docker.api import DockerApi
+from pycrid.adapters.errors import CRIError
 from pycrid.adapters.node import atomicfile, cni
 from pycrid.api.cri import api_pb2 as cri
 
@@ -17,7 +18,7 @@ log = logging.getLogger("pycrid.docker")
 class DockerRuntimeInfo:
     """What the runtime reports about itself, and the pod CIDR kubelet hands it."""
 
-    def __init__(self, config: Config, client: DockerClient, state_dir: Path) -> None:
+    def __init__(self, config: Config, client: DockerApi, state_dir: Path) -> None:
         self.config = config
         self.client = client
         self._runtime_config_path = state_dir / "runtime-config.json"
@@ -67,14 +68,14 @@ class DockerRuntimeInfo:
         handlers = [""]
         if runtime_ready:
             try:
-                info = await self.client.call("info")
-            except Exception:
+                info = await self.client.info()
+            except CRIError:
                 return handlers
             handlers += sorted(info.get("Runtimes") or {})
         return handlers
 
     async def runtime_config(self, request: cri.RuntimeConfigRequest) -> cri.RuntimeConfigResponse:
-        info = await self.client.call("info")
+        info = await self.client.info()
         driver = cri.SYSTEMD if info.get("CgroupDriver") == "systemd" else cri.CGROUPFS
         return cri.RuntimeConfigResponse(linux=cri.LinuxRuntimeConfiguration(cgroup_driver=driver))
 

@@ -16,12 +16,13 @@ import contextlib
 import json
 import logging
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.docker import naming, spec
+from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
 from pycrid.adapters.docker.store import SandboxRecord
@@ -30,6 +31,9 @@ from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
+
+if TYPE_CHECKING:
+    from pycrid.adapters.docker.containers import DockerContainers
 
 log = logging.getLogger("pycrid.docker")
 
@@ -44,13 +48,14 @@ def network_mode(config: cri.PodSandboxConfig, configured: str) -> str:
     return configured
 
 
-def docker_ips(inspect: dict[str, Any]) -> list[str]:
-    settings = inspect.get("NetworkSettings") or {}
-    ips = []
-    for network in (settings.get("Networks") or {}).values():
-        for key in ("IPAddress", "GlobalIPv6Address"):
-            if network.get(key) and network[key] not in ips:
-                ips.append(network[key])
+def docker_ips(inspect: ContainerInspect) -> list[str]:
+    """The pod's addresses on Docker's own networks, IPv4 first."""
+    networks = inspect.get("NetworkSettings", {}).get("Networks") or {}
+    ips: list[str] = []
+    for network in networks.values():
+        for ip in (network.get("IPAddress"), network.get("GlobalIPv6Address")):
+            if ip and ip not in ips:
+                ips.append(ip)
     return ips
 
 
@@ -76,10 +81,10 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
 
 
 class DockerSandboxes:
-    def __init__(self, ctx: DockerContext, containers: Any) -> None:
+    def __init__(self, ctx: DockerContext, containers: DockerContainers) -> None:
         self.ctx = ctx
         self.containers = containers
-        """The adapter's DockerContainers, to stop and remove a pod's containers."""
+        """To stop and remove a pod's containers."""
 
     # RunPodSandbox.
 
@@ -140,8 +145,8 @@ class DockerSandboxes:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(spec.resolv_conf(record.config.dns_config))
             path.chmod(0o644)
-        await ctx.client.call("start", record.id)
-        inspect = await ctx.client.call("inspect_container", record.id)
+        await ctx.client.start_container(record.id)
+        inspect = await ctx.client.inspect_container(record.id)
         record.update(inspect)
         record.created_at = naming.docker_time_ns(inspect.get("Created"))
         network = record.network
@@ -162,7 +167,7 @@ class DockerSandboxes:
         """The Docker runtime for a CRI runtime handler ("" is Docker's default)."""
         if not handler:
             return ""
-        info = await self.ctx.client.call("info")
+        info = await self.ctx.client.info()
         if handler not in (info.get("Runtimes") or {}):
             raise InvalidArgument(f"runtime handler {handler!r} is not a runtime of this Docker")
         return handler
@@ -170,7 +175,7 @@ class DockerSandboxes:
     async def _pause_image(self) -> str:
         """The pause image's ID, pulled (through the mirrors) when missing."""
         found = await self.ctx.images.ensure(self.ctx.config.pause_image)
-        return str(found["Id"])
+        return found["Id"]
 
     async def _discard(self, record: SandboxRecord) -> None:
         """Remove everything a failed RunPodSandbox made, keeping the first error quiet."""
@@ -179,7 +184,7 @@ class DockerSandboxes:
         except CRIError as e:
             log.warning("pod sandbox %s: network teardown failed: %s", record.id[:13], e)
         try:
-            await self.ctx.client.call("remove_container", record.id, force=True, v=True)
+            await self.ctx.client.remove_container(record.id, force=True, volumes=True)
         except NotFound:
             pass
         except CRIError as e:
@@ -203,8 +208,8 @@ class DockerSandboxes:
             await self.containers.stop_one(container.id, 0)
         await self._teardown_network(record)
         try:
-            await self.ctx.client.call("stop", record.id, timeout=PAUSE_STOP_TIMEOUT)
-            record.update(await self.ctx.client.call("inspect_container", record.id))
+            await self.ctx.client.stop_container(record.id, PAUSE_STOP_TIMEOUT)
+            record.update(await self.ctx.client.inspect_container(record.id))
         except NotFound:
             record.docker_state = "exited"
 
@@ -229,7 +234,7 @@ class DockerSandboxes:
                 await self.containers.remove_one(container.id)
             await self._teardown_network(record)
             with contextlib.suppress(NotFound):
-                await self.ctx.client.call("remove_container", record.id, force=True, v=True)
+                await self.ctx.client.remove_container(record.id, force=True, volumes=True)
             self._forget(record.id)
         log.info("pod sandbox %s removed", record.id[:13])
         return cri.RemovePodSandboxResponse()
@@ -272,7 +277,7 @@ class DockerSandboxes:
 
     async def _refresh(self, record: SandboxRecord) -> None:
         try:
-            record.update(await self.ctx.client.call("inspect_container", record.id))
+            record.update(await self.ctx.client.inspect_container(record.id))
         except NotFound:
             await release_leftover(self.ctx, record.id)
             raise NotFound(f"pod sandbox {record.id!r} not found") from None

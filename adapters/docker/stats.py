@@ -323,7 +323,7 @@ class DockerStats:
         target = self._targets.get(docker_id)
         if target is None or (running and not pid and not target.pid and not target.cgroups):
             try:
-                inspect = await self.ctx.client.call("inspect_container", docker_id)
+                inspect = await self.ctx.client.inspect_container(docker_id)
             except NotFound:
                 if strict:
                     raise NotFound(f"container {docker_id!r} not found") from None
@@ -333,10 +333,10 @@ class DockerStats:
                     raise
                 log.debug("stats: inspecting %s failed: %s", docker_id[:13], e)
                 return None
-            data = (inspect.get("GraphDriver") or {}).get("Data") or {}
+            data = inspect.get("GraphDriver", {}).get("Data") or {}
             target = Target(
                 upper_dir=data.get("UpperDir") or "",
-                pid=(inspect.get("State") or {}).get("Pid") or 0,
+                pid=inspect.get("State", {}).get("Pid") or 0,
             )
             self._targets[docker_id] = target
         if pid and pid != target.pid:

@@ -26,10 +26,10 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from google.protobuf import json_format
 
+from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.naming import docker_time_ns
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.node import atomicfile
@@ -58,10 +58,10 @@ class SandboxRecord:
         return self.docker_state in RUNNING_STATES and self.network.ready
 
     @property
-    def state(self) -> int:
+    def state(self) -> cri.PodSandboxState:
         return cri.SANDBOX_READY if self.ready else cri.SANDBOX_NOTREADY
 
-    def update(self, inspect: dict[str, Any]) -> None:
+    def update(self, inspect: ContainerInspect) -> None:
         state = inspect.get("State") or {}
         self.docker_state = state.get("Status") or self.docker_state
         self.pid = state.get("Pid") or 0
@@ -92,7 +92,7 @@ class ContainerRecord:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
-    def state(self) -> int:
+    def state(self) -> cri.ContainerState:
         if self.docker_state in RUNNING_STATES:
             return cri.CONTAINER_RUNNING
         if self.docker_state in EXITED_STATES:
@@ -109,7 +109,7 @@ class ContainerRecord:
             return "OOMKilled"
         return "Completed" if self.exit_code == 0 and not self.error else "Error"
 
-    def update(self, inspect: dict[str, Any]) -> None:
+    def update(self, inspect: ContainerInspect) -> None:
         state = inspect.get("State") or {}
         self.docker_state = state.get("Status") or self.docker_state
         self.pid = state.get("Pid") or 0

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pycrid.adapters import errors
-from pycrid.adapters.docker.client import DockerClient
-from pycrid.adapters.docker.execsync import _exit_code
-from pycrid.adapters.docker.hijack import Hijacked, hijack
+from pycrid.adapters.docker.api import ContainerInspect, DockerApi
+from pycrid.adapters.docker.execsync import exit_code
+from pycrid.adapters.docker.hijack import Hijacked
 from pycrid.adapters.docker.stdstream import StdStreamDemuxer
 from pycrid.adapters.node import netnsdial
 from pycrid.adapters.streaming import (
@@ -40,19 +40,16 @@ FIRST_SIZE_WAIT = 2.0
 class DockerStreaming:
     """The streaming concern on Docker's exec and attach APIs."""
 
-    def __init__(self, client: DockerClient) -> None:
+    def __init__(self, client: DockerApi) -> None:
         self.client = client
-
-    @property
-    def _api_version(self) -> str:
-        return str(self.client.api.api_version)
 
     # Before a session: the URL is handed out only for a running container.
 
-    async def _require_running(self, docker_id: str, what: str) -> None:
-        info = await self.client.call("inspect_container", docker_id)
-        if not (info.get("State") or {}).get("Running"):
+    async def _require_running(self, docker_id: str, what: str) -> ContainerInspect:
+        info = await self.client.inspect_container(docker_id)
+        if not info.get("State", {}).get("Running"):
             raise errors.FailedPrecondition(f"{what} {docker_id[:13]} is not running")
+        return info
 
     async def exec(self, request: cri.ExecRequest) -> None:
         await self._require_running(request.container_id, "container")
@@ -66,56 +63,43 @@ class DockerStreaming:
     # The sessions.
 
     async def run_exec(self, container_id: str, cmd: Sequence[str], io: SessionIO) -> int:
-        created = await self.client.call(
-            "exec_create",
+        exec_id = await self.client.exec_create(
             container_id,
-            list(cmd),
+            cmd,
             stdin=io.stdin is not None,
             stdout=io.stdout is not None,
             stderr=io.stderr is not None,
             tty=io.tty,
         )
-        exec_id = created["Id"]
-        conn = await hijack(
-            self.client.endpoint,
-            self._api_version,
-            f"/exec/{exec_id}/start",
-            {"Detach": False, "Tty": io.tty},
-        )
+        conn = await self.client.exec_attach(exec_id, tty=io.tty)
 
         async def resize(height: int, width: int) -> None:
-            await self.client.call("exec_resize", exec_id, height=height, width=width)
+            await self.client.exec_resize(exec_id, height, width)
 
         await _relay(conn, io, multiplexed=not io.tty, resize=resize)
-        return await _exit_code(self.client, exec_id)
+        return await exit_code(self.client, exec_id)
 
     async def run_attach(self, container_id: str, io: SessionIO) -> None:
-        info = await self.client.call("inspect_container", container_id)
-        if not info.get("State", {}).get("Running"):
-            raise errors.FailedPrecondition(f"container {container_id[:13]} is not running")
+        info = await self._require_running(container_id, "container")
         tty = bool(info.get("Config", {}).get("Tty"))
-        flags = {
-            "stream": True,
-            "stdin": io.stdin is not None,
-            "stdout": io.stdout is not None,
-            "stderr": io.stderr is not None,
-        }
-        query = "&".join(f"{name}={int(on)}" for name, on in flags.items())
-        conn = await hijack(
-            self.client.endpoint, self._api_version, f"/containers/{container_id}/attach?{query}"
+        conn = await self.client.attach_container(
+            container_id,
+            stdin=io.stdin is not None,
+            stdout=io.stdout is not None,
+            stderr=io.stderr is not None,
         )
 
         async def resize(height: int, width: int) -> None:
-            await self.client.call("resize", container_id, height=height, width=width)
+            await self.client.resize_container(container_id, height, width)
 
         await _relay(conn, io, multiplexed=not tty, resize=resize)
 
     async def run_port_forward(
         self, sandbox_id: str, port: int, reader: InputStream, writer: ForwardOutput
     ) -> None:
-        info = await self.client.call("inspect_container", sandbox_id)
+        info = await self._require_running(sandbox_id, "pod sandbox")
         pid = info.get("State", {}).get("Pid") or 0
-        if not info.get("State", {}).get("Running") or pid <= 0:
+        if pid <= 0:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox_id[:13]} is not running")
         sock = await netnsdial.connect(pid, port)
         pod_reader, pod_writer = await asyncio.open_connection(sock=sock)
