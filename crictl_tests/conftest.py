@@ -1,13 +1,14 @@
 """Fixtures for end-to-end tests: a real daemon on a real backend.
 
-Tests that need dockerd or the local registry skip when they are absent on a
-developer's machine; under CI (CI set) their absence is a failure, because
-.ci/run starts them.
+Tests that need dockerd, the local registry, crictl or critest skip when they
+are absent on a developer's machine; under CI (harness.in_ci()) their absence is
+a failure, because .ci/run starts the daemons and the machines carry the tools.
+crictl and critest are looked up on PATH, then in ../shared/tools/bin beside the
+repository.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -62,13 +63,44 @@ def daemon_factory() -> Iterator[Callable[..., Daemon]]:
         harness.remove_root(daemon)
 
 
+def _tool(name: str) -> str:
+    """The path of a cri-tools program; skip without it, or fail under CI."""
+    path = harness.find_tool(name)
+    if path is not None:
+        return path
+    reason = f"{name} is neither on PATH nor in {harness.SHARED_TOOLS}"
+    if harness.in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def crictl() -> str:
-    """The real crictl binary; tests using it skip when it is not installed."""
-    path = shutil.which("crictl")
-    if path is None:
-        pytest.skip("crictl is not installed")
-    return path
+    """The real crictl binary."""
+    return _tool("crictl")
+
+
+@pytest.fixture(scope="session")
+def critest() -> str:
+    """The real critest binary (cri-tools' CRI validation suite)."""
+    return _tool("critest")
+
+
+CONFORMANCE_SUMMARY = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def conformance_summary(request: pytest.FixtureRequest) -> list[str]:
+    """Lines for the session's "critest conformance" summary (shown with or without -s)."""
+    return request.config.stash.setdefault(CONFORMANCE_SUMMARY, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(CONFORMANCE_SUMMARY, [])
+    if lines:
+        terminalreporter.section("critest conformance")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 # Pods on the module's docker daemon, busybox pulled; removed and checked afterwards.

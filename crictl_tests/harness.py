@@ -8,6 +8,7 @@ tests use to the local test registry (scripts/testenv.sh fills it).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,13 @@ BUSYBOX_IMAGE = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 WEBSERVER_IMAGE = "registry.k8s.io/e2e-test-images/httpd:2.4.39-4"
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Where the project's machines keep crictl and critest when they are not on PATH.
+SHARED_TOOLS = REPO_ROOT.parent / "shared" / "tools" / "bin"
+# critest binds these host ports (host-port mapping and port-forward specs).
+CRITEST_HOST_PORTS = range(12000, 12004)
+CRITEST_LOCK = Path("/tmp/pycrid-critest.lock")
 
 
 def docker_answers() -> bool:
@@ -194,4 +203,31 @@ def remove_root(daemon: Daemon) -> None:
 
 
 def in_ci() -> bool:
-    return bool(os.environ.get("CI"))
+    """True under CI: CI is set to anything but "" or "false"."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "false")
+
+
+def find_tool(name: str) -> str | None:
+    """The path of the program ``name``: on PATH first, then in SHARED_TOOLS."""
+    found = shutil.which(name)
+    if found is not None:
+        return found
+    candidate = SHARED_TOOLS / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    return None
+
+
+@contextlib.contextmanager
+def critest_lock() -> Iterator[None]:
+    """Hold the machine-wide critest lock.
+
+    critest binds fixed host ports, so two critest runs on one machine (two
+    test sessions, say) must take turns.
+    """
+    with open(CRITEST_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

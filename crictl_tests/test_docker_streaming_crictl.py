@@ -11,7 +11,6 @@ import fcntl
 import os
 import re
 import select
-import shutil
 import struct
 import subprocess
 import termios
@@ -21,7 +20,7 @@ import urllib.request
 import pytest
 
 from pycrid.crictl_tests.dockerpods import Pods, pods_fixture
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon, critest_lock
 
 TRANSPORTS = ["spdy", "websocket"]
 TIMEOUT = 30.0
@@ -173,19 +172,17 @@ def test_crictl_port_forward(pods: Pods, pod: dict[str, str], crictl: str, trans
 
 
 @pytest.mark.parametrize("websocket", [False, True], ids=["spdy", "websocket"])
-def test_critest_streaming_specs(docker_daemon: Daemon, websocket: bool) -> None:
+def test_critest_streaming_specs(docker_daemon: Daemon, critest: str, websocket: bool) -> None:
     """critest's own streaming conformance specs (exec, attach, port-forward)."""
-    critest = shutil.which("critest")
-    if critest is None:
-        pytest.skip("critest is not installed")
     endpoint = docker_daemon.endpoint
     flags = ["-websocket-exec", "-websocket-attach", "-websocket-portforward"] if websocket else []
-    done = subprocess.run(
-        [critest, "-runtime-endpoint", endpoint, "-image-endpoint", endpoint,
-         "-ginkgo.focus", "Streaming", "-ginkgo.no-color", *flags],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
+    with critest_lock():
+        done = subprocess.run(
+            [critest, "-runtime-endpoint", endpoint, "-image-endpoint", endpoint,
+             "-ginkgo.focus", "Streaming", "-ginkgo.no-color", *flags],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"SUCCESS! -- [1-9]\d* Passed \| 0 Failed", done.stdout), done.stdout[-3000:]

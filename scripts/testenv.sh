@@ -2,7 +2,8 @@
 # The test environment of pycrid on a Debian 12 host (run as root):
 #
 #   testenv.sh up      install what is missing, start dockerd and a local registry
-#                      on 127.0.0.1:5000, build and push the test images
+#                      on 127.0.0.1:5000, build and push the test images (unless the
+#                      registry serves the very manifests the last build pushed)
 #   testenv.sh down    stop the dockerd and registry that `up` started
 #   testenv.sh status  say whether each part is up
 #
@@ -19,7 +20,9 @@ RUN_DIR=/run/pycrid-testenv
 LOG_DIR=/var/log/pycrid-testenv
 REGISTRY=127.0.0.1:5000
 REGISTRY_CONFIG=$STATE_DIR/registry.yml
-STAMP=$STATE_DIR/images.stamp
+# The manifest digest of every image reference as the last build pushed it, under
+# the hash of the sources it was built from (see ensure_images).
+PUSHED=$STATE_DIR/images.pushed
 DOCKER_SOCK=/var/run/docker.sock
 
 # Debian's client, which matches its 20.10 daemon; another docker on PATH may be
@@ -246,18 +249,33 @@ image_sources_hash() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# True when every image is in the registry.
-images_present() {
-	local refs ref codes urls=()
+# registry_digests: one line per image reference, "REF DIGEST", with the digest of
+# the manifest the registry serves for it ("-" when it serves none). One curl
+# for all of them: a few milliseconds on loopback.
+registry_digests() {
+	local refs ref digests urls=() i
 	mapfile -t refs < <(image_refs)
 	for ref in "${refs[@]}"; do
 		urls+=("http://$REGISTRY/v2/${ref%:*}/manifests/${ref##*:}")
 	done
-	codes=$(curl -sS --max-time 20 -I -w 'HTTP-CODE %{http_code}\n' \
+	mapfile -t digests < <(curl -sS --max-time 20 -I \
+		-w 'DIGEST %{http_code} %header{docker-content-digest}\n' \
 		-H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
 		-H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-		"${urls[@]}" 2>/dev/null | awk '$1 == "HTTP-CODE" { print $2 }') || return 1
-	[[ $(grep -cx 200 <<<"$codes") -eq ${#refs[@]} ]]
+		-H 'Accept: application/vnd.docker.distribution.manifest.list.v2+json' \
+		-H 'Accept: application/vnd.oci.image.index.v1+json' \
+		"${urls[@]}" 2>/dev/null | awk '$1 == "DIGEST" { print ($2 == 200 && $3 != "" ? $3 : "-") }')
+	for i in "${!refs[@]}"; do
+		echo "${refs[i]} ${digests[i]:--}"
+	done
+}
+
+# True when the registry serves, for every image reference, the very manifest
+# that a build from the current sources pushed.
+images_current() {
+	[[ -f $PUSHED ]] || return 1
+	[[ $(head -n 1 "$PUSHED") == "sources $(image_sources_hash)" ]] || return 1
+	[[ $(tail -n +2 "$PUSHED") == "$(registry_digests)" ]]
 }
 
 # new_context REF: make an empty build context for REF and print its path.
@@ -410,18 +428,33 @@ build_tag() {
 	run_logged "$BUILD_LOG" "$DOCKER" tag "$REGISTRY/$2" "$REGISTRY/$1"
 }
 
+# push_image REF: push the image and print the digest of the manifest pushed.
+push_image() {
+	local output
+	output=$("$DOCKER" push "$REGISTRY/$1" 2>&1) || {
+		echo "$output" >>"$BUILD_LOG"
+		die "failed: docker push $REGISTRY/$1" "$BUILD_LOG"
+	}
+	echo "$output" >>"$BUILD_LOG"
+	# The last line says "TAG: digest: sha256:... size: N".
+	awk '$2 == "digest:" { digest = $3 } END { if (digest) print digest; else exit 1 }' \
+		<<<"$output" || die "docker push $REGISTRY/$1 named no digest" "$BUILD_LOG"
+}
+
 build_and_push_images() {
-	local ref kind arg
+	local ref kind arg digest
 	BUILD_LOG=$LOG_DIR/build.log
 	: >"$BUILD_LOG"
 	WORK_DIR=$(mktemp -d)
 	trap 'rm -rf "$WORK_DIR"' EXIT
+	echo "sources $(image_sources_hash)" >"$PUSHED.tmp"
 	while read -r ref kind arg; do
 		[[ -n $ref ]] || continue
 		"build_$kind" "$ref" "$arg"
 	done <<<"$IMAGE_TABLE"
 	for ref in $(image_refs); do
-		run_logged "$BUILD_LOG" "$DOCKER" push "$REGISTRY/$ref"
+		digest=$(push_image "$ref")
+		echo "$ref $digest" >>"$PUSHED.tmp"
 	done
 	# dockerd keeps none of these names: tests pull the images through registry
 	# mirrors under their upstream names and must see only the names they asked for.
@@ -430,16 +463,16 @@ build_and_push_images() {
 	done
 }
 
+# Build and push the images unless the registry already serves what a build from
+# the current sources pushed: any image missing, replaced or built from other
+# sources means a new build.
 ensure_images() {
-	local hash
-	hash=$(image_sources_hash)
-	if [[ $(cat "$STAMP" 2>/dev/null) == "$hash" ]] && images_present; then
-		return 0
-	fi
-	rm -f "$STAMP"
+	images_current && return 0
+	# images.stamp: what older versions of this script trusted instead.
+	rm -f "$PUSHED" "$STATE_DIR/images.stamp"
 	build_and_push_images
-	images_present || die "images are still missing after the build" "$BUILD_LOG"
-	echo "$hash" >"$STAMP"
+	mv "$PUSHED.tmp" "$PUSHED"
+	images_current || die "the registry does not serve the images just pushed" "$BUILD_LOG"
 }
 
 # ---------------------------------------------------------------- commands
@@ -481,15 +514,13 @@ cmd_status() {
 	local ok=0
 	describe dockerd docker_answers || ok=1
 	describe registry registry_answers || ok=1
-	if ((ok == 0)) && images_present; then
-		if [[ $(cat "$STAMP" 2>/dev/null) == "$(image_sources_hash)" ]]; then
-			echo "images:   up to date ($(image_refs | wc -l) references)"
-		else
-			echo "images:   present but built from older sources"
-		fi
-	else
-		echo "images:   missing"
+	if ((ok == 0)) && images_current; then
+		echo "images:   up to date ($(image_refs | wc -l) references)"
+	elif ((ok == 0)); then
+		echo "images:   missing, changed, or built from older sources"
 		ok=1
+	else
+		echo "images:   unknown (the registry is down)"
 	fi
 	exit "$ok"
 }
