@@ -2,7 +2,9 @@
 
 Pods and containers are made over the CRI socket; the sessions are driven by
 the test clients of ``spdy_client`` (SPDY/3.1 like crictl's default, and
-WebSocket v5 like ``--transport websocket``).
+WebSocket v5 like ``--transport websocket``). The URLs themselves, a plain
+exec session and single-use tokens are in the contract suite
+(crictl_tests/contract/test_streaming.py), run on both adapters.
 """
 
 from __future__ import annotations
@@ -68,17 +70,6 @@ async def test_interactive_tty_exec_with_resize(pods: Pods, pod: dict[str, str])
     await session.write(b"exit 3\n")
     result = await session.wait()
     assert result.exit_code == 3
-
-
-async def test_exec_separates_stdout_and_stderr_and_reports_exit_code(
-    pods: Pods, pod: dict[str, str]
-) -> None:
-    script = "echo out; echo err >&2; exit 7"
-    url = exec_url(pods, pod["shell"], ["sh", "-c", script], stdout=True, stderr=True)
-    result = await (await SpdyExec.open(url)).wait()
-    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
-    assert result.status["reason"] == "NonZeroExitCode"
-    assert result.exit_code == 7
 
 
 async def test_exec_success_and_stdin_end(pods: Pods, pod: dict[str, str]) -> None:
@@ -207,14 +198,6 @@ async def test_port_forward_to_a_closed_port_reports_the_error(
         assert b"served by busybox httpd" in body
     finally:
         await pf.close()
-
-
-async def test_reused_token_is_refused(pods: Pods, pod: dict[str, str]) -> None:
-    url = exec_url(pods, pod["shell"], ["true"], stdout=True)
-    assert (await (await SpdyExec.open(url, stderr=False)).wait()).exit_code == 0
-    with pytest.raises(UpgradeRefused) as refused:
-        await SpdyExec.open(url, stderr=False)
-    assert refused.value.status == 404
 
 
 async def test_expired_token_is_refused(pod: dict[str, str]) -> None:
