@@ -9,16 +9,16 @@ from typing import Any, cast
 
 import pytest
 
-from pycrid.adapters.docker import layersize, stats
+from pycrid.adapters.docker import stats
 from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
-from pycrid.adapters.docker.layersize import LayerSizes
 from pycrid.adapters.docker.stats import DockerStats
 from pycrid.adapters.docker.store import Checkpoints, ContainerRecord, Store
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.idindex import IdIndex
-from pycrid.adapters.node import cgroups, criusage, procnet
+from pycrid.adapters.node import cgroups, criusage, layersize, procnet
 from pycrid.adapters.node.cgroups import CgroupPaths, CgroupSample, Hierarchy, MemorySample
 from pycrid.adapters.node.cpurates import CpuRates
+from pycrid.adapters.node.layersize import LayerSizes
 from pycrid.api.cri import api_pb2 as cri
 
 CONTAINER = "4983a2d2b3c65b3ddde109e65ec4341c50f47c8d3314b4a102c3be7bbb70c97f"

@@ -26,7 +26,6 @@ from typing import Any
 
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
-from pycrid.adapters.docker.layersize import LayerSizes, MeasuredLayer
 from pycrid.adapters.docker.store import RUNNING_STATES, ContainerRecord, SandboxRecord
 from pycrid.adapters.errors import CRIError, NotFound
 from pycrid.adapters.listfilter import labels_match
@@ -41,6 +40,7 @@ from pycrid.adapters.node.cgroups import (
 )
 from pycrid.adapters.node.cpurates import CpuRates
 from pycrid.adapters.node.criusage import cpu_usage, memory_usage, network_usage, process_usage, u64
+from pycrid.adapters.node.layersize import LayerSizes, MeasuredLayer
 from pycrid.adapters.node.procnet import InterfaceSample, read_net_dev
 from pycrid.api.cri import api_pb2 as cri
 

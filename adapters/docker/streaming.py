@@ -101,22 +101,7 @@ class DockerStreaming:
         pid = info.get("State", {}).get("Pid") or 0
         if pid <= 0:
             raise errors.FailedPrecondition(f"pod sandbox {sandbox_id[:13]} is not running")
-        sock = await netnsdial.connect(pid, port)
-        pod_reader, pod_writer = await asyncio.open_connection(sock=sock)
-        upload = asyncio.ensure_future(_upload(reader, pod_writer))
-        try:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await pod_reader.read(READ_SIZE):
-                    await writer.write(data)
-            await writer.close()
-            await upload  # the pod may still read what the client sends
-        finally:
-            upload.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await upload
-            pod_writer.close()
-            with contextlib.suppress(OSError):
-                await pod_writer.wait_closed()
+        await netnsdial.forward(pid, port, reader, writer)
 
 
 async def _upload(reader: InputStream, writer: asyncio.StreamWriter) -> None:

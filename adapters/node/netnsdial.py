@@ -12,11 +12,14 @@ Python 3.11 has no ``os.setns``, hence libc through ctypes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import socket
 import threading
+
+from pycrid.adapters.streaming import ForwardOutput, InputStream
 
 CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT = 10.0
@@ -82,3 +85,39 @@ async def connect(pid: int, port: int, timeout: float = CONNECT_TIMEOUT) -> sock
 
     threading.Thread(target=body, name=f"netns-dial-{pid}", daemon=True).start()
     return await future
+
+
+READ_SIZE = 64 * 1024
+
+
+async def forward(pid: int, port: int, reader: InputStream, writer: ForwardOutput) -> None:
+    """A port-forward connection: ``port`` in ``pid``'s network namespace, copied both ways.
+
+    Each end's half-close is passed on; returns when both directions are done.
+    """
+    sock = await connect(pid, port)
+    pod_reader, pod_writer = await asyncio.open_connection(sock=sock)
+    upload = asyncio.ensure_future(_upload(reader, pod_writer))
+    try:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await pod_reader.read(READ_SIZE):
+                await writer.write(data)
+        await writer.close()
+        await upload  # the pod may still read what the client sends
+    finally:
+        upload.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await upload
+        pod_writer.close()
+        with contextlib.suppress(OSError):
+            await pod_writer.wait_closed()
+
+
+async def _upload(reader: InputStream, writer: asyncio.StreamWriter) -> None:
+    """Client to pod until the client's side ends, then half-close toward the pod."""
+    with contextlib.suppress(ConnectionError, OSError):
+        while data := await reader.read():
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-log = logging.getLogger("pycrid.docker")
+log = logging.getLogger("pycrid.stats")
 
 LAYER_MAX_AGE = 10.0
 LAYER_FIRST_WAIT = 1.0
