@@ -1,95 +1,112 @@
 """The oci adapter: pycrid pulls, stores and unpacks images itself and runs
 containers with runc under conmon, the way CRI-O and containerd do.
 
-The ImageService works (``images/``, docs/oci-images.md); the runtime
-(``runtime/``) is not built yet, so the adapter has no pod, container,
-streaming or stats concern and those calls answer UNIMPLEMENTED.
+The ImageService lives in ``images/`` (docs/oci-images.md), the runtime in
+``runtime/`` (docs/oci-runtime.md). This module only wires them together
+and checks at start-up that the programs they run are installed.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 from pathlib import Path
 
 from pycrid.adapters.base import Adapter, StartupError
 from pycrid.adapters.config import Config
+from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.node import cni
+from pycrid.adapters.node.hostfacts import HostFacts
+from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.oci.images.service import OciImages
-from pycrid.api.cri import api_pb2 as cri
+from pycrid.adapters.oci.runtime import recovery
+from pycrid.adapters.oci.runtime.conmon import Conmon
+from pycrid.adapters.oci.runtime.containers import OciContainers
+from pycrid.adapters.oci.runtime.context import OciContext
+from pycrid.adapters.oci.runtime.info import OciRuntimeInfo
+from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
+from pycrid.adapters.oci.runtime.runc import Runc
+from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes
+from pycrid.adapters.oci.runtime.stats import OciStats
+from pycrid.adapters.oci.runtime.store import RuntimeStore
+from pycrid.adapters.oci.runtime.streaming import OciStreaming
 
+log = logging.getLogger("pycrid.oci")
 
-class OciRuntimeInfo:
-    """Status and RuntimeConfig while the oci runtime is not built."""
-
-    def __init__(self, config: Config, images: OciImages, store_root: Path) -> None:
-        self.config = config
-        self.images = images
-        self.store_root = store_root
-
-    async def status(self, request: cri.StatusRequest) -> cri.StatusResponse:
-        runc = shutil.which("runc")
-        runtime = cri.RuntimeCondition(type="RuntimeReady", status=False)
-        runtime.reason = "RuntimeNotImplemented"
-        runtime.message = "the oci adapter serves images but cannot run containers yet" + (
-            "" if runc else " (and runc is not installed)"
-        )
-        network = cri.RuntimeCondition(
-            type="NetworkReady",
-            status=False,
-            reason="NetworkPluginNotReady",
-            message="the oci adapter has no pod networking yet",
-        )
-        response = cri.StatusResponse(
-            status=cri.RuntimeStatus(conditions=[runtime, network]),
-            features=cri.RuntimeFeatures(supplemental_groups_policy=False),
-        )
-        if request.verbose:
-            response.info["config"] = json.dumps(
-                {
-                    "stateDir": self.config.state_dir,
-                    "imageStore": str(self.store_root),
-                    "images": len(self.images.store.records()),
-                    "pullProgressTimeout": self.images.client.progress_timeout,
-                    "registries": {
-                        host: {"mirrors": r.mirrors, "insecure": r.insecure}
-                        for host, r in self.config.registries.items()
-                    },
-                }
-            )
-        return response
-
-    async def runtime_config(self, request: cri.RuntimeConfigRequest) -> cri.RuntimeConfigResponse:
-        return cri.RuntimeConfigResponse(
-            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
-        )
-
-    async def update_runtime_config(
-        self, request: cri.UpdateRuntimeConfigRequest
-    ) -> cri.UpdateRuntimeConfigResponse:
-        return cri.UpdateRuntimeConfigResponse()
+PROGRAMS = {"runc": "runc", "conmon": "conmon"}
+"""The programs the runtime runs, and the Debian package of each."""
+CNI_PACKAGE = "containernetworking-plugins"
 
 
 class OciAdapter(Adapter):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store_root = Path(config.state_dir) / "oci"
+        run_dir = Path(config.run_dir) / "oci"
         self.oci_images = OciImages(
             config,
             self.store_root,
             progress_timeout=config.oci.pull_progress_timeout,
             max_concurrent_downloads=config.oci.max_concurrent_downloads,
         )
+        runc_binary = shutil.which("runc") or "runc"
+        self.node = NodeFacts.probe(HostFacts.probe())
+        self.ctx = OciContext(
+            config=config,
+            images=self.oci_images,
+            store=RuntimeStore(self.store_root / "runtime"),
+            runc=Runc(runc_binary, run_dir / "runc"),
+            conmon=Conmon(shutil.which("conmon") or "conmon", runc_binary, run_dir / "runc"),
+            networks=PodNetworks(cni.CniRunner(config.network.cni_bin_dirs), run_dir / "netns"),
+            node=self.node,
+            run_dir=run_dir,
+            sandbox_ids=IdIndex("pod sandbox"),
+            container_ids=IdIndex("container"),
+        )
+        self.oci_containers = OciContainers(self.ctx)
+        self.oci_sandboxes = OciSandboxes(self.ctx, self.oci_containers)
+        self.oci_containers.sandboxes = self.oci_sandboxes
+        self.info = OciRuntimeInfo(config, self.node, self.store_root / "runtime")
+        self.oci_stats = OciStats(self.oci_containers)
         super().__init__(
             name="oci",
-            runtime=OciRuntimeInfo(config, self.oci_images, self.store_root),
+            runtime=self.info,
+            sandbox_ids=self.ctx.sandbox_ids,
+            container_ids=self.ctx.container_ids,
+            sandboxes=self.oci_sandboxes,
+            containers=self.oci_containers,
             images=self.oci_images,
+            streaming=OciStreaming(self.oci_containers),
+            stats=self.oci_stats,
         )
 
     async def start(self) -> None:
+        for program, package in PROGRAMS.items():
+            if shutil.which(program) is None:
+                raise StartupError(
+                    f"{program} is not installed: the oci adapter needs it "
+                    f"(on Debian: apt-get install {package})"
+                )
+        self._check_cni_plugins()
         try:
             await self.oci_images.start()
         except OSError as e:
             raise StartupError(f"cannot open the image store in {self.store_root}: {e}") from None
+        self.info.load()
+        await recovery.recover(self.ctx, self.oci_sandboxes, self.oci_containers)
+
+    def _check_cni_plugins(self) -> None:
+        """The plugins the configured network needs; no network config is NetworkReady false."""
+        try:
+            network = cni.load_network(self.config.network.cni_conf_dir)
+        except cni.NetworkNotReady:
+            return
+        for plugin in network.plugins:
+            try:
+                cni.find_plugin(plugin["type"], self.config.network.cni_bin_dirs)
+            except cni.NetworkNotReady as e:
+                raise StartupError(f"{e} (on Debian: apt-get install {CNI_PACKAGE})") from None
 
     async def close(self) -> None:
+        self.oci_stats.close()
         await self.oci_images.close()

@@ -1,0 +1,474 @@
+"""Containers on runc under conmon: create, start, stop, remove, status, exec.
+
+CreateContainer writes the record first (so that recovery can undo a
+half-made container), then the rootfs, the bundle, and has conmon run
+``runc create``: the container's process exists from then on, waiting for
+``runc start``. conmon writes the CRI log itself and, when the process
+exits, its exit code to ``<container dir>/exit`` (and ``oom`` beside it
+when the kernel killed it for memory). The record learns of the exit from
+those files (``refresh``), on every status or list call.
+
+StopContainer sends the stop signal (the CRI's, else the image's, else
+SIGTERM), waits ``timeout`` seconds, then SIGKILLs every process of the
+container and waits for conmon's exit file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import time
+from typing import Any
+
+from google.protobuf import json_format
+
+from pycrid.adapters.deadline import without_deadline
+from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
+from pycrid.adapters.listfilter import admits
+from pycrid.adapters.node import atomicfile, confined
+from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
+from pycrid.adapters.oci.images.service import OciImages, find_image
+from pycrid.adapters.oci.images.store import ImageRecord
+from pycrid.adapters.oci.runtime import conmon
+from pycrid.adapters.oci.runtime.context import OciContext
+from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
+from pycrid.adapters.oci.runtime.mounts import image_volumes
+from pycrid.adapters.oci.runtime.resources import linux_resources
+from pycrid.adapters.oci.runtime.spec import container_spec
+from pycrid.adapters.oci.runtime.store import ContainerRecord, SandboxRecord
+from pycrid.api.cri import api_pb2 as cri
+
+log = logging.getLogger("pycrid.oci")
+
+KILL_WAIT = 10.0
+"""Seconds for conmon to report an exit after SIGKILL."""
+POLL_INTERVAL = 0.05
+
+
+class RuntimeImages:
+    """The images containers run, from the oci image store."""
+
+    def __init__(self, images: OciImages) -> None:
+        self.service = images
+
+    def find(self, name: str) -> ImageRecord:
+        record = find_image(self.service.store.records(), name)
+        if record is None:
+            raise NotFound(f"image {name[:128]!r} is not present: pull it first")
+        return record
+
+    async def ensure(self, name: str) -> ImageRecord:
+        """The image, pulled (through the mirrors) when missing."""
+        record = find_image(self.service.store.records(), name)
+        if record is None:
+            await self.service.pull_image(cri.PullImageRequest(image=cri.ImageSpec(image=name)))
+            record = self.find(name)
+        return record
+
+    def config(self, record: ImageRecord) -> ImageConfig:
+        return ImageConfig.from_blob(self.service.store.read_blob(record.id))
+
+
+def stop_signal(config: cri.ContainerConfig, image: ImageConfig | None) -> int:
+    """The CRI's stop signal, else the image's, else SIGTERM."""
+    if config.stop_signal:
+        name = cri.Signal.Name(config.stop_signal)
+        with contextlib.suppress(AttributeError):
+            return int(getattr(signal, name))
+    if image is not None and image.stop_signal:
+        text = image.stop_signal.upper()
+        if text.isdigit():
+            return int(text)
+        with contextlib.suppress(AttributeError):
+            return int(getattr(signal, text if text.startswith("SIG") else "SIG" + text))
+    return int(signal.SIGTERM)
+
+
+class OciContainers:
+    """The containers concern of the oci adapter."""
+
+    def __init__(self, ctx: OciContext) -> None:
+        self.ctx = ctx
+        self.images = RuntimeImages(ctx.images)
+        self.sandboxes: Any = None
+        """The adapter's OciSandboxes (pod facts for specs); set by the adapter."""
+        self._specs: dict[str, dict[str, Any]] = {}
+
+    # Paths and the bundle's spec.
+
+    def persist_dir(self, container_id: str) -> Any:
+        return self.ctx.store.container_dir(container_id)
+
+    def spec(self, container_id: str) -> dict[str, Any]:
+        """The container's config.json (read once)."""
+        spec = self._specs.get(container_id)
+        if spec is None:
+            spec = atomicfile.read_json(self.ctx.bundle(container_id) / "config.json", default={})
+            self._specs[container_id] = spec
+        return spec
+
+    # CreateContainer.
+
+    async def create_container(
+        self, request: cri.CreateContainerRequest
+    ) -> cri.CreateContainerResponse:
+        ctx = self.ctx
+        sandbox = ctx.store.sandbox(request.pod_sandbox_id)
+        self.sandboxes.refresh(sandbox)
+        if not sandbox.ready:
+            raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
+        config = request.config
+        image = self.images.find(config.image.image)
+        log_path = ""
+        if config.log_path and sandbox.config.log_directory:
+            log_path = os.path.join(sandbox.config.log_directory, config.log_path)
+        record = ContainerRecord(
+            id=secrets.token_hex(32),
+            sandbox_id=sandbox.id,
+            config=config,
+            image_name=config.image.image,
+            image_id=image.id,
+            image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+            log_path=log_path,
+            created_at=time.time_ns(),
+            resources=config.linux.resources,
+        )
+        await ctx.store.save_container(record)
+        try:
+            await self._make(record, sandbox, image)
+        except BaseException:
+            log.warning("container %s could not be created; removing it", record.id[:13])
+            with without_deadline():
+                await asyncio.shield(self._remove(record))
+            raise
+        ctx.container_ids.add(record.id)
+        return cri.CreateContainerResponse(container_id=record.id)
+
+    async def _make(
+        self, record: ContainerRecord, sandbox: SandboxRecord, image: ImageRecord
+    ) -> None:
+        ctx = self.ctx
+        config = record.config
+        container_dir = ctx.store.container_dir(record.id)
+        rootfs = await prepare_rootfs(ctx.images.store, image, container_dir / "fs", record.id)
+        image_config = self.images.config(image)
+        volumes = {}
+        for path in image_volumes(image_config.volumes, list(config.mounts)):
+            host = container_dir / "volumes" / path.strip("/").replace("/", "_")
+            host.mkdir(parents=True, exist_ok=True)
+            volumes[path] = str(host)
+        generated = container_spec(
+            config,
+            sandbox.config,
+            image_config,
+            container_id=record.id,
+            rootfs=str(rootfs),
+            pod=self.sandboxes.pod_facts(sandbox),
+            node=ctx.node,
+            image_name=record.image_name,
+            volumes=volumes,
+            target_pid=self._target_pid(config),
+        )
+        for note in generated.notes:
+            log.info("container %s: %s", record.id[:13], note)
+        bundle = ctx.bundle(record.id)
+        await atomicfile.write_json_async(bundle / "config.json", generated.spec)
+        self._specs[record.id] = generated.spec
+        log_path = record.log_path or str(bundle / "output.log")
+        if record.log_path:
+            # conmon follows symlinks: the file is made here first, below the
+            # pod's log directory and without following any.
+            root = sandbox.config.log_directory
+            fd = confined.open_beneath(
+                root,
+                os.path.relpath(record.log_path, root),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o640,
+            )
+            os.close(fd)
+        record.pid = await ctx.conmon.create(
+            record.id,
+            bundle,
+            log_path,
+            ctx.exit_dir,
+            container_dir,
+            tty=config.tty,
+            stdin=config.stdin,
+            stdin_once=config.stdin_once,
+            name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
+        )
+        await ctx.store.save_container(record)
+
+    def _target_pid(self, config: cri.ContainerConfig) -> int:
+        options = config.linux.security_context.namespace_options
+        if options.pid != cri.TARGET:
+            return 0
+        target = self.ctx.store.containers.get(options.target_id)
+        if target is None:
+            raise NotFound(f"target container {options.target_id[:13]} not found")
+        return target.pid
+
+    # StartContainer.
+
+    async def start_container(
+        self, request: cri.StartContainerRequest
+    ) -> cri.StartContainerResponse:
+        record = self.ctx.store.container(request.container_id)
+        async with record.lock:
+            await self.refresh(record)
+            if record.state != cri.CONTAINER_CREATED:
+                raise FailedPrecondition(
+                    f"container {record.id[:13]} is {cri.ContainerState.Name(record.state)}, "
+                    "not CONTAINER_CREATED"
+                )
+            sandbox = self.ctx.store.sandbox(record.sandbox_id)
+            self.sandboxes.refresh(sandbox)
+            if not sandbox.ready:
+                raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
+            try:
+                await self.ctx.runc.start(record.id)
+            except CRIError as e:
+                record.started_at = record.finished_at = time.time_ns()
+                record.exit_code = 128
+                record.reason = "StartError"
+                record.message = str(e)[:1024]
+                await self.ctx.store.save_container(record)
+                raise
+            record.started_at = time.time_ns()
+            await self.ctx.store.save_container(record)
+        return cri.StartContainerResponse()
+
+    # StopContainer and RemoveContainer.
+
+    async def stop_container(self, request: cri.StopContainerRequest) -> cri.StopContainerResponse:
+        await self.stop_one(request.container_id, request.timeout)
+        return cri.StopContainerResponse()
+
+    async def stop_one(self, container_id: str, timeout: int) -> None:
+        record = self.ctx.store.containers.get(container_id)
+        if record is None:
+            return  # gone: the CRI makes Stop succeed
+        async with record.lock:
+            await self._stop(record, timeout)
+
+    async def _stop(self, record: ContainerRecord, timeout: int) -> None:
+        await self.refresh(record)
+        if record.state != cri.CONTAINER_RUNNING:
+            return
+        if timeout > 0:
+            image = None
+            with contextlib.suppress(CRIError):
+                image = self.images.config(self.images.find(record.image_id))
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                await self.ctx.runc.kill(record.id, stop_signal(record.config, image))
+            if await self._wait_exit(record, timeout):
+                return
+        with contextlib.suppress(NotFound, FailedPrecondition):
+            await self.ctx.runc.kill(record.id, signal.SIGKILL, all_processes=True)
+        if not await self._wait_exit(record, KILL_WAIT):
+            log.warning("container %s: no exit reported after SIGKILL", record.id[:13])
+
+    async def _wait_exit(self, record: ContainerRecord, seconds: float) -> bool:
+        give_up = time.monotonic() + seconds
+        while True:
+            await self.refresh(record)
+            if record.state == cri.CONTAINER_EXITED:
+                return True
+            if time.monotonic() >= give_up:
+                return False
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def remove_container(
+        self, request: cri.RemoveContainerRequest
+    ) -> cri.RemoveContainerResponse:
+        await self.remove_one(request.container_id)
+        return cri.RemoveContainerResponse()
+
+    async def remove_one(self, container_id: str) -> None:
+        record = self.ctx.store.containers.get(container_id)
+        if record is None:
+            return  # gone: the CRI makes Remove succeed
+        async with record.lock:
+            await self._stop(record, 0)
+            await self._remove(record)
+
+    async def _remove(self, record: ContainerRecord) -> None:
+        """Everything of a container, made fully or in part; safe to repeat."""
+        ctx = self.ctx
+        await ctx.runc.delete(record.id, force=True)
+        container_dir = ctx.store.container_dir(record.id)
+        await remove_rootfs(ctx.images.store, container_dir / "fs", record.id)
+        await asyncio.to_thread(shutil.rmtree, ctx.bundle(record.id), True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ctx.exit_dir / record.id)
+        ctx.store.forget_container(record.id)
+        await asyncio.to_thread(shutil.rmtree, container_dir, True)
+        ctx.container_ids.discard(record.id)
+        self._specs.pop(record.id, None)
+
+    # What happened to the process.
+
+    async def refresh(self, record: ContainerRecord) -> None:
+        """Learn of an exit from conmon's files (the only way pycrid hears of one)."""
+        if not record.started_at or record.finished_at:
+            return
+        persist = self.ctx.store.container_dir(record.id)
+        exited = conmon.exit_code(persist)
+        if exited is None:
+            if conmon.conmon_running(self.ctx.bundle(record.id), record.id):
+                return
+            # conmon died without a word (killed, or the node rebooted).
+            await asyncio.sleep(0.2)
+            exited = conmon.exit_code(persist)
+            if exited is None:
+                record.finished_at = time.time_ns()
+                record.exit_code = 255
+                record.reason = "Unknown"
+                record.message = "the container's monitor (conmon) is gone"
+                await self.ctx.store.save_container(record)
+                return
+        code, finished = exited
+        record.exit_code = code
+        record.finished_at = max(finished, record.started_at)
+        if conmon.oom_killed(persist):
+            record.reason = "OOMKilled"
+        else:
+            record.reason = "Completed" if code == 0 else "Error"
+        await self.ctx.store.save_container(record)
+
+    # ContainerStatus and ListContainers.
+
+    async def container_status(
+        self, request: cri.ContainerStatusRequest
+    ) -> cri.ContainerStatusResponse:
+        record = self.ctx.store.container(request.container_id)
+        await self.refresh(record)
+        config = record.config
+        exited = record.state == cri.CONTAINER_EXITED
+        status = cri.ContainerStatus(
+            id=record.id,
+            metadata=config.metadata,
+            state=record.state,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at if exited else 0,
+            exit_code=record.exit_code if exited else 0,
+            image=config.image,
+            image_ref=record.image_ref,
+            image_id=record.image_id,
+            reason=record.reason,
+            message=record.message,
+            labels=config.labels,
+            annotations=config.annotations,
+            mounts=config.mounts,
+            log_path=record.log_path,
+            stop_signal=config.stop_signal,
+        )
+        status.resources.linux.CopyFrom(record.resources)
+        user = self.spec(record.id).get("process", {}).get("user") or {}
+        if user:
+            status.user.linux.uid = user.get("uid", 0)
+            status.user.linux.gid = user.get("gid", 0)
+            status.user.linux.supplemental_groups.extend(user.get("additionalGids") or [])
+        response = cri.ContainerStatusResponse(status=status)
+        if request.verbose:
+            response.info["info"] = json.dumps(
+                {
+                    "pid": record.pid,
+                    "sandboxID": record.sandbox_id,
+                    "runtimeSpec": self.spec(record.id),
+                    "config": json_format.MessageToDict(config),
+                    "imageID": record.image_id,
+                }
+            )
+        return response
+
+    async def list_containers(
+        self, request: cri.ListContainersRequest
+    ) -> cri.ListContainersResponse:
+        wanted = request.filter
+        containers = []
+        for record in list(self.ctx.store.containers.values()):
+            if record.id not in self.ctx.container_ids:
+                continue  # still being made
+            if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
+                continue
+            await self.refresh(record)
+            if not admits(wanted, record.id, record.state, record.config.labels):
+                continue
+            containers.append(
+                cri.Container(
+                    id=record.id,
+                    pod_sandbox_id=record.sandbox_id,
+                    metadata=record.config.metadata,
+                    image=record.config.image,
+                    image_ref=record.image_ref,
+                    image_id=record.image_id,
+                    state=record.state,
+                    created_at=record.created_at,
+                    labels=record.config.labels,
+                    annotations=record.config.annotations,
+                )
+            )
+        return cri.ListContainersResponse(containers=containers)
+
+    # UpdateContainerResources, ReopenContainerLog, ExecSync.
+
+    async def update_container_resources(
+        self, request: cri.UpdateContainerResourcesRequest
+    ) -> cri.UpdateContainerResourcesResponse:
+        record = self.ctx.store.container(request.container_id)
+        async with record.lock:
+            await self.refresh(record)
+            if record.state == cri.CONTAINER_EXITED:
+                raise FailedPrecondition(f"container {record.id[:13]} has exited")
+            notes: list[str] = []
+            resources = linux_resources(request.linux, self.ctx.node, notes)
+            await self.ctx.runc.update(record.id, resources)
+            merged = cri.LinuxContainerResources()
+            merged.CopyFrom(request.linux)
+            if not merged.oom_score_adj:
+                merged.oom_score_adj = record.resources.oom_score_adj  # fixed at creation
+            record.resources = merged
+            await self.ctx.store.save_container(record)
+        return cri.UpdateContainerResourcesResponse()
+
+    async def running(self, container_id: str) -> ContainerRecord:
+        record = self.ctx.store.container(container_id)
+        await self.refresh(record)
+        if record.state != cri.CONTAINER_RUNNING:
+            raise FailedPrecondition(f"container {record.id[:13]} is not running")
+        return record
+
+    async def reopen_container_log(
+        self, request: cri.ReopenContainerLogRequest
+    ) -> cri.ReopenContainerLogResponse:
+        record = await self.running(request.container_id)
+        if record.log_path:
+            await conmon.reopen_log(self.ctx.bundle(record.id), record.log_path)
+        return cri.ReopenContainerLogResponse()
+
+    def exec_process(self, record: ContainerRecord, cmd: list[str], tty: bool) -> dict[str, Any]:
+        """The container's process with another command: what ``runc exec`` runs."""
+        process = dict(self.spec(record.id).get("process") or {})
+        process["args"] = cmd
+        process["terminal"] = tty
+        process.pop("consoleSize", None)
+        return process
+
+    async def exec_sync(self, request: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
+        record = await self.running(request.container_id)
+        result = await self.ctx.runc.exec_sync(
+            record.id,
+            self.exec_process(record, list(request.cmd), False),
+            request.timeout or None,
+        )
+        return cri.ExecSyncResponse(
+            stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
+        )
