@@ -40,7 +40,6 @@ from pycrid.crictl_tests import harness
 from pycrid.crictl_tests.harness import Daemon
 
 EXPECTED_DIR = Path(__file__).resolve().parent / "critest-expected"
-DOCS_CONFLIST = harness.REPO_ROOT / "docs" / "cni" / "10-pycrid-bridge.conflist"
 # A bridge and subnet of the conformance run's own, apart from those of the
 # other end-to-end tests and of scripts/run.sh, which may run at the same time.
 BRIDGE = "pycrid-ct0"
@@ -159,20 +158,22 @@ def compare(expected: dict[str, str], results: dict[str, str]) -> Comparison:
 
 def write_cni_conf(root: Path) -> Path:
     """A CNI config dir with the shipped conflist on the run's own bridge; returns it."""
-    conf = json.loads(DOCS_CONFLIST.read_text())
-    bridge = conf["plugins"][0]
-    bridge["bridge"] = BRIDGE
-    bridge["ipam"]["ranges"] = [[{"subnet": SUBNET}]]
-    bridge["ipam"]["dataDir"] = str(root / "ipam")
-    conf_dir = root / "net.d"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / DOCS_CONFLIST.name).write_text(json.dumps(conf, indent=2))
-    return conf_dir
+    return harness.write_cni_conf(root, BRIDGE, SUBNET)[0]
 
 
-def daemon_config(conf_dir: Path) -> dict[str, Any]:
-    """What the run's daemon adds to harness.base_config: CNI networking."""
-    return {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}}
+NO_DOCKER = "unix:///nonexistent/docker.sock"
+
+
+def daemon_config(conf_dir: Path, adapter: str = "docker") -> dict[str, Any]:
+    """What the run's daemon adds to harness.base_config: CNI networking.
+
+    The oci adapter runs with the Docker endpoint pointing where nothing
+    listens: nothing of it may need Docker.
+    """
+    config: dict[str, Any] = {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}}
+    if adapter != "docker":
+        config["docker"] = {"endpoint": NO_DOCKER}
+    return config
 
 
 def registry_image_id(repository: str, tag: str) -> str | None:
@@ -301,7 +302,7 @@ def remove_everything(daemon: Daemon) -> None:
 @contextlib.contextmanager
 def conformance_daemon(adapter: str, workdir: Path) -> Iterator[Daemon]:
     """A daemon for critest in CNI mode; its log is copied to ``workdir`` at the end."""
-    daemon = harness.start_daemon(adapter, daemon_config(write_cni_conf(workdir)))
+    daemon = harness.start_daemon(adapter, daemon_config(write_cni_conf(workdir), adapter))
     try:
         yield daemon
     finally:

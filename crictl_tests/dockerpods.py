@@ -28,10 +28,10 @@ import pytest
 
 from pycrid.adapters.docker.naming import INSTANCE_LABEL, instance_id
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
+from pycrid.crictl_tests import harness
+from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon, write_cni_conf
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DOCS_CONFLIST = REPO_ROOT / "docs" / "cni" / "10-pycrid-bridge.conflist"
+DOCS_CONFLIST = harness.SHIPPED_CONFLIST
 TEST_BRIDGE = "pycrid-dkt0"
 TEST_SUBNET = "10.89.77.0/24"
 CALL_TIMEOUT = 60
@@ -67,21 +67,23 @@ def mounts_under(path: Path) -> list[str]:
 
 
 def cni_conf_dir(root: Path) -> tuple[Path, Path]:
-    """A CNI config dir with the shipped conflist, on a test bridge and IPAM dir.
+    """A CNI config dir for the docker adapter's CNI-mode tests: (conf_dir, ipam_dir)."""
+    return write_cni_conf(root, TEST_BRIDGE, TEST_SUBNET)
 
-    Returns (conf_dir, ipam_dir). The bridge and subnet are private to these
-    tests, so that other suites using the shipped file never share addresses.
-    """
-    conf = json.loads(DOCS_CONFLIST.read_text())
-    bridge = conf["plugins"][0]
-    bridge["bridge"] = TEST_BRIDGE
-    bridge["ipam"]["ranges"] = [[{"subnet": TEST_SUBNET}]]
-    ipam_dir = root / "ipam"
-    bridge["ipam"]["dataDir"] = str(ipam_dir)
-    conf_dir = root / "net.d"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / DOCS_CONFLIST.name).write_text(json.dumps(conf))
-    return conf_dir, ipam_dir
+
+def conmons_of(run_dir: Path) -> list[int]:
+    """conmon processes whose bundle is under ``run_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and any(str(run_dir).encode() in a for a in argv):
+            found.append(int(entry.name))
+    return found
 
 
 def ip_allocations(ipam_dir: Path) -> list[str]:
@@ -273,8 +275,10 @@ class Pods:
             found["pods still listed"] = [p.id for p in listed.items if p.id in gone]
         if self.daemon.config["adapter"] == "docker":
             found.update(self._docker_leftovers())
-        if self.ipam_dir is not None:
-            found["ip allocations"] = ip_allocations(self.ipam_dir)
+        else:
+            found.update(self._oci_leftovers())
+        ipam_dir = self.ipam_dir or self.daemon.root / "ipam"
+        found["ip allocations"] = ip_allocations(ipam_dir)
         return {kind: items for kind, items in found.items() if items}
 
     def _docker_leftovers(self) -> dict[str, list]:
@@ -287,6 +291,16 @@ class Pods:
             "log checkpoints": files_under(state / "logs"),
             "run files": files_under(run),
             "netns mounts": mounts_under(run),
+        }
+
+    def _oci_leftovers(self) -> dict[str, list]:
+        state = Path(self.daemon.config["state_dir"]) / "oci" / "runtime"
+        run = Path(self.daemon.config["run_dir"]) / "oci"
+        return {
+            "records and root filesystems": files_under(state),
+            "run files": files_under(run),
+            "mounts": mounts_under(run) + mounts_under(state),
+            "conmon processes": conmons_of(run),
         }
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -62,12 +63,41 @@ def registry_answers() -> bool:
     return False
 
 
+SHIPPED_CONFLIST = REPO_ROOT / "docs" / "cni" / "10-pycrid-bridge.conflist"
+OCI_BRIDGE = "pycrid-oct0"
+OCI_SUBNET = "10.89.81.0/24"
+
+
+def write_cni_conf(root: Path, bridge_name: str, subnet: str) -> tuple[Path, Path]:
+    """A CNI config dir with the shipped conflist on a bridge and subnet of the tests' own.
+
+    Returns (conf_dir, ipam_dir): the bridge and subnet are private to the
+    tests that use them, so that suites never share addresses.
+    """
+    conf = json.loads(SHIPPED_CONFLIST.read_text())
+    bridge = conf["plugins"][0]
+    bridge["bridge"] = bridge_name
+    bridge["ipam"]["ranges"] = [[{"subnet": subnet}]]
+    ipam_dir = root / "ipam"
+    bridge["ipam"]["dataDir"] = str(ipam_dir)
+    conf_dir = root / "net.d"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / SHIPPED_CONFLIST.name).write_text(json.dumps(conf))
+    return conf_dir, ipam_dir
+
+
 def base_config(root: Path, adapter: str) -> dict[str, Any]:
     # Only the local registry is ever contacted: the real ones are not tried.
     registries: dict[str, Any] = {
         host: {"mirrors": [LOCAL_MIRROR], "upstream": False} for host in MIRRORED_REGISTRIES
     }
     registries[LOCAL_REGISTRY] = {"insecure": True}
+    network: dict[str, Any] = {"mode": "docker"}
+    if adapter == "oci":
+        # The oci adapter has no Docker network: pods get the shipped bridge
+        # conflist, on a bridge and subnet of these tests' own.
+        conf_dir, _ = write_cni_conf(root, OCI_BRIDGE, OCI_SUBNET)
+        network = {"mode": "cni", "cni_conf_dir": str(conf_dir)}
     return {
         "listen": f"unix://{root}/pycrid.sock",
         "adapter": adapter,
@@ -77,7 +107,7 @@ def base_config(root: Path, adapter: str) -> dict[str, Any]:
         "pause_image": PAUSE_IMAGE,
         "shutdown_grace": 5.0,
         "docker": {"startup_timeout": 10.0},
-        "network": {"mode": "docker"},
+        "network": network,
         "registries": registries,
     }
 

@@ -49,7 +49,7 @@ oci_runtime_missing = pytest.mark.xfail(
 )
 
 ADAPTERS = ["docker", "oci"]
-RUNTIME_ADAPTERS = ["docker", pytest.param("oci", marks=oci_runtime_missing)]
+RUNTIME_ADAPTERS = ADAPTERS
 
 
 @pytest.fixture(scope="module", params=ADAPTERS)

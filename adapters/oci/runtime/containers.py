@@ -29,7 +29,13 @@ from typing import Any
 from google.protobuf import json_format
 
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
+from pycrid.adapters.errors import (
+    AlreadyExists,
+    CRIError,
+    FailedPrecondition,
+    Internal,
+    NotFound,
+)
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import atomicfile, confined
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
@@ -124,6 +130,23 @@ class OciContainers:
         if not sandbox.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
         config = request.config
+        meta = config.metadata
+        existing = next(
+            (
+                r
+                for r in ctx.store.containers_of(sandbox.id)
+                if (r.config.metadata.name, r.config.metadata.attempt) == (meta.name, meta.attempt)
+            ),
+            None,
+        )
+        if existing is not None:
+            if existing.config == config:
+                # kubelet's retry of a call whose answer it lost: the same container.
+                return cri.CreateContainerResponse(container_id=existing.id)
+            raise AlreadyExists(
+                f"container name {meta.name[:200]!r} (attempt {meta.attempt}) is taken "
+                f"by {existing.id[:13]}"
+            )
         image = self.images.find(config.image.image)
         log_path = ""
         if config.log_path and sandbox.config.log_directory:
@@ -464,11 +487,19 @@ class OciContainers:
 
     async def exec_sync(self, request: cri.ExecSyncRequest) -> cri.ExecSyncResponse:
         record = await self.running(request.container_id)
-        result = await self.ctx.runc.exec_sync(
-            record.id,
-            self.exec_process(record, list(request.cmd), False),
-            request.timeout or None,
-        )
+        try:
+            result = await self.ctx.runc.exec_sync(
+                record.id,
+                self.exec_process(record, list(request.cmd), False),
+                request.timeout or None,
+            )
+        except Internal as e:
+            if "exec failed" not in str(e):
+                raise
+            # The command could not be run at all: answered the way a shell
+            # (and Docker) does, so that a probe fails instead of erroring.
+            missing = "no such file" in str(e).lower()
+            return cri.ExecSyncResponse(stderr=str(e).encode(), exit_code=127 if missing else 126)
         return cri.ExecSyncResponse(
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )

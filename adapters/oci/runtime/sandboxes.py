@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import json_format
 
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.errors import CRIError, Internal, InvalidArgument
+from pycrid.adapters.errors import AlreadyExists, CRIError, Internal, InvalidArgument
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import atomicfile, cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -82,6 +82,12 @@ def _host_file(path: str) -> bytes:
         return b""
 
 
+def _name(config: cri.PodSandboxConfig) -> str:
+    """What makes a pod unique to kubelet: its metadata (name, namespace, UID, attempt)."""
+    meta = config.metadata
+    return f"{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}"
+
+
 class OciSandboxes:
     """RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox."""
 
@@ -102,6 +108,14 @@ class OciSandboxes:
             network_list = cni.load_network(ctx.config.network.cni_conf_dir)
             for plugin in network_list.plugins:
                 cni.find_plugin(plugin["type"], ctx.networks.runner.bin_dirs)
+        existing = self._same_name(config)
+        if existing is not None:
+            if existing.config == config and existing.runtime_handler == request.runtime_handler:
+                # kubelet's retry of a call whose answer it lost: the same pod.
+                return cri.RunPodSandboxResponse(pod_sandbox_id=existing.id)
+            raise AlreadyExists(
+                f"pod sandbox name {_name(config)[:200]!r} is taken by {existing.id[:13]}"
+            )
         image = await self.containers.images.ensure(ctx.config.pause_image)
         record = SandboxRecord(
             id=secrets.token_hex(32),
@@ -126,6 +140,10 @@ class OciSandboxes:
             config.metadata.name,
         )
         return cri.RunPodSandboxResponse(pod_sandbox_id=record.id)
+
+    def _same_name(self, config: cri.PodSandboxConfig) -> SandboxRecord | None:
+        name = _name(config)
+        return next((r for r in self.ctx.store.sandboxes.values() if _name(r.config) == name), None)
 
     async def _bring_up(
         self, record: SandboxRecord, image: Any, network_list: cni.NetworkList | None
