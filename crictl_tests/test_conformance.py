@@ -14,8 +14,7 @@ import pytest
 
 from pycrid.crictl_tests import conformance
 
-# The oci adapter joins with its own critest-expected/oci.tsv.
-ADAPTERS = ["docker"]
+ADAPTERS = ["docker", "oci"]
 MESSAGE_LINES = 12
 
 

@@ -16,6 +16,7 @@ import subprocess
 import termios
 import time
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 
@@ -171,10 +172,7 @@ def test_crictl_port_forward(pods: Pods, pod: dict[str, str], crictl: str, trans
         forwarder.wait(TIMEOUT)
 
 
-@pytest.mark.parametrize("websocket", [False, True], ids=["spdy", "websocket"])
-def test_critest_streaming_specs(docker_daemon: Daemon, critest: str, websocket: bool) -> None:
-    """critest's own streaming conformance specs (exec, attach, port-forward)."""
-    endpoint = docker_daemon.endpoint
+def run_streaming_specs(critest: str, endpoint: str, websocket: bool) -> None:
     flags = ["-websocket-exec", "-websocket-attach", "-websocket-portforward"] if websocket else []
     with critest_lock():
         done = subprocess.run(
@@ -186,3 +184,17 @@ def test_critest_streaming_specs(docker_daemon: Daemon, critest: str, websocket:
         )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"SUCCESS! -- [1-9]\d* Passed \| 0 Failed", done.stdout), done.stdout[-3000:]
+
+
+@pytest.mark.parametrize("websocket", [False, True], ids=["spdy", "websocket"])
+def test_critest_streaming_specs(docker_daemon: Daemon, critest: str, websocket: bool) -> None:
+    """critest's own streaming conformance specs (exec, attach, port-forward)."""
+    run_streaming_specs(critest, docker_daemon.endpoint, websocket)
+
+
+@pytest.mark.parametrize("websocket", [False, True], ids=["spdy", "websocket"])
+def test_critest_streaming_specs_on_the_oci_adapter(
+    test_registry: None, daemon_factory: Callable[..., Daemon], critest: str, websocket: bool
+) -> None:
+    """The same specs on the oci adapter: exec through runc, attach through conmon."""
+    run_streaming_specs(critest, daemon_factory("oci").endpoint, websocket)
