@@ -1,14 +1,18 @@
-"""Benchmark: pod and container lifecycle on the docker adapter, at 10, 50 and 100 pods.
+"""Benchmark: pod and container lifecycle on each adapter, at 10, 50 and 100 pods.
 
-Starts its own pycrid daemon (docker adapter, Docker-bridge networking unless
-``--network cni``), then for each pod count creates that many pods with one
-busybox container each, timing every CRI call, lists them repeatedly, and
-tears everything down again. Prints the median of each call and the
-daemon's resident memory with all pods up and after they are gone.
+For each adapter it starts its own pycrid daemon (CNI networking on a bridge
+of its own; the docker adapter may use Docker's bridge with ``--network
+docker``), then for each pod count creates that many pods with one busybox
+container each, timing every CRI call, lists them repeatedly, and tears
+everything down again. Prints, adapters side by side, the median of each
+call, the median pod start (RunPodSandbox + CreateContainer +
+StartContainer), and the daemon's resident memory with all pods up and
+after they are gone. The adapters run one after the other in one process,
+so their figures are comparable with each other, not with another run's.
 
 Needs dockerd and the local test registry (``bash scripts/testenv.sh up``):
 
-    python bench/docker_lifecycle.py [--counts 10,50,100] [--network docker|cni]
+    python bench/lifecycle.py [--adapters docker,oci] [--counts 10,50,100] [--network cni|docker]
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timin
             ),
             log_directory=str(log_root / f"pod-{count}-{index}"),
         )
+        started = time.perf_counter()
         sandbox_id = timings.time(
             "RunPodSandbox",
             lambda c=config: (
@@ -89,6 +94,7 @@ def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timin
                 cri.StartContainerRequest(container_id=c), timeout=TIMEOUT
             ),
         )
+        timings.samples["pod start"].append((time.perf_counter() - started) * 1000)
         pods.append((sandbox_id, container_id))
     for repeat in range(LIST_REPEATS):
         listed = timings.time(
@@ -145,6 +151,7 @@ def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timin
 
 
 CALLS = (
+    "pod start",
     "RunPodSandbox",
     "CreateContainer",
     "StartContainer",
@@ -159,46 +166,63 @@ CALLS = (
 )
 
 
+Level = tuple[int, Timings, int, int]
+
+
+def bench_adapter(
+    adapter: str, network: str, counts: list[int], root: Path
+) -> tuple[float, list[Level]]:
+    """Start a daemon on ``adapter`` and run every level on it; (start RSS, levels)."""
+    extra: dict[str, Any] = {"log_level": "info"}
+    if adapter == "docker":
+        extra["network"] = {"mode": network}
+        if network == "cni":
+            conf_dir, _ = dockerpods.cni_conf_dir(root / adapter)
+            extra["network"]["cni_conf_dir"] = str(conf_dir)
+    daemon = harness.start_daemon(adapter, extra)
+    try:
+        daemon.images.PullImage(
+            cri.PullImageRequest(image=cri.ImageSpec(image=harness.BUSYBOX_IMAGE)),
+            timeout=TIMEOUT,
+        )
+        assert daemon.process is not None
+        start_rss = rss_kib(daemon.process.pid) / 1024
+        levels: list[Level] = []
+        for count in counts:
+            timings, rss_up = run_level(daemon, count, root / adapter / "logs")
+            levels.append((count, timings, rss_up, rss_kib(daemon.process.pid)))
+        return start_rss, levels
+    finally:
+        daemon.stop()
+        harness.remove_root(daemon)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapters", default="docker,oci")
     parser.add_argument("--counts", default="10,50,100")
-    parser.add_argument("--network", choices=("docker", "cni"), default="docker")
+    parser.add_argument("--network", choices=("docker", "cni"), default="cni")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
+    adapters = args.adapters.split(",")
 
     with tempfile.TemporaryDirectory(prefix="pycrid-bench-") as scratch:
-        root = Path(scratch)
-        extra: dict[str, Any] = {"log_level": "info", "network": {"mode": args.network}}
-        if args.network == "cni":
-            conf_dir, _ = dockerpods.cni_conf_dir(root)
-            extra["network"]["cni_conf_dir"] = str(conf_dir)
-        daemon = harness.start_daemon("docker", extra)
-        try:
-            daemon.images.PullImage(
-                cri.PullImageRequest(image=cri.ImageSpec(image=harness.BUSYBOX_IMAGE)),
-                timeout=TIMEOUT,
-            )
-            assert daemon.process is not None
-            print(f"network mode: {args.network}")
-            print(f"daemon RSS at start: {rss_kib(daemon.process.pid) / 1024:.1f} MiB")
-            levels: list[tuple[int, Timings, int, int]] = []
-            for count in counts:
-                timings, rss_up = run_level(daemon, count, root / "logs")
-                levels.append((count, timings, rss_up, rss_kib(daemon.process.pid)))
-            print(f"{'call (median ms)':<20}" + "".join(f"{c:>10} pods" for c in counts))
-            for call in CALLS:
-                print(f"{call:<20}" + "".join(f"{t.median(call):>15.1f}" for _, t, _, _ in levels))
-            print(
-                f"{'RSS, pods up (MiB)':<20}"
-                + "".join(f"{up / 1024:>15.1f}" for _, _, up, _ in levels)
-            )
-            print(
-                f"{'RSS, after (MiB)':<20}"
-                + "".join(f"{after / 1024:>15.1f}" for _, _, _, after in levels)
-            )
-        finally:
-            daemon.stop()
-            harness.remove_root(daemon)
+        results = {a: bench_adapter(a, args.network, counts, Path(scratch)) for a in adapters}
+    print(f"docker adapter network mode: {args.network}")
+    for adapter, (start_rss, _) in results.items():
+        print(f"{adapter}: daemon RSS at start {start_rss:.1f} MiB")
+    columns = [(a, c) for c in counts for a in adapters]
+    print(f"{'median ms':<18}" + "".join(f"{f'{a} {c}':>12}" for a, c in columns))
+
+    def level(adapter: str, count: int) -> Level:
+        return next(lv for lv in results[adapter][1] if lv[0] == count)
+
+    for call in CALLS:
+        print(f"{call:<18}" + "".join(f"{level(a, c)[1].median(call):>12.1f}" for a, c in columns))
+    print(f"{'RSS up (MiB)':<18}" + "".join(f"{level(a, c)[2] / 1024:>12.1f}" for a, c in columns))
+    print(
+        f"{'RSS after (MiB)':<18}" + "".join(f"{level(a, c)[3] / 1024:>12.1f}" for a, c in columns)
+    )
 
 
 if __name__ == "__main__":

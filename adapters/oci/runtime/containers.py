@@ -417,12 +417,14 @@ class OciContainers:
     ) -> cri.ListContainersResponse:
         wanted = request.filter
         containers = []
+        exited = self.ctx.exited()
         for record in list(self.ctx.store.containers.values()):
             if record.id not in self.ctx.container_ids:
                 continue  # still being made
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue
-            await self.refresh(record)
+            if record.id in exited:
+                await self.refresh(record)
             if not admits(wanted, record.id, record.state, record.config.labels):
                 continue
             containers.append(

@@ -16,6 +16,7 @@ long as the processes (bundles, runc's state, namespace pins, the pod's
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +57,14 @@ class OciContext:
     @property
     def exit_dir(self) -> Path:
         return self.run_dir / "exits"
+
+    def exited(self) -> set[str]:
+        """IDs whose process conmon saw exit: one directory read answers for every object.
+
+        conmon writes ``<exit_dir>/<id>`` when the process it watches ends; the
+        files go when the object is removed.
+        """
+        try:
+            return set(os.listdir(self.exit_dir))
+        except FileNotFoundError:
+            return set()

@@ -320,9 +320,17 @@ class OciSandboxes:
 
     # PodSandboxStatus and ListPodSandbox.
 
-    def refresh(self, record: SandboxRecord) -> None:
-        """A pod whose pause process exited is not ready any more."""
-        if record.ready and conmon.exit_code(self.ctx.store.sandbox_dir(record.id)) is not None:
+    def refresh(self, record: SandboxRecord, exited: set[str] | None = None) -> None:
+        """A pod whose pause process exited is not ready any more.
+
+        ``exited``: what ``ctx.exited()`` said, when the caller looks at many pods.
+        """
+        if not record.ready:
+            return
+        if exited is not None:
+            if record.id in exited:
+                record.ready = False
+        elif conmon.exit_code(self.ctx.store.sandbox_dir(record.id)) is not None:
             record.ready = False
 
     async def pod_sandbox_status(
@@ -371,10 +379,11 @@ class OciSandboxes:
     ) -> cri.ListPodSandboxResponse:
         wanted = request.filter
         items = []
+        exited = self.ctx.exited()
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.sandbox_ids:
                 continue  # still being made
-            self.refresh(record)
+            self.refresh(record, exited)
             if not admits(wanted, record.id, record.state, record.config.labels):
                 continue
             items.append(
