@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pycrid.adapters import errors
+from pycrid.adapters.deadline import set_call_deadline
 from pycrid.adapters.docker import naming
 from pycrid.adapters.docker.fake import ExecResult
 from pycrid.adapters.node import crilog
@@ -356,3 +358,23 @@ async def test_output_reaches_the_cri_log_before_exited_is_reported(
         ("stderr", "F", b"oops"),
         ("stdout", "P", b"no newline"),
     ]
+
+
+async def test_a_shared_refresh_does_not_carry_its_first_callers_deadline(
+    kit: Kit, pod: str
+) -> None:
+    await kit.create(pod, "app")
+    kit.docker.delay("list_containers", 0.4)
+
+    async def hurried() -> list[str]:
+        set_call_deadline(0.2)
+        return await listed(kit)
+
+    async def patient() -> list[str]:
+        await asyncio.sleep(0.05)  # joins the refresh the hurried call started
+        return await listed(kit)
+
+    first, second = await asyncio.gather(
+        asyncio.create_task(hurried()), asyncio.create_task(patient()), return_exceptions=True
+    )
+    assert second == first and isinstance(second, list) and len(second) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import time
 
 from google.protobuf import json_format
 
-from pycrid.adapters.deadline import without_deadline
+from pycrid.adapters.deadline import set_call_deadline, without_deadline
 from pycrid.adapters.docker import naming, spec
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.execsync import exec_sync
@@ -29,6 +30,9 @@ from pycrid.adapters.listfilter import admits
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
+
+REFRESH_DEADLINE = 30.0
+"""Seconds one shared ``docker ps -a`` may take, whoever waits for it."""
 
 
 def log_path_of(sandbox: cri.PodSandboxConfig, config: cri.ContainerConfig) -> str:
@@ -257,10 +261,15 @@ class DockerContainers:
     async def refresh_all(self) -> None:
         """One ``docker ps -a`` brings every state up to date; concurrent callers share it."""
         if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self._refresh_all())
+            # A context of its own: the shared refresh must not carry the
+            # deadline of whichever caller happened to start it.
+            self._refreshing = asyncio.get_running_loop().create_task(
+                self._refresh_all(), context=contextvars.Context()
+            )
         await asyncio.shield(self._refreshing)
 
     async def _refresh_all(self) -> None:
+        set_call_deadline(REFRESH_DEADLINE)
         ctx = self.ctx
         started = time.monotonic()
         listed = await ctx.client.list_containers(naming.instance_filter(ctx.instance))
