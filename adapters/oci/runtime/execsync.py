@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycrid.adapters.node import proctree
+from pycrid.adapters.node.execoutput import CappedOutput
 from pycrid.adapters.oci.runtime import fdio
 
 log = logging.getLogger("pycrid.oci.exec")
 
-MAX_OUTPUT = 16 * 1024 * 1024 - 64 * 1024  # bytes of stdout and stderr together
 DRAIN_AFTER_EXIT = 2.0  # seconds for the output to end once runc has exited
 KILL_WAIT = 10.0  # seconds for a killed exec to be gone
 RUNC_EXIT_WAIT = 2.0  # seconds for runc to reap a killed exec and exit by itself
@@ -80,37 +80,6 @@ class ExecProcess:
 
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-class CappedOutput:
-    """stdout and stderr of a command, cut off once they hold ``limit`` bytes together."""
-
-    def __init__(self, limit: int = MAX_OUTPUT) -> None:
-        self.limit = limit
-        self.streams = {"stdout": bytearray(), "stderr": bytearray()}
-        self.dropped = 0
-
-    def add(self, name: str, data: bytes) -> None:
-        room = max(self.limit - len(self.streams["stdout"]) - len(self.streams["stderr"]), 0)
-        self.streams[name] += data[:room]
-        self.dropped += max(len(data) - room, 0)
-
-    @property
-    def stdout(self) -> bytes:
-        return bytes(self.streams["stdout"])
-
-    @property
-    def stderr(self) -> bytes:
-        return bytes(self.streams["stderr"])
-
-    def log_truncation(self, container_id: str) -> None:
-        if self.dropped:
-            log.warning(
-                "exec in %s: output cut to %d bytes, %d dropped",
-                container_id[:12],
-                self.limit,
-                self.dropped,
-            )
 
 
 async def _drain(fd: int, name: str, output: CappedOutput) -> None:

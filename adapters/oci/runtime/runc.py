@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import seconds_left, without_deadline
+from pycrid.adapters.node.execoutput import MAX_OUTPUT, CappedOutput
 from pycrid.adapters.oci.runtime import execsync, fdio
 from pycrid.adapters.oci.runtime.execsync import kill_group
 
@@ -234,7 +235,7 @@ class Runc:
         container_id: str,
         process: dict[str, Any],
         timeout: float | None,
-        output_cap: int = execsync.MAX_OUTPUT,
+        output_cap: int = MAX_OUTPUT,
     ) -> ExecResult:
         """Run ``process`` in the container; its exit code and (capped) output.
 
@@ -249,7 +250,7 @@ class Runc:
         finally:
             fdio.close(stdio.stdout, stdio.stderr)
         try:
-            output = execsync.CappedOutput(output_cap)
+            output = CappedOutput(output_cap)
             code = await self._collect_within(execution, ours, output, limit)
             self.check_exec_failure(execution, code)
             output.log_truncation(container_id)
@@ -262,7 +263,7 @@ class Runc:
         self,
         execution: execsync.ExecProcess,
         ours: execsync.PipedExec,
-        output: execsync.CappedOutput,
+        output: CappedOutput,
         limit: float | None,
     ) -> int:
         collecting = asyncio.ensure_future(execsync.collect(execution, ours, output))
