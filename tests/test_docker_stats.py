@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from pycrid.adapters import criviews
 from pycrid.adapters.docker import stats
 from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
 from pycrid.adapters.docker.stats import DockerStats
@@ -436,7 +437,7 @@ def test_attributes_copy_the_records_config() -> None:
         image_ref="",
         resources=cri.LinuxContainerResources(),
     )
-    attributes = stats.container_attributes(record)
+    attributes = criviews.container_attributes(record)
     assert attributes.id == "c1"
     assert attributes.metadata == config.metadata
     assert dict(attributes.labels) == {"a": "b"}

@@ -18,6 +18,7 @@ import time
 
 from google.protobuf import json_format
 
+from pycrid.adapters import criviews
 from pycrid.adapters.deadline import set_call_deadline, without_deadline
 from pycrid.adapters.docker import naming, spec
 from pycrid.adapters.docker.context import DockerContext
@@ -222,26 +223,7 @@ class DockerContainers:
             await self._inspect(record)
         await self._settle(record)
         config = record.config
-        status = cri.ContainerStatus(
-            id=record.id,
-            metadata=config.metadata,
-            state=record.state,
-            created_at=record.created_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at if record.state == cri.CONTAINER_EXITED else 0,
-            exit_code=record.exit_code if record.state == cri.CONTAINER_EXITED else 0,
-            image=config.image,
-            image_ref=record.image_ref,
-            image_id=record.image_id,
-            reason=record.reason,
-            message=record.error,
-            labels=config.labels,
-            annotations=config.annotations,
-            mounts=config.mounts,
-            log_path=record.log_path,
-            stop_signal=config.stop_signal,
-        )
-        status.resources.linux.CopyFrom(record.resources)
+        status = criviews.container_status(record, record.error)
         response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
             response.info["info"] = json.dumps(
@@ -293,23 +275,8 @@ class DockerContainers:
                 continue  # still being created
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue
-            labels = record.config.labels
-            if not admits(wanted, record.id, record.state, labels):
-                continue
-            containers.append(
-                cri.Container(
-                    id=record.id,
-                    pod_sandbox_id=record.sandbox_id,
-                    metadata=record.config.metadata,
-                    image=record.config.image,
-                    image_ref=record.image_ref,
-                    image_id=record.image_id,
-                    state=record.state,
-                    created_at=record.created_at,
-                    labels=labels,
-                    annotations=record.config.annotations,
-                )
-            )
+            if admits(wanted, record.id, record.state, record.config.labels):
+                containers.append(criviews.container(record))
         return cri.ListContainersResponse(containers=containers)
 
     # UpdateContainerResources.

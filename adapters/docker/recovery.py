@@ -33,6 +33,7 @@ from pycrid.api.cri import api_pb2 as cri
 log = logging.getLogger("pycrid.docker")
 
 ITEM_TIMEOUT = 30.0
+BACKSTOP = 1.0
 PARALLEL = 8
 
 
@@ -46,12 +47,16 @@ async def recover(ctx: DockerContext) -> None:
 
     async def one(container_id: str) -> None:
         async with limit:
-            # Each item runs in a task of its own: the deadline bounds its Docker calls.
+            # Each item runs in a task of its own: the deadline bounds its Docker
+            # calls, which then fail with their own message; the outer limit is
+            # only a backstop for work that is not a Docker call.
             set_call_deadline(ITEM_TIMEOUT)
             try:
-                await asyncio.wait_for(_recover_one(ctx, container_id, images), ITEM_TIMEOUT)
+                await asyncio.wait_for(
+                    _recover_one(ctx, container_id, images), ITEM_TIMEOUT + BACKSTOP
+                )
             except (CRIError, TimeoutError, ValueError, KeyError) as e:
-                log.warning("could not recover %s: %s", container_id[:13], e)
+                log.warning("could not recover %s: %s", container_id[:13], e or "timed out")
 
     await asyncio.gather(*(one(summary["Id"]) for summary in listed))
     ctx.sandbox_ids.replace(ctx.store.sandboxes)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
+from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.docker import naming, spec
 from pycrid.adapters.docker.api import ContainerInspect
@@ -255,22 +256,7 @@ class DockerSandboxes:
         record = self.ctx.store.sandbox(request.pod_sandbox_id)
         if record.ready:
             await self._refresh(record)
-        status = cri.PodSandboxStatus(
-            id=record.id,
-            metadata=record.config.metadata,
-            state=record.state,
-            created_at=record.created_at,
-            labels=record.config.labels,
-            annotations=record.config.annotations,
-            runtime_handler=record.runtime_handler,
-        )
-        if not record.network.torn_down and record.network.ips:
-            status.network.ip = record.network.ips[0]
-            status.network.additional_ips.extend(cri.PodIP(ip=ip) for ip in record.network.ips[1:])
-        status.linux.namespaces.options.CopyFrom(
-            record.config.linux.security_context.namespace_options
-        )
-        response = cri.PodSandboxStatusResponse(status=status)
+        response = cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record))
         if request.verbose:
             response.info["info"] = json.dumps(self._verbose_info(record))
         return response
@@ -308,18 +294,6 @@ class DockerSandboxes:
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.sandbox_ids:
                 continue  # still being set up
-            labels = record.config.labels
-            if not admits(wanted, record.id, record.state, labels):
-                continue
-            items.append(
-                cri.PodSandbox(
-                    id=record.id,
-                    metadata=record.config.metadata,
-                    state=record.state,
-                    created_at=record.created_at,
-                    labels=labels,
-                    annotations=record.config.annotations,
-                    runtime_handler=record.runtime_handler,
-                )
-            )
+            if admits(wanted, record.id, record.state, record.config.labels):
+                items.append(criviews.pod_sandbox(record))
         return cri.ListPodSandboxResponse(items=items)

@@ -22,8 +22,8 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from pycrid.adapters import criviews
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.store import RUNNING_STATES, ContainerRecord, SandboxRecord
@@ -61,25 +61,6 @@ def writable_layer(upper_dir: str, measured: MeasuredLayer | None) -> cri.Filesy
         layer.used_bytes.CopyFrom(u64(measured.usage.used_bytes))
         layer.inodes_used.CopyFrom(u64(measured.usage.inodes))
     return layer
-
-
-def container_attributes(record: ContainerRecord) -> cri.ContainerAttributes:
-    return cri.ContainerAttributes(**_attributes(record))
-
-
-def sandbox_attributes(record: SandboxRecord) -> cri.PodSandboxAttributes:
-    return cri.PodSandboxAttributes(**_attributes(record))
-
-
-def _attributes(record: ContainerRecord | SandboxRecord) -> dict[str, Any]:
-    """What container and pod attributes share: the ID and the config's metadata and labels."""
-    config = record.config
-    return {
-        "id": record.id,
-        "metadata": config.metadata,
-        "labels": config.labels,
-        "annotations": config.annotations,
-    }
 
 
 # The RPCs.
@@ -164,7 +145,7 @@ class DockerStats:
     async def _container_stats(
         self, record: ContainerRecord, target: Target | None, sample: CgroupSample | None
     ) -> cri.ContainerStats:
-        stats = cri.ContainerStats(attributes=container_attributes(record))
+        stats = cri.ContainerStats(attributes=criviews.container_attributes(record))
         if sample is not None:
             if (cpu := self._cpu(record.id, sample)) is not None:
                 stats.cpu.CopyFrom(cpu)
@@ -256,7 +237,7 @@ class DockerStats:
                 linux.process.CopyFrom(process)
         if reading.network is not None:
             linux.network.CopyFrom(network_usage(reading.network, reading.network_timestamp))
-        return cri.PodSandboxStats(attributes=sandbox_attributes(sandbox), linux=linux)
+        return cri.PodSandboxStats(attributes=criviews.pod_attributes(sandbox), linux=linux)
 
     def _sample_pods(
         self,

@@ -24,10 +24,12 @@ import secrets
 import shutil
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
+from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.errors import (
     AlreadyExists,
@@ -41,7 +43,7 @@ from pycrid.adapters.node import atomicfile, confined
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.images.store import ImageRecord
-from pycrid.adapters.oci.runtime import conmon
+from pycrid.adapters.oci.runtime import conmon, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.mounts import image_volumes
@@ -179,13 +181,45 @@ class OciContainers:
         ctx = self.ctx
         config = record.config
         container_dir = ctx.store.container_dir(record.id)
-        rootfs = await prepare_rootfs(ctx.images.store, image, container_dir / "fs", record.id)
+        ids = userns.PodIds.of(sandbox.config.linux.security_context.namespace_options)
+        staging = userns.staging_dir(ctx.run_dir, record.id)
+        if ids is None:
+            rootfs = await prepare_rootfs(ctx.images.store, image, container_dir / "fs", record.id)
+        else:
+            rootfs = await userns.mount_rootfs(
+                ctx.images.store, image, container_dir / "fs", record.id, staging, ids
+            )
         image_config = self.images.config(image)
         volumes = {}
         for path in image_volumes(image_config.volumes, list(config.mounts)):
             host = container_dir / "volumes" / path.strip("/").replace("/", "_")
             host.mkdir(parents=True, exist_ok=True)
+            if ids is not None:
+                userns.give_to_root([host], ids)
             volumes[path] = str(host)
+        notes: list[str] = []
+        idmapped = await userns.stage_cri_mounts(list(config.mounts), ids, staging, notes)
+        try:
+            await self._create(record, sandbox, image_config, rootfs, volumes, idmapped, ids, notes)
+        finally:
+            # runc create has bound them into the container, or failed.
+            userns.clear_staging(staging)
+
+    async def _create(
+        self,
+        record: ContainerRecord,
+        sandbox: SandboxRecord,
+        image_config: ImageConfig,
+        rootfs: Path,
+        volumes: dict[str, str],
+        idmapped: dict[int, str],
+        ids: userns.PodIds | None,
+        notes: list[str],
+    ) -> None:
+        """The bundle, then ``runc create`` under conmon."""
+        ctx = self.ctx
+        config = record.config
+        container_dir = ctx.store.container_dir(record.id)
         generated = container_spec(
             config,
             sandbox.config,
@@ -197,12 +231,16 @@ class OciContainers:
             image_name=record.image_name,
             volumes=volumes,
             target_pid=self._target_pid(config),
+            idmapped_sources=idmapped,
         )
-        for note in generated.notes:
-            log.info("container %s: %s", record.id[:13], note)
         bundle = ctx.bundle(record.id)
         await atomicfile.write_json_async(bundle / "config.json", generated.spec)
         self._specs[record.id] = generated.spec
+        runtime = None
+        if ids is not None:
+            runtime = userns.runtime_for(rootfs, ids, bundle, ctx.conmon.runtime_binary, notes)
+        for note in [*notes, *generated.notes]:
+            log.info("container %s: %s", record.id[:13], note)
         log_path = record.log_path or str(bundle / "output.log")
         if record.log_path:
             # conmon follows symlinks: the file is made here first, below the
@@ -225,6 +263,7 @@ class OciContainers:
             stdin=config.stdin,
             stdin_once=config.stdin_once,
             name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
+            runtime=runtime,
         )
         await ctx.store.save_container(record)
 
@@ -326,6 +365,7 @@ class OciContainers:
         ctx = self.ctx
         await ctx.runc.delete(record.id, force=True)
         container_dir = ctx.store.container_dir(record.id)
+        userns.clear_staging(userns.staging_dir(ctx.run_dir, record.id))
         await remove_rootfs(ctx.images.store, container_dir / "fs", record.id)
         await asyncio.to_thread(shutil.rmtree, ctx.bundle(record.id), True)
         with contextlib.suppress(FileNotFoundError):
@@ -373,27 +413,7 @@ class OciContainers:
         record = self.ctx.store.container(request.container_id)
         await self.refresh(record)
         config = record.config
-        exited = record.state == cri.CONTAINER_EXITED
-        status = cri.ContainerStatus(
-            id=record.id,
-            metadata=config.metadata,
-            state=record.state,
-            created_at=record.created_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at if exited else 0,
-            exit_code=record.exit_code if exited else 0,
-            image=config.image,
-            image_ref=record.image_ref,
-            image_id=record.image_id,
-            reason=record.reason,
-            message=record.message,
-            labels=config.labels,
-            annotations=config.annotations,
-            mounts=config.mounts,
-            log_path=record.log_path,
-            stop_signal=config.stop_signal,
-        )
-        status.resources.linux.CopyFrom(record.resources)
+        status = criviews.container_status(record, record.message)
         user = self.spec(record.id).get("process", {}).get("user") or {}
         if user:
             status.user.linux.uid = user.get("uid", 0)
@@ -425,22 +445,8 @@ class OciContainers:
                 continue
             if record.id in exited:
                 await self.refresh(record)
-            if not admits(wanted, record.id, record.state, record.config.labels):
-                continue
-            containers.append(
-                cri.Container(
-                    id=record.id,
-                    pod_sandbox_id=record.sandbox_id,
-                    metadata=record.config.metadata,
-                    image=record.config.image,
-                    image_ref=record.image_ref,
-                    image_id=record.image_id,
-                    state=record.state,
-                    created_at=record.created_at,
-                    labels=record.config.labels,
-                    annotations=record.config.annotations,
-                )
-            )
+            if admits(wanted, record.id, record.state, record.config.labels):
+                containers.append(criviews.container(record))
         return cri.ListContainersResponse(containers=containers)
 
     # UpdateContainerResources, ReopenContainerLog, ExecSync.

@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
+from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.errors import AlreadyExists, CRIError, Internal, InvalidArgument
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import atomicfile, cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove_rootfs
-from pycrid.adapters.oci.runtime import conmon
+from pycrid.adapters.oci.runtime import conmon, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.spec import PodFacts, sandbox_spec
@@ -149,10 +150,16 @@ class OciSandboxes:
         self, record: SandboxRecord, image: Any, network_list: cni.NetworkList | None
     ) -> None:
         ctx = self.ctx
-        pod = await self._pod_files(record)
-        rootfs = await prepare_rootfs(
-            ctx.images.store, image, ctx.store.sandbox_dir(record.id) / "fs", record.id
-        )
+        ids = userns.PodIds.of(record.config.linux.security_context.namespace_options)
+        pod = await self._pod_files(record, ids)
+        fs_dir = ctx.store.sandbox_dir(record.id) / "fs"
+        if ids is None:
+            rootfs = await prepare_rootfs(ctx.images.store, image, fs_dir, record.id)
+        else:
+            staging = userns.staging_dir(ctx.run_dir, record.id)
+            rootfs = await userns.mount_rootfs(
+                ctx.images.store, image, fs_dir, record.id, staging, ids
+            )
         image_config = ImageConfig.from_blob(ctx.images.store.read_blob(image.id))
         generated = sandbox_spec(
             record.config,
@@ -162,10 +169,15 @@ class OciSandboxes:
             node=ctx.node,
             image_name=ctx.config.pause_image,
         )
-        for note in generated.notes:
-            log.info("pod sandbox %s: %s", record.id[:13], note)
         bundle = ctx.bundle(record.id)
         await atomicfile.write_json_async(bundle / "config.json", generated.spec)
+        runtime = None
+        if ids is not None:
+            runtime = userns.runtime_for(
+                rootfs, ids, bundle, ctx.conmon.runtime_binary, generated.notes
+            )
+        for note in generated.notes:
+            log.info("pod sandbox %s: %s", record.id[:13], note)
         record.pid = await ctx.conmon.create(
             record.id,
             bundle,
@@ -173,6 +185,7 @@ class OciSandboxes:
             ctx.exit_dir,
             ctx.store.sandbox_dir(record.id),
             name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
+            runtime=runtime,
         )
         await ctx.store.save_sandbox(record)
         if network_list is not None:
@@ -187,8 +200,9 @@ class OciSandboxes:
         record.ready = True
         await ctx.store.save_sandbox(record)
 
-    async def _pod_files(self, record: SandboxRecord) -> PodFacts:
-        """hostname, hosts, resolv.conf and the /dev/shm tmpfs of a pod."""
+    async def _pod_files(self, record: SandboxRecord, ids: userns.PodIds | None) -> PodFacts:
+        """hostname, hosts, resolv.conf and the /dev/shm tmpfs of a pod; the files
+        belong to the pod's root when it has a user namespace."""
         config = record.config
         directory = self.ctx.pod_dir(record.id)
         directory.mkdir(parents=True, exist_ok=True)
@@ -208,6 +222,8 @@ class OciSandboxes:
         for name, content in files.items():
             (directory / name).write_bytes(content)
             (directory / name).chmod(0o644)
+        if ids is not None:
+            userns.give_to_root((directory / name for name in files), ids)
         shm = ""
         if options.ipc != cri.NODE:
             shm_path = self.ctx.shm_path(record.id)
@@ -309,6 +325,7 @@ class OciSandboxes:
             code, output = await run_command("umount", "--lazy", str(shm))
             if code != 0:
                 log.warning("pod sandbox %s: cannot unmount /dev/shm: %s", record.id[:13], output)
+        userns.clear_staging(userns.staging_dir(ctx.run_dir, record.id))
         await remove_rootfs(ctx.images.store, ctx.store.sandbox_dir(record.id) / "fs", record.id)
         for directory in (ctx.pod_dir(record.id), ctx.bundle(record.id)):
             await asyncio.to_thread(shutil.rmtree, directory, True)
@@ -338,22 +355,7 @@ class OciSandboxes:
     ) -> cri.PodSandboxStatusResponse:
         record = self.ctx.store.sandbox(request.pod_sandbox_id)
         self.refresh(record)
-        status = cri.PodSandboxStatus(
-            id=record.id,
-            metadata=record.config.metadata,
-            state=record.state,
-            created_at=record.created_at,
-            labels=record.config.labels,
-            annotations=record.config.annotations,
-            runtime_handler=record.runtime_handler,
-        )
-        if not record.network.torn_down and record.network.ips:
-            status.network.ip = record.network.ips[0]
-            status.network.additional_ips.extend(cri.PodIP(ip=ip) for ip in record.network.ips[1:])
-        status.linux.namespaces.options.CopyFrom(
-            record.config.linux.security_context.namespace_options
-        )
-        response = cri.PodSandboxStatusResponse(status=status)
+        response = cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record))
         if request.verbose:
             response.info["info"] = json.dumps(await asyncio.to_thread(self._verbose, record))
         return response
@@ -384,17 +386,6 @@ class OciSandboxes:
             if record.id not in self.ctx.sandbox_ids:
                 continue  # still being made
             self.refresh(record, exited)
-            if not admits(wanted, record.id, record.state, record.config.labels):
-                continue
-            items.append(
-                cri.PodSandbox(
-                    id=record.id,
-                    metadata=record.config.metadata,
-                    state=record.state,
-                    created_at=record.created_at,
-                    labels=record.config.labels,
-                    annotations=record.config.annotations,
-                    runtime_handler=record.runtime_handler,
-                )
-            )
+            if admits(wanted, record.id, record.state, record.config.labels):
+                items.append(criviews.pod_sandbox(record))
         return cri.ListPodSandboxResponse(items=items)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
+from pycrid.adapters import criviews
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.listfilter import labels_match
 from pycrid.adapters.node.cgroups import (
@@ -29,16 +29,6 @@ from pycrid.adapters.node.procnet import read_net_dev
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.store import ContainerRecord, SandboxRecord
 from pycrid.api.cri import api_pb2 as cri
-
-
-def _attributes(record: ContainerRecord | SandboxRecord) -> dict[str, Any]:
-    config = record.config
-    return {
-        "id": record.id,
-        "metadata": config.metadata,
-        "labels": config.labels,
-        "annotations": config.annotations,
-    }
 
 
 class OciStats:
@@ -82,7 +72,7 @@ class OciStats:
     async def _container_stats(
         self, record: ContainerRecord, sample: CgroupSample | None
     ) -> cri.ContainerStats:
-        stats = cri.ContainerStats(attributes=cri.ContainerAttributes(**_attributes(record)))
+        stats = cri.ContainerStats(attributes=criviews.container_attributes(record))
         if sample is not None:
             if (cpu := self._cpu(record.id, sample)) is not None:
                 stats.cpu.CopyFrom(cpu)
@@ -183,9 +173,7 @@ class OciStats:
             interfaces = await asyncio.to_thread(read_net_dev, sandbox.pid)
             if interfaces is not None:
                 linux.network.CopyFrom(network_usage(interfaces, time.time_ns()))
-        return cri.PodSandboxStats(
-            attributes=cri.PodSandboxAttributes(**_attributes(sandbox)), linux=linux
-        )
+        return cri.PodSandboxStats(attributes=criviews.pod_attributes(sandbox), linux=linux)
 
     def _forget_others(self) -> None:
         alive = set(self.ctx.store.containers) | set(self.ctx.store.sandboxes)

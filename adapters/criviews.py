@@ -1,0 +1,137 @@
+"""The CRI's views of pods and containers, built the same way by every adapter.
+
+Each adapter keeps its own records (Docker labels and checkpoints, the oci
+runtime's store), but what the CRI answers about a pod or a container is
+the same message filled from the same facts. These functions build those
+messages from any record with the attributes below.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pycrid.adapters.node.podnetwork import NetworkState
+from pycrid.api.cri import api_pb2 as cri
+
+
+class PodRecord(Protocol):
+    id: str
+    config: cri.PodSandboxConfig
+    created_at: int
+    runtime_handler: str
+    network: NetworkState
+
+    @property
+    def state(self) -> int: ...
+
+
+class ContainerRecord(Protocol):
+    id: str
+    sandbox_id: str
+    config: cri.ContainerConfig
+    image_id: str
+    image_ref: str
+    log_path: str
+    created_at: int
+    started_at: int
+    finished_at: int
+    exit_code: int
+    resources: cri.LinuxContainerResources
+
+    @property
+    def state(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+def pod_sandbox(record: PodRecord) -> cri.PodSandbox:
+    """The pod as ListPodSandbox lists it."""
+    config = record.config
+    return cri.PodSandbox(
+        id=record.id,
+        metadata=config.metadata,
+        state=record.state,
+        created_at=record.created_at,
+        labels=config.labels,
+        annotations=config.annotations,
+        runtime_handler=record.runtime_handler,
+    )
+
+
+def pod_sandbox_status(record: PodRecord) -> cri.PodSandboxStatus:
+    """PodSandboxStatus: the IPs while the network is up, the namespace options."""
+    config = record.config
+    status = cri.PodSandboxStatus(
+        id=record.id,
+        metadata=config.metadata,
+        state=record.state,
+        created_at=record.created_at,
+        labels=config.labels,
+        annotations=config.annotations,
+        runtime_handler=record.runtime_handler,
+    )
+    network = record.network
+    if not network.torn_down and network.ips:
+        status.network.ip = network.ips[0]
+        status.network.additional_ips.extend(cri.PodIP(ip=ip) for ip in network.ips[1:])
+    status.linux.namespaces.options.CopyFrom(config.linux.security_context.namespace_options)
+    return status
+
+
+def container(record: ContainerRecord) -> cri.Container:
+    """The container as ListContainers lists it."""
+    config = record.config
+    return cri.Container(
+        id=record.id,
+        pod_sandbox_id=record.sandbox_id,
+        metadata=config.metadata,
+        image=config.image,
+        image_ref=record.image_ref,
+        image_id=record.image_id,
+        state=record.state,
+        created_at=record.created_at,
+        labels=config.labels,
+        annotations=config.annotations,
+    )
+
+
+def container_status(record: ContainerRecord, message: str = "") -> cri.ContainerStatus:
+    """ContainerStatus; the exit code and finish time only once the container exited."""
+    config = record.config
+    exited = record.state == cri.CONTAINER_EXITED
+    status = cri.ContainerStatus(
+        id=record.id,
+        metadata=config.metadata,
+        state=record.state,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at if exited else 0,
+        exit_code=record.exit_code if exited else 0,
+        image=config.image,
+        image_ref=record.image_ref,
+        image_id=record.image_id,
+        reason=record.reason,
+        message=message,
+        labels=config.labels,
+        annotations=config.annotations,
+        mounts=config.mounts,
+        log_path=record.log_path,
+        stop_signal=config.stop_signal,
+    )
+    status.resources.linux.CopyFrom(record.resources)
+    return status
+
+
+def container_attributes(record: ContainerRecord) -> cri.ContainerAttributes:
+    config = record.config
+    return cri.ContainerAttributes(
+        id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
+    )
+
+
+def pod_attributes(record: PodRecord) -> cri.PodSandboxAttributes:
+    config = record.config
+    return cri.PodSandboxAttributes(
+        id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
+    )
