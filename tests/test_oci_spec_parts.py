@@ -364,8 +364,17 @@ def test_cri_mount_errors(tmp_path: Path) -> None:
     with pytest.raises(Unimplemented, match="image volume"):
         mounts.cri_mount(cri_mount("", image=cri.ImageSpec(image="busybox")), True)
     mapped = cri_mount(str(tmp_path), uidMappings=[cri.IDMapping(length=1)])
-    with pytest.raises(Unimplemented, match="ID-mapped"):
+    with pytest.raises(InvalidArgument, match="ID mappings, which need a pod with a user"):
         mounts.cri_mount(mapped, True)
+
+
+def test_cri_mount_binds_the_staged_id_mapped_copy(tmp_path: Path) -> None:
+    mapping = [cri.IDMapping(host_id=1000, length=10)]
+    mapped = cri_mount(str(tmp_path), uidMappings=mapping, gidMappings=mapping)
+    mount, propagation = mounts.cri_mount(mapped, True, "/run/pycrid/oci/idmap/c/m0")
+    assert mount["source"] == "/run/pycrid/oci/idmap/c/m0"
+    assert mount["destination"] == "/mnt" and mount["options"][:2] == ["rbind", "rprivate"]
+    assert propagation == ""
 
 
 def test_assemble_order_and_overrides() -> None:

@@ -93,12 +93,15 @@ class Conmon:
         stdin: bool,
         stdin_once: bool,
         name: str,
+        runtime: str | None = None,
     ) -> list[str]:
-        """conmon's command line for creating a container."""
+        """conmon's command line for creating a container; ``runtime`` stands in
+        for runc (a wrapper that runs it)."""
         argv = [
             self.binary,
             *("-b", str(bundle), "-c", container_id, "-u", container_id, "-n", name),
-            *("-r", self.runtime_binary, "--runtime-arg", f"--root={self.runtime_root}"),
+            *("-r", runtime or self.runtime_binary),
+            *("--runtime-arg", f"--root={self.runtime_root}"),
             *("--runtime-arg", f"--log={bundle / RUNC_LOG}", "--runtime-arg", "--log-format=json"),
             *("-l", f"k8s-file:{log_path}", "--log-level", self.log_level),
             *("--exit-dir", str(exit_dir), "--persist-dir", str(persist_dir)),
@@ -127,11 +130,13 @@ class Conmon:
         stdin_once: bool = False,
         name: str | None = None,
         cgroup: str | None = None,
+        runtime: str | None = None,
     ) -> int:
         """Create the container under a new conmon; the container's PID.
 
         ``cgroup`` (an absolute cgroup path, e.g. ``/pycrid/conmon-<id>``)
-        is where conmon is put; None leaves it in pycrid's. On any failure,
+        is where conmon is put; None leaves it in pycrid's. ``runtime``: what
+        conmon runs instead of runc (a wrapper that ends by running it). On any failure,
         conmon and whatever runc left are removed before raising: runc's
         message as Internal, DeadlineExceeded when it took too long.
         """
@@ -148,6 +153,7 @@ class Conmon:
             stdin=stdin,
             stdin_once=stdin_once,
             name=name or container_id,
+            runtime=runtime,
         )
         sync, child_sync = socket.socketpair()
         start, child_start = socket.socketpair()

@@ -190,26 +190,32 @@ def make_mount_point(path: Path, like: str | Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600))
 
 
-def clear_staging(directory: Path) -> list[str]:
-    """Detach every mount staged in ``directory`` and remove it; returns what could not go.
+def clear_entry(entry: Path) -> str:
+    """Detach what is mounted on ``entry`` and remove it; "" or what went wrong.
 
-    Only mount points are removed, one level deep, never recursively: a path
-    still mounted must not be emptied through the mount.
+    Never recursive: a path still mounted must not be emptied through the mount.
     """
-    problems: list[str] = []
+    try:
+        detach(entry)
+        if entry.is_dir() and not entry.is_symlink():
+            entry.rmdir()
+        else:
+            entry.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        return f"{entry}: {e.strerror or e}"
+    return ""
+
+
+def clear_staging(directory: Path) -> list[str]:
+    """Detach every mount staged in ``directory`` (one level deep) and remove them
+    and it; returns what could not go."""
     try:
         entries = sorted(directory.iterdir())
     except FileNotFoundError:
-        return problems
-    for entry in entries:
-        try:
-            detach(entry)
-            if entry.is_dir() and not entry.is_symlink():
-                entry.rmdir()
-            else:
-                entry.unlink()
-        except OSError as e:
-            problems.append(f"{entry}: {e.strerror or e}")
+        return []
+    problems = [p for p in map(clear_entry, entries) if p]
     if not problems:
         with contextlib.suppress(OSError):
             directory.rmdir()

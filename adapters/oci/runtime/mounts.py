@@ -88,12 +88,22 @@ def shm_mount(source: str, readonly: bool = False) -> Mount:
     return bind(source, "/dev/shm", readonly, extra=NOSUID_NODEV_NOEXEC)
 
 
-def cri_mount(mount: cri.Mount, recursive_read_only: bool) -> tuple[Mount, str]:
-    """The spec mount for a CRI mount and the rootfs propagation it needs ("" for none)."""
+def cri_mount(
+    mount: cri.Mount, recursive_read_only: bool, idmapped_source: str = ""
+) -> tuple[Mount, str]:
+    """The spec mount for a CRI mount and the rootfs propagation it needs ("" for none).
+
+    ``idmapped_source``: where pycrid mounted an ID-mapped copy of the host
+    path (``userns.stage_cri_mounts``), bound instead of it; runc 1.1 cannot
+    make one, so a mount with ID mappings needs it.
+    """
     if mount.HasField("image") and mount.image.image:
         raise Unimplemented("image volume mounts are not supported by the oci adapter")
-    if mount.uidMappings or mount.gidMappings:
-        raise Unimplemented("ID-mapped mounts need runc 1.2; this runtime has runc 1.1")
+    if (mount.uidMappings or mount.gidMappings) and not idmapped_source:
+        raise InvalidArgument(
+            f"the mount at {mount.container_path[:64]} has ID mappings, which need a pod "
+            "with a user namespace"
+        )
     destination = mount.container_path
     if not posixpath.isabs(destination):
         raise InvalidArgument(f"mount destination {destination[:64]!r} is not absolute")
@@ -105,7 +115,7 @@ def cri_mount(mount: cri.Mount, recursive_read_only: bool) -> tuple[Mount, str]:
     if propagation is None:
         raise InvalidArgument(f"unknown mount propagation {mount.propagation}")
     options = ["rbind", propagation, _access(mount, recursive_read_only)]
-    source = os.path.realpath(mount.host_path)
+    source = idmapped_source or os.path.realpath(mount.host_path)
     rootfs_propagation = "" if propagation == "rprivate" else propagation
     return _mount(destination, "bind", source, *options), rootfs_propagation
 

@@ -6,7 +6,7 @@ rootfs' host path onto itself and resolves every mount destination below it
 by path. Each directory above the rootfs must then let that UID search it,
 which a private ``0700`` directory owned by host root (a ``mkdtemp`` above
 the state directory, say) does not. Making such a directory searchable on
-the host would open it to everyone (CRI-O's ``makeAccessible`` adds ``o+x``
+the host would open it to everyone (CRI-O's ``makeAccessible`` adds ``--x--x--x``
 to every parent). pycrid instead leaves the host as it is and has conmon run
 ``runc create`` through a wrapper (``python -m`` this module) that enters a
 new mount namespace of its own, slave to the host's, and there covers each

@@ -25,6 +25,7 @@ from pathlib import Path
 from pycrid.adapters.errors import CRIError
 from pycrid.adapters.node import netns
 from pycrid.adapters.oci.images.rootfs import is_mounted, remove_rootfs
+from pycrid.adapters.oci.runtime import userns
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes, run_command
@@ -69,6 +70,9 @@ async def recover(ctx: OciContext, sandboxes: OciSandboxes, containers: OciConta
 async def _remove_orphans(ctx: OciContext) -> None:
     """Whatever a crash left without a record: runc state, bundles, pins, files."""
     known = set(ctx.store.sandboxes) | set(ctx.store.containers)
+    for staging in _entries(ctx.run_dir / "idmap"):
+        # ID-mapped mounts are staged only during a call: all are left over.
+        await asyncio.to_thread(userns.clear_staging, staging)
     for directory in _entries(ctx.run_dir / "bundles"):
         if directory.name not in known:
             await ctx.runc.delete(directory.name, force=True)

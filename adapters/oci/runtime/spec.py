@@ -183,12 +183,15 @@ def container_spec(
     image_name: str = "",
     volumes: Mapping[str, str] | None = None,
     target_pid: int = 0,
+    idmapped_sources: Mapping[int, str] | None = None,
 ) -> GeneratedSpec:
     """The spec of an app container in a running pod.
 
     ``volumes`` maps each image VOLUME that needs one (``mounts.image_volumes``)
     to the empty host directory made for it; ``target_pid`` is the main
-    process of the container whose PID namespace a TARGET-mode container joins.
+    process of the container whose PID namespace a TARGET-mode container joins;
+    ``idmapped_sources`` maps the index of a CRI mount to the ID-mapped copy
+    of its host path that pycrid mounted (``userns.stage_cri_mounts``).
     """
     _check_supported(config)
     notes: list[str] = []
@@ -213,7 +216,13 @@ def container_spec(
         notes.append(f"not in this host's bounding set, not granted: {', '.join(caps.withheld)}")
     spec_process = _container_process(config, sandbox, image, user, caps, node, notes)
     spec_mounts, propagation = _container_mounts(
-        config, pod_options, pod, node, volumes or {}, bind_sys=_bind_sys(userns, pod_options)
+        config,
+        pod_options,
+        pod,
+        node,
+        volumes or {},
+        bind_sys=_bind_sys(userns, pod_options),
+        idmapped_sources=idmapped_sources or {},
     )
     linux: dict[str, Any] = {
         "namespaces": container_namespaces(
@@ -296,6 +305,7 @@ def _container_mounts(
     node: NodeFacts,
     volumes: Mapping[str, str],
     bind_sys: bool,
+    idmapped_sources: Mapping[int, str],
 ) -> tuple[list[Any], str]:
     """The mounts and the rootfs propagation they need."""
     security = config.linux.security_context
@@ -314,7 +324,10 @@ def _container_mounts(
     elif pod.shm_path:
         extras.append(mounts.shm_mount(pod.shm_path))
     extras += mounts.volume_mounts(volumes)
-    translated = [mounts.cri_mount(m, node.recursive_read_only) for m in config.mounts]
+    translated = [
+        mounts.cri_mount(m, node.recursive_read_only, idmapped_sources.get(number, ""))
+        for number, m in enumerate(config.mounts)
+    ]
     spec_mounts = mounts.assemble(
         mounts.default_mounts(security.privileged, bind_sys),
         extras,
