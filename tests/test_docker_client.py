@@ -185,10 +185,32 @@ async def test_docker_going_away_is_unavailable(dockerd: FakeDockerd, client: Do
 async def test_statuses_map_to_cri_errors(
     dockerd: FakeDockerd, client: DockerClient, status: int, expected: type[errors.CRIError]
 ) -> None:
-    dockerd.route("POST", "/containers/c1/start", Answer(status, {"message": "said docker"}))
+    dockerd.route("POST", "/containers/c1/stop", Answer(status, {"message": "said docker"}))
     with pytest.raises(expected, match="said docker") as raised:
-        await client.start_container("c1")
+        await client.stop_container("c1", 0)
     assert type(raised.value) is expected
+
+
+@pytest.mark.parametrize(
+    ("route", "call", "expected"),
+    [
+        ("/containers/create", "create", errors.FailedPrecondition),
+        ("/containers/c1/start", "start", errors.FailedPrecondition),
+    ],
+)
+async def test_a_server_error_of_create_or_start_is_a_failed_precondition(
+    dockerd: FakeDockerd,
+    client: DockerClient,
+    route: str,
+    call: str,
+    expected: type[errors.CRIError],
+) -> None:
+    dockerd.route("POST", route, Answer(500, {"message": "Cannot mkdir: /etc/hostname"}))
+    with pytest.raises(expected, match="Cannot mkdir"):
+        if call == "create":
+            await client.create_container("k8s_x", {"Image": "busybox"})
+        else:
+            await client.start_container("c1")
 
 
 async def test_a_taken_name_is_already_exists_but_other_conflicts_are_not(

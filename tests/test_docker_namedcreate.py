@@ -116,7 +116,7 @@ async def test_a_failure_of_the_second_try_is_the_callers(kit: Kit) -> None:
     # The first create meets the leftover; the one after its removal fails.
     kit.docker.fail("create_container", errors.AlreadyExists(f"{app_name()} is in use"))
     kit.docker.fail_status("create_container", 500, "no space left on device")
-    with pytest.raises(errors.Internal, match="no space left"):
+    with pytest.raises(errors.FailedPrecondition, match="no space left"):
         await kit.create(pod, "app")
     assert leftover not in kit.docker.containers
     assert len(kit.ctx.store.containers) == 0

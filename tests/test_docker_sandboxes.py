@@ -127,7 +127,7 @@ async def test_a_pod_that_outlives_its_deadline_is_undone(kit: Kit) -> None:
 
 async def test_docker_errors_reach_the_caller_as_cri_errors(kit: Kit) -> None:
     kit.docker.fail_status("create_container", 500, "disk full")
-    with pytest.raises(errors.Internal, match="disk full"):
+    with pytest.raises(errors.FailedPrecondition, match="disk full"):
         await kit.run_pod()
     kit.docker.down = True
     with pytest.raises(errors.Unavailable):

@@ -184,6 +184,66 @@ def test_pod_cidr_and_images() -> None:
             validate.image_spec(cri.ImageSpec(image=bad))
 
 
+def test_image_names_are_references_or_ids() -> None:
+    """Docker takes the name as a path segment: "." listed every image (INTERNAL)."""
+    image_id = "sha256:" + "0123456789abcdef" * 4
+    for good in (
+        "busybox",
+        "127.0.0.1:5000/pause:3.10",
+        "registry.k8s.io/e2e-test-images/busybox@" + image_id,
+        image_id,
+        image_id.removeprefix("sha256:"),
+        "0123ab",
+    ):
+        validate.image_spec(cri.ImageSpec(image=good))
+        validate.image_filter(cri.ImageFilter(image=cri.ImageSpec(image=good)))
+    for bad in (".", "..", "../containers/0123ab", "////x", "/busybox", "a//b", "Busybox", MIB):
+        with pytest.raises(InvalidArgument) as refused:
+            validate.image_spec(cri.ImageSpec(image=bad))
+        assert len(str(refused.value)) < 200
+        with pytest.raises(InvalidArgument):
+            validate.image_filter(cri.ImageFilter(image=cri.ImageSpec(image=bad)))
+        with pytest.raises(InvalidArgument):
+            validate.container_config(container(image__image=bad))
+    validate.image_filter(cri.ImageFilter())
+
+
+def test_registry_auth_is_base64_of_user_and_password() -> None:
+    """Non-ASCII text made base64 raise ValueError in both adapters (INTERNAL from PullImage)."""
+    validate.auth_config(cri.AuthConfig())
+    validate.auth_config(cri.AuthConfig(auth="dXNlcjpwYXNz"))  # user:pass
+    for bad in ("ãË", "a", "//8="):  # not ASCII, not base64, not UTF-8 inside
+        with pytest.raises(InvalidArgument):
+            validate.auth_config(cri.AuthConfig(auth=bad))
+
+
+def test_pod_metadata_fits_in_cni_args() -> None:
+    """K8S_POD_NAMESPACE=a=b broke the CNI plugins' ARGS (INTERNAL from RunPodSandbox)."""
+    validate.sandbox_config(pod(metadata__namespace="kube-system", metadata__uid="4f1c-9a"))
+    for field in ("name", "namespace", "uid"):
+        for bad in ("a=b", "a;b", ";", "="):
+            with pytest.raises(InvalidArgument):
+                validate.sandbox_config(pod(**{f"metadata__{field}": bad}))
+
+
+def test_programs_and_cgroup_parents_are_paths_the_kernel_takes() -> None:
+    """A program name of some 40 KiB wedged runc (and the container in dockerd) for good."""
+    long_name = "/x/" + "a" * 40_000
+    long_component = "/x/" + "a" * 256
+    fine = "/bin/" + "a" * 255
+    validate.exec_command([fine, "a" * 100_000])  # long arguments are fine
+    validate.container_config(container(command=[fine], args=["a" * 100_000]))
+    validate.sandbox_config(pod(linux__cgroup_parent="/kubepods/" + "b" * 255))
+    for bad in (long_name, long_component):
+        with pytest.raises(InvalidArgument) as refused:
+            validate.exec_command([bad])
+        assert len(str(refused.value)) < 200
+        with pytest.raises(InvalidArgument):
+            validate.container_config(container(command=[bad]))
+        with pytest.raises(InvalidArgument):
+            validate.sandbox_config(pod(linux__cgroup_parent=bad))
+
+
 def test_messages_quote_a_bounded_prefix() -> None:
     assert validate.shown("abc") == "'abc'"
     assert len(validate.shown(MIB)) < validate.SHOWN + 10

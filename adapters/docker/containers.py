@@ -28,6 +28,7 @@ from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord
 from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits
+from pycrid.adapters.node.programs import check_program
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
@@ -61,6 +62,8 @@ class DockerContainers:
         image = await ctx.images.inspect(config.image.image)
         if image is None:
             raise NotFound(f"image {config.image.image!r} not found")
+        if not config.command and config.args and not image.get("Config", {}).get("Entrypoint"):
+            check_program(config.args[0], "args[0]")  # the image runs args as its command
         log_path = log_path_of(sandbox.config, config)
         options = config.linux.security_context.namespace_options
         target = ""

@@ -14,8 +14,10 @@ what happened              CRI error
                            it; the default) or AlreadyExists (a name is taken)
 other 4xx                  FailedPrecondition
 5xx                        the call's own meaning (``SERVER_ERRORS``): Internal
-                           (the default) or Unavailable (a pull: the registry
-                           failed or cannot be reached)
+                           (the default), Unavailable (a pull: the registry
+                           failed or cannot be reached), InvalidArgument (a
+                           create: the config), FailedPrecondition (a start:
+                           the container cannot start as configured)
 timed out                  DeadlineExceeded
 cannot connect             Unavailable
 =========================  ===========================================
@@ -38,8 +40,19 @@ ErrorKind = type[errors.CRIError]
 CONFLICTS: dict[str, ErrorKind] = {"create_container": errors.AlreadyExists}
 """The ``DockerApi`` calls whose 409 means a taken name, not a forbidding state."""
 
-SERVER_ERRORS: dict[str, ErrorKind] = {"pull_image": errors.Unavailable}
-"""The ``DockerApi`` calls whose 5xx means that what dockerd depends on failed."""
+SERVER_ERRORS: dict[str, ErrorKind] = {
+    "pull_image": errors.Unavailable,
+    "create_container": errors.FailedPrecondition,
+    "start_container": errors.FailedPrecondition,
+}
+"""The ``DockerApi`` calls whose 5xx has a meaning of its own.
+
+A pull's means that what dockerd depends on (the registry) failed. A
+create's or a start's means that this container cannot be made or run on
+this node as it stands: dockerd answers 500 alike for a config the image or
+the host cannot take (a working directory that is a file in the image, a
+mount runc cannot make) and for a full disk; Docker's message says which.
+"""
 
 
 def error_for_status(status: int, message: str, call: str = "") -> errors.CRIError:

@@ -26,11 +26,13 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     async def ListImages(
         self, request: cri.ListImagesRequest, context: Context
     ) -> cri.ListImagesResponse:
+        validate.image_filter(request.filter)
         return await self._images("ListImages").list_images(request)
 
     async def StreamImages(
         self, request: cri.StreamImagesRequest, context: Context
     ) -> AsyncIterator[cri.StreamImagesResponse]:
+        validate.image_filter(request.filter)
         listed = await self._images("StreamImages").list_images(
             cri.ListImagesRequest(filter=request.filter)
         )
@@ -46,7 +48,9 @@ class ImageServicer(api_pb2_grpc.ImageServiceServicer):
     async def PullImage(
         self, request: cri.PullImageRequest, context: Context
     ) -> cri.PullImageResponse:
+        validate.message(request)
         validate.image_spec(request.image)
+        validate.auth_config(request.auth)
         return await self._images("PullImage").pull_image(request)
 
     async def RemoveImage(

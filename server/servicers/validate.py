@@ -14,6 +14,8 @@ The rest are per message type: what the CRI and the kernel accept.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -24,6 +26,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from pycrid.adapters.errors import InvalidArgument
+from pycrid.adapters.node.imageref import parse_reference
+from pycrid.adapters.node.programs import check_program
 from pycrid.api.cri import api_pb2 as cri
 
 SHOWN = 64
@@ -139,13 +143,18 @@ def name(value: str, what: str, limit: int = MAX_NAME) -> None:
     require("/" not in value, f"{what} {shown(value)} must not contain '/'")
 
 
-def absolute_path(value: str, what: str) -> None:
-    require(os.path.isabs(value), f"{what} {shown(value)} must be an absolute path")
+def path_lengths(value: str, what: str) -> None:
+    """What the kernel takes as a path: PATH_MAX bytes, NAME_MAX per component."""
     require(len(value.encode()) <= MAX_PATH, f"{what} is longer than {MAX_PATH} bytes")
     require(
         all(len(part.encode()) <= 255 for part in value.split("/")),
         f"{what} {shown(value)} has a component longer than 255 bytes",
     )
+
+
+def absolute_path(value: str, what: str) -> None:
+    require(os.path.isabs(value), f"{what} {shown(value)} must be an absolute path")
+    path_lengths(value, what)
 
 
 def relative_log_path(value: str) -> None:
@@ -304,9 +313,14 @@ def sandbox_config(config: cri.PodSandboxConfig) -> None:
     message(config, "config.")
     meta = config.metadata
     require(config.HasField("metadata"), "sandbox config must have metadata")
-    name(meta.name, "sandbox metadata.name")
-    name(meta.namespace, "sandbox metadata.namespace")
-    name(meta.uid, "sandbox metadata.uid")
+    for field in ("name", "namespace", "uid"):
+        value = getattr(meta, field)
+        name(value, f"sandbox metadata.{field}")
+        # CNI_ARGS carries them as K8S_POD_NAME=...;K8S_POD_UID=...: no separators.
+        require(
+            not (set(value) & set(";=")),
+            f"sandbox metadata.{field} {shown(value)} must not contain ';' or '='",
+        )
     if config.hostname:
         hostname(config.hostname)
     if config.log_directory:
@@ -319,6 +333,7 @@ def sandbox_config(config: cri.PodSandboxConfig) -> None:
             ".." not in linux.cgroup_parent.split("/"),
             f"cgroup_parent {shown(linux.cgroup_parent)} must not contain '..'",
         )
+        path_lengths(linux.cgroup_parent, "cgroup_parent")
     security = linux.security_context
     host_network = security.namespace_options.network == cri.NODE
     sysctls(dict(linux.sysctls), host_network)
@@ -339,7 +354,10 @@ def container_config(config: cri.ContainerConfig) -> None:
     message(config, "config.")
     require(config.HasField("metadata"), "container config must have metadata")
     name(config.metadata.name, "container metadata.name")
-    require(bool(config.image.image.strip()), "container config must name an image")
+    image_name(config.image.image, "container config image")
+    if config.command:
+        # args[0] is no program when the image has an ENTRYPOINT: only the adapter knows.
+        program(config.command[0], "command[0]")
     if config.working_dir:
         absolute_path(config.working_dir, "working_dir")
     for env in config.envs:
@@ -389,6 +407,12 @@ def exec_command(cmd: Iterable[str]) -> None:
     cmd = list(cmd)
     require(len(cmd) > 0, "cmd must not be empty")
     require(bool(cmd[0]), "cmd[0] must name a program")
+    program(cmd[0], "cmd[0]")
+
+
+def program(value: str, what: str) -> None:
+    """A program to run: a name that execve can take (see ``node.programs``)."""
+    check_program(value, what)
 
 
 def pod_cidr(value: str) -> None:
@@ -401,5 +425,39 @@ def pod_cidr(value: str) -> None:
 
 def image_spec(spec: cri.ImageSpec, what: str = "image") -> None:
     message(spec, f"{what}.")
-    require(bool(spec.image.strip()), f"{what} must not be empty")
-    require(not re.search(r"\s", spec.image), f"{what} {shown(spec.image)} must not contain spaces")
+    image_name(spec.image, what)
+
+
+def image_name(value: str, what: str = "image") -> None:
+    """A name that can name an image: a reference or an image ID (or a prefix of one).
+
+    References are ``busybox``, ``registry.k8s.io/pause:3.10``, ``x@sha256:...``;
+    IDs and their prefixes parse as references too. Anything else names no
+    image, and backends must not see it: Docker's API takes the name as a path
+    segment, where ``.`` or ``../containers/ID`` would reach other endpoints.
+    """
+    require(bool(value.strip()), f"{what} must not be empty")
+    require(not re.search(r"\s", value), f"{what} {shown(value)} must not contain spaces")
+    try:
+        parse_reference(value)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"{what} {shown(value)} is neither an image reference nor an image ID"
+        ) from None
+
+
+def auth_config(auth: cri.AuthConfig) -> None:
+    """Registry credentials: ``auth`` is base64 of ``user:password``, as in Docker's config."""
+    if not auth.auth:
+        return
+    try:
+        base64.b64decode(auth.auth.encode("ascii")).decode()
+    except (UnicodeError, binascii.Error):  # not ASCII, not base64, or not UTF-8 inside
+        raise InvalidArgument("auth.auth is not base64 of user:password") from None
+
+
+def image_filter(image_filter: cri.ImageFilter) -> None:
+    """ListImages' filter: an unset image selects every image."""
+    message(image_filter, "filter.")
+    if image_filter.image.image:
+        image_name(image_filter.image.image, "filter image")

@@ -40,6 +40,7 @@ from pycrid.adapters.errors import (
 )
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import atomicfile, confined
+from pycrid.adapters.node.programs import check_program
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.images.store import ImageRecord
@@ -241,6 +242,7 @@ class OciContainers:
             runtime = userns.runtime_for(rootfs, ids, bundle, ctx.conmon.runtime_binary, notes)
         for note in [*notes, *generated.notes]:
             log.info("container %s: %s", record.id[:13], note)
+        check_program(generated.spec["process"]["args"][0], "the container's program")
         log_path = record.log_path or str(bundle / "output.log")
         if record.log_path:
             # conmon follows symlinks: the file is made here first, below the
