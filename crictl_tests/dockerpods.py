@@ -306,7 +306,8 @@ class Pods:
     def close(self) -> None:
         try:
             self.remove_all()
-            assert self.leftovers() == {}, self.daemon.log_tail()
+            left = self.leftovers()
+            assert left == {}, f"left behind: {left}\n{self.daemon.log_tail()}"
         finally:
             shutil.rmtree(self.log_root, ignore_errors=True)
 
