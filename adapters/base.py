@@ -13,7 +13,7 @@ has already validated the request and resolved ID prefixes to full IDs
 only. Adapters raise the exceptions of ``pycrid.adapters.errors``, nothing
 else.
 
-The dependency runs one way: ``pycrid.server`` imports this package, never
+The dependency runs one way: the server imports this package, never
 the reverse.
 """
 

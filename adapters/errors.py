@@ -1,7 +1,7 @@
 """The error vocabulary shared by the server and every adapter.
 
 Adapters raise these; the server maps them to gRPC status codes in one place
-(`pycrid.server.instrument`). Anything else that escapes an adapter is a bug
+(the server's instrument module). Anything else that escapes an adapter is a bug
 and is answered INTERNAL.
 """
 
