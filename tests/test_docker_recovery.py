@@ -59,6 +59,15 @@ class FakeLogCopiers:
     ) -> None:
         self.recovered.append(container_id)
 
+    def checkpointed(self) -> list[str]:
+        return []
+
+    def forget(self, container_id: str) -> None:
+        pass
+
+    def is_copying(self, container_id: str) -> bool:
+        return False
+
 
 def pod(name: str) -> cri.PodSandboxConfig:
     return cri.PodSandboxConfig(
@@ -224,4 +233,17 @@ async def test_one_container_docker_is_slow_on_is_skipped_with_its_deadline(
     assert sorted(second.ctx.sandbox_ids) == [fine]
     # The item's deadline reached the Docker call, which gave up by itself.
     assert f"could not recover {slow[:13]}: docker inspect_container outlived" in caplog.text
+    await second.close()
+
+
+async def test_log_checkpoints_of_containers_docker_lost_are_removed(tmp_path: Path) -> None:
+    first = make_kit(tmp_path)
+    await first.run_pod("web")
+    await first.close()
+    lost = first.ctx.log_copiers.checkpoint_path("f" * 64)
+    lost.parent.mkdir(parents=True, exist_ok=True)
+    lost.write_text("{}")
+    second = make_kit(tmp_path, docker=first.docker)
+    await recovery.recover(second.ctx)
+    assert not lost.exists()
     await second.close()

@@ -197,6 +197,8 @@ class DockerContainers:
 
     def _forget(self, container_id: str) -> None:
         self.ctx.store.checkpoints.delete_container(container_id)
+        if not self.ctx.log_copiers.is_copying(container_id):
+            self.ctx.log_copiers.forget(container_id)
         self.ctx.store.containers.pop(container_id, None)
         self.ctx.container_ids.discard(container_id)
 
@@ -265,6 +267,8 @@ class DockerContainers:
                 await release_leftover(ctx, gone)
             ctx.container_ids.discard(gone)
             ctx.store.checkpoints.delete_container(gone)
+            if not ctx.log_copiers.is_copying(gone):
+                ctx.log_copiers.forget(gone)
 
     async def list_containers(
         self, request: cri.ListContainersRequest

@@ -463,6 +463,18 @@ class LogCopiers:
     def checkpoint_path(self, container_id: str) -> Path:
         return self.checkpoint_dir / f"{container_id}.json"
 
+    def forget(self, container_id: str) -> None:
+        """Drop the checkpoint of a container Docker no longer has (no copier runs)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.checkpoint_path(container_id).unlink()
+
+    def checkpointed(self) -> list[str]:
+        """The containers that have a log checkpoint."""
+        try:
+            return [p.stem for p in self.checkpoint_dir.iterdir() if p.suffix == ".json"]
+        except FileNotFoundError:
+            return []
+
     def is_copying(self, container_id: str) -> bool:
         copier = self._copiers.get(container_id)
         return copier is not None and copier.task is not None and not copier.task.done()

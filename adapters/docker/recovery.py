@@ -138,6 +138,9 @@ async def _clean_leftovers(ctx: DockerContext) -> None:
     for container_id in ctx.store.checkpoints.container_ids():
         if container_id not in ctx.store.containers:
             ctx.store.checkpoints.delete_container(container_id)
+    for container_id in ctx.log_copiers.checkpointed():
+        if container_id not in ctx.store.containers:
+            ctx.log_copiers.forget(container_id)
     with contextlib.suppress(FileNotFoundError):
         for pin in ctx.networks.netns_dir.iterdir():
             if pin.name not in ctx.store.sandboxes:
