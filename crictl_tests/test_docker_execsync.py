@@ -61,9 +61,10 @@ async def test_output_beyond_the_cap_is_dropped_but_drained(
     response = await exec_sync(
         docker_client, container_id, ["sh", "-c", script], 30, max_output=1000
     )
-    # Both streams together are kept to the cap; the command ran to its end.
+    # Both streams together are kept to the cap (Docker interleaves them as
+    # it likes); the command ran to its end.
     assert len(response.stdout) + len(response.stderr) == 1000
-    assert response.stderr.startswith(b"first\n") and response.exit_code == 0
+    assert set(response.stdout) <= {0} and response.exit_code == 0
 
 
 async def test_call_deadline_bounds_a_command_without_timeout(
