@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker.api import DockerApi
 from pycrid.adapters.errors import CRIError
-from pycrid.adapters.node import atomicfile, cni
+from pycrid.adapters.node import cni
+from pycrid.adapters.node.podcidr import PodCidr
 from pycrid.api.cri import api_pb2 as cri
-
-log = logging.getLogger("pycrid.docker")
 
 
 class DockerRuntimeInfo:
@@ -21,13 +19,10 @@ class DockerRuntimeInfo:
     def __init__(self, config: Config, client: DockerApi, state_dir: Path) -> None:
         self.config = config
         self.client = client
-        self._runtime_config_path = state_dir / "runtime-config.json"
-        self.pod_cidr = ""
+        self.pod_cidr = PodCidr(state_dir)
 
     def load(self) -> None:
-        """Read back the pod CIDR saved before a restart."""
-        saved = atomicfile.read_json(self._runtime_config_path, default={})
-        self.pod_cidr = saved.get("pod_cidr", "")
+        self.pod_cidr.load()
 
     def _network_problem(self) -> str:
         """Why pod networking cannot work, or "" when it can."""
@@ -60,7 +55,7 @@ class DockerRuntimeInfo:
         )
         if request.verbose:
             response.info["config"] = json.dumps(self.config.to_dict())
-            response.info["podCIDR"] = self.pod_cidr
+            response.info["podCIDR"] = self.pod_cidr.value
         return response
 
     async def _runtime_handlers(self, runtime_ready: bool) -> list[str]:
@@ -82,9 +77,4 @@ class DockerRuntimeInfo:
     async def update_runtime_config(
         self, request: cri.UpdateRuntimeConfigRequest
     ) -> cri.UpdateRuntimeConfigResponse:
-        pod_cidr = request.runtime_config.network_config.pod_cidr
-        if pod_cidr and pod_cidr != self.pod_cidr:
-            await atomicfile.write_json_async(self._runtime_config_path, {"pod_cidr": pod_cidr})
-            self.pod_cidr = pod_cidr
-            log.info("pod CIDR set to %s", pod_cidr)
-        return cri.UpdateRuntimeConfigResponse()
+        return await self.pod_cidr.update_runtime_config(request)

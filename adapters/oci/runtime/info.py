@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 
 from pycrid.adapters.config import Config
-from pycrid.adapters.node import atomicfile, cni
+from pycrid.adapters.node import cni
+from pycrid.adapters.node.podcidr import PodCidr
 from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
 from pycrid.api.cri import api_pb2 as cri
-
-log = logging.getLogger("pycrid.oci")
 
 HANDLER_NAMES = ("", "runc")
 
@@ -22,12 +20,10 @@ class OciRuntimeInfo:
         self.config = config
         self.node = node
         self.state_dir = state_dir
-        self._runtime_config_path = state_dir / "runtime-config.json"
-        self.pod_cidr = ""
+        self.pod_cidr = PodCidr(state_dir)
 
     def load(self) -> None:
-        saved = atomicfile.read_json(self._runtime_config_path, default={})
-        self.pod_cidr = saved.get("pod_cidr", "")
+        self.pod_cidr.load()
 
     def features(self) -> cri.RuntimeHandlerFeatures:
         return cri.RuntimeHandlerFeatures(
@@ -62,7 +58,7 @@ class OciRuntimeInfo:
                     "runDir": self.config.run_dir,
                     "cgroupParent": self.node.cgroup_parent,
                     "cgroupV2": self.node.cgroup_v2,
-                    "podCIDR": self.pod_cidr,
+                    "podCIDR": self.pod_cidr.value,
                     "registries": {
                         host: {"mirrors": r.mirrors, "insecure": r.insecure}
                         for host, r in self.config.registries.items()
@@ -79,9 +75,4 @@ class OciRuntimeInfo:
     async def update_runtime_config(
         self, request: cri.UpdateRuntimeConfigRequest
     ) -> cri.UpdateRuntimeConfigResponse:
-        pod_cidr = request.runtime_config.network_config.pod_cidr
-        if pod_cidr and pod_cidr != self.pod_cidr:
-            await atomicfile.write_json_async(self._runtime_config_path, {"pod_cidr": pod_cidr})
-            self.pod_cidr = pod_cidr
-            log.info("pod CIDR set to %s", pod_cidr)
-        return cri.UpdateRuntimeConfigResponse()
+        return await self.pod_cidr.update_runtime_config(request)
