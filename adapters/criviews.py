@@ -8,7 +8,7 @@ messages from any record with the attributes below.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
@@ -45,32 +45,29 @@ class ContainerRecord(Protocol):
     def reason(self) -> str: ...
 
 
+def _pod_fields(record: PodRecord) -> dict[str, Any]:
+    """What PodSandbox and PodSandboxStatus both say of a pod."""
+    config = record.config
+    return {
+        "id": record.id,
+        "metadata": config.metadata,
+        "state": record.state,
+        "created_at": record.created_at,
+        "labels": config.labels,
+        "annotations": config.annotations,
+        "runtime_handler": record.runtime_handler,
+    }
+
+
 def pod_sandbox(record: PodRecord) -> cri.PodSandbox:
     """The pod as ListPodSandbox lists it."""
-    config = record.config
-    return cri.PodSandbox(
-        id=record.id,
-        metadata=config.metadata,
-        state=record.state,
-        created_at=record.created_at,
-        labels=config.labels,
-        annotations=config.annotations,
-        runtime_handler=record.runtime_handler,
-    )
+    return cri.PodSandbox(**_pod_fields(record))
 
 
 def pod_sandbox_status(record: PodRecord) -> cri.PodSandboxStatus:
     """PodSandboxStatus: the IPs while the network is up, the namespace options."""
     config = record.config
-    status = cri.PodSandboxStatus(
-        id=record.id,
-        metadata=config.metadata,
-        state=record.state,
-        created_at=record.created_at,
-        labels=config.labels,
-        annotations=config.annotations,
-        runtime_handler=record.runtime_handler,
-    )
+    status = cri.PodSandboxStatus(**_pod_fields(record))
     network = record.network
     if not network.torn_down and network.ips:
         status.network.ip = network.ips[0]

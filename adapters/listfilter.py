@@ -21,3 +21,24 @@ def admits(wanted: Any, object_id: str, state: int, labels: Mapping[str, str]) -
         and (not wanted.HasField("state") or state == wanted.state.state)
         and labels_match(labels, wanted.label_selector)
     )
+
+
+def admits_stats(
+    wanted: Any, object_id: str, labels: Mapping[str, str], sandbox_id: str = ""
+) -> bool:
+    """Whether a ContainerStatsFilter or PodSandboxStatsFilter lets an object through.
+
+    By ID, by pod (a container's ``sandbox_id``; pod filters have no such field)
+    and by labels.
+    """
+    pod = getattr(wanted, "pod_sandbox_id", "")
+    return (
+        (not wanted.id or object_id == wanted.id)
+        and (not pod or sandbox_id == pod)
+        and labels_match(labels, wanted.label_selector)
+    )
+
+
+def selects_all(wanted: Any) -> bool:
+    """True for a filter that lets everything through."""
+    return not (wanted.id or getattr(wanted, "pod_sandbox_id", "") or wanted.label_selector)

@@ -33,3 +33,17 @@ def test_id_state_and_labels_must_all_match() -> None:
     created = cri.ContainerFilter(state=cri.ContainerStateValue(state=cri.CONTAINER_CREATED))
     assert admits(created, "c1", cri.CONTAINER_CREATED, {})
     assert not admits(created, "c1", cri.CONTAINER_RUNNING, {})
+
+
+def test_stats_filters_by_id_pod_and_labels() -> None:
+    from pycrid.adapters.listfilter import admits_stats, selects_all
+    from pycrid.api.cri import api_pb2 as cri
+
+    wanted = cri.ContainerStatsFilter(pod_sandbox_id="p1", label_selector={"app": "web"})
+    assert admits_stats(wanted, "c1", {"app": "web", "x": "y"}, "p1")
+    assert not admits_stats(wanted, "c1", {"app": "web"}, "p2")
+    assert not admits_stats(wanted, "c1", {"app": "db"}, "p1")
+    pods = cri.PodSandboxStatsFilter(id="p1")
+    assert admits_stats(pods, "p1", {}) and not admits_stats(pods, "p2", {})
+    assert selects_all(cri.ContainerStatsFilter()) and not selects_all(wanted)
+    assert selects_all(cri.PodSandboxStatsFilter()) and not selects_all(pods)

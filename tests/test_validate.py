@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from google.protobuf.message import Message
 
 from pycrid.adapters.errors import InvalidArgument
 from pycrid.api.cri import api_pb2 as cri
@@ -11,10 +14,8 @@ from pycrid.server.servicers import validate
 MIB = "x" * (1 << 20)
 
 
-def pod(**fields: object) -> cri.PodSandboxConfig:
-    config = cri.PodSandboxConfig(
-        metadata=cri.PodSandboxMetadata(name="web", namespace="ns", uid="u1")
-    )
+def with_fields(config: Message, fields: dict[str, object]) -> Any:
+    """``config`` with ``fields`` set; ``a__b`` names field ``b`` of message ``a``."""
     for key, value in fields.items():
         target = config
         *parents, leaf = key.split("__")
@@ -29,22 +30,16 @@ def pod(**fields: object) -> cri.PodSandboxConfig:
     return config
 
 
+def pod(**fields: object) -> cri.PodSandboxConfig:
+    metadata = cri.PodSandboxMetadata(name="web", namespace="ns", uid="u1")
+    return with_fields(cri.PodSandboxConfig(metadata=metadata), fields)
+
+
 def container(**fields: object) -> cri.ContainerConfig:
     config = cri.ContainerConfig(
         metadata=cri.ContainerMetadata(name="app"), image=cri.ImageSpec(image="busybox")
     )
-    for key, value in fields.items():
-        target = config
-        *parents, leaf = key.split("__")
-        for part in parents:
-            target = getattr(target, part)
-        if isinstance(value, list):
-            getattr(target, leaf).extend(value)
-        elif isinstance(value, dict):
-            getattr(target, leaf).update(value)
-        else:
-            setattr(target, leaf, value)
-    return config
+    return with_fields(config, fields)
 
 
 def test_a_good_pod_and_container_pass() -> None:

@@ -28,7 +28,7 @@ from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.store import RUNNING_STATES, ContainerRecord, SandboxRecord
 from pycrid.adapters.errors import CRIError, NotFound
-from pycrid.adapters.listfilter import labels_match
+from pycrid.adapters.listfilter import admits_stats, selects_all
 from pycrid.adapters.node.cgroups import (
     CgroupPaths,
     CgroupSample,
@@ -118,11 +118,9 @@ class DockerStats:
         records = [
             r
             for r in self._known_containers()
-            if (not wanted.id or r.id == wanted.id)
-            and (not wanted.pod_sandbox_id or r.sandbox_id == wanted.pod_sandbox_id)
-            and labels_match(r.config.labels, wanted.label_selector)
+            if admits_stats(wanted, r.id, r.config.labels, r.sandbox_id)
         ]
-        if not wanted.id and not wanted.pod_sandbox_id and not wanted.label_selector:
+        if selects_all(wanted):
             self._forget_others()
         stats = await self._many_container_stats(records)
         return cri.ListContainerStatsResponse(stats=stats)
@@ -181,10 +179,9 @@ class DockerStats:
             for s in list(self.ctx.store.sandboxes.values())
             if s.id in self.ctx.sandbox_ids
             and s.ready
-            and (not wanted.id or s.id == wanted.id)
-            and labels_match(s.config.labels, wanted.label_selector)
+            and admits_stats(wanted, s.id, s.config.labels)
         ]
-        if not wanted.id and not wanted.label_selector:
+        if selects_all(wanted):
             self._forget_others()
         return cri.ListPodSandboxStatsResponse(stats=await self._pods_stats(sandboxes))
 

@@ -13,7 +13,7 @@ import time
 
 from pycrid.adapters import criviews
 from pycrid.adapters.errors import NotFound
-from pycrid.adapters.listfilter import labels_match
+from pycrid.adapters.listfilter import admits_stats, selects_all
 from pycrid.adapters.node.cgroups import (
     CgroupPaths,
     CgroupSample,
@@ -116,13 +116,10 @@ class OciStats:
     ) -> cri.ListContainerStatsResponse:
         wanted = request.filter
         records = [
-            r
-            for r in self._known()
-            if (not wanted.id or r.id == wanted.id)
-            and (not wanted.pod_sandbox_id or r.sandbox_id == wanted.pod_sandbox_id)
-            and labels_match(r.config.labels, wanted.label_selector)
+            r for r in self._known() if admits_stats(wanted, r.id, r.config.labels, r.sandbox_id)
         ]
-        self._forget_others()
+        if selects_all(wanted):
+            self._forget_others()
         return cri.ListContainerStatsResponse(stats=await self._many(records))
 
     # Pods.
@@ -144,8 +141,7 @@ class OciStats:
             for s in list(self.ctx.store.sandboxes.values())
             if s.id in self.ctx.sandbox_ids
             and s.ready
-            and (not wanted.id or s.id == wanted.id)
-            and labels_match(s.config.labels, wanted.label_selector)
+            and admits_stats(wanted, s.id, s.config.labels)
         ]
         return cri.ListPodSandboxStatsResponse(stats=[await self._pod(s) for s in sandboxes])
 
