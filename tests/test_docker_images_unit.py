@@ -227,13 +227,30 @@ async def test_remove_takes_every_name_and_is_idempotent(mirrored: Kit) -> None:
     await mirrored.images.remove_image(request)  # gone already: fine
 
 
-async def test_concurrent_removals_of_one_image_both_succeed(kit: Kit) -> None:
+async def test_concurrent_removals_of_one_image_all_succeed_and_reach_docker_once(
+    kit: Kit,
+) -> None:
     image = kit.docker.add_image("registry.k8s.io/app:1")
-    kit.docker.delay("remove_image", 0.05)  # both have found the image before either removes it
+    kit.docker.delay("remove_image", 0.05)
     request = cri.RemoveImageRequest(image=cri.ImageSpec(image="registry.k8s.io/app:1"))
-    await asyncio.gather(kit.images.remove_image(request), kit.images.remove_image(request))
-    assert len(kit.docker.called("remove_image")) == 2
+    await asyncio.gather(*(kit.images.remove_image(request) for _ in range(5)))
+    assert len(kit.docker.called("remove_image")) == 1
     assert image.id not in kit.docker.images
+
+
+async def test_an_image_met_halfway_through_its_removal_is_asked_for_again(kit: Kit) -> None:
+    # dockerd's delete is not atomic: an inspect meeting one half done gets a 500.
+    kit.docker.add_image("registry.k8s.io/app:1")
+    kit.docker.fail_status("inspect_image", 500, "layer does not exist", times=2)
+    found = await status(kit, "registry.k8s.io/app:1")
+    assert found is not None
+    assert len(kit.docker.called("inspect_image")) == 3
+
+
+async def test_a_lasting_inspect_failure_is_still_an_error(kit: Kit) -> None:
+    kit.docker.fail_status("inspect_image", 500, "layer does not exist", times=None)
+    with pytest.raises(errors.Internal, match="layer does not exist"):
+        await status(kit, BUSYBOX)
 
 
 async def test_a_removal_docker_refuses_is_failed_precondition(kit: Kit) -> None:

@@ -7,6 +7,7 @@ the requested name (see imagenames.py for what Docker cannot record).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -22,6 +23,7 @@ from pycrid.adapters.docker.imagenames import ImageNames
 from pycrid.adapters.errors import (
     CRIError,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     Unavailable,
@@ -30,6 +32,9 @@ from pycrid.adapters.node.imageref import Reference, parse_image_user, parse_ref
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker.images")
+
+INSPECT_RETRY_PAUSES = (0.05, 0.2)
+"""Seconds to wait before asking dockerd again after a 500 on image inspect."""
 
 NO_TAG = "<none>:<none>"
 NO_DIGEST = "<none>@<none>"
@@ -75,6 +80,10 @@ class DockerImages:
         # Image IDs are content digests, so what inspect says of one never
         # changes except for its names; listing reuses the rest.
         self._configs: dict[str, ImageConfig] = {}
+        # dockerd's image delete is not atomic: an inspect or a second delete
+        # that meets one half done gets a 500 ("layer does not exist").
+        # Removals here go one at a time, and inspect asks again.
+        self._removing = asyncio.Lock()
 
     # Looking images up.
 
@@ -82,13 +91,24 @@ class DockerImages:
         """``docker image inspect`` by ID, ID prefix, tag, digest or alias; None if absent."""
         target = self.names.image_for_alias(normalized(reference)) or reference
         try:
-            found = await self.client.inspect_image(target)
+            found = await self._inspect_image(target)
         except NotFound:
             return None
         except FailedPrecondition:
             return None  # an ambiguous ID prefix names no image
         self._configs[found["Id"]] = found.get("Config") or {}
         return found
+
+    async def _inspect_image(self, target: str) -> ImageInspect:
+        for pause in INSPECT_RETRY_PAUSES:
+            try:
+                return await self.client.inspect_image(target)
+            except Internal:
+                # Most likely an image met halfway through a removal (by
+                # another client of dockerd); once that is over, dockerd
+                # answers 404, or the image if it stayed.
+                await asyncio.sleep(pause)
+        return await self.client.inspect_image(target)
 
     async def ensure(self, reference: str, auth: cri.AuthConfig | None = None) -> ImageInspect:
         """The image named ``reference``, pulled first when dockerd lacks it."""
@@ -232,17 +252,18 @@ class DockerImages:
         return await self.inspect(image_id) or found
 
     async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
-        found = await self.inspect(request.image.image)
-        if found is None:
-            return cri.RemoveImageResponse()  # already gone: RemoveImage is idempotent
-        image_id = found["Id"]
-        # Every name of the image goes, in every repository (the CRI says so).
-        try:
-            await self.client.remove_image(image_id, force=True)
-        except CRIError as e:
-            # A concurrent RemoveImage may have won the race: that is success too.
-            if await self.inspect(image_id) is not None:
-                raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
+        async with self._removing:
+            found = await self.inspect(request.image.image)
+            if found is None:
+                return cri.RemoveImageResponse()  # already gone: RemoveImage is idempotent
+            image_id = found["Id"]
+            # Every name of the image goes, in every repository (the CRI says so).
+            try:
+                await self.client.remove_image(image_id, force=True)
+            except CRIError as e:
+                # Another client of dockerd may have removed it meanwhile.
+                if await self.inspect(image_id) is not None:
+                    raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
         await self.names.forget(image_id)
         self._configs.pop(image_id, None)
         return cri.RemoveImageResponse()
