@@ -8,12 +8,15 @@ back to a default.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import hashlib
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_CONFIG_PATH = Path("/etc/pycrid/config.toml")
 DEFAULT_STATE_DIR = "/var/lib/pycrid"
@@ -21,6 +24,8 @@ DEFAULT_RUN_DIR = "/run/pycrid"
 ADAPTERS = ("docker", "oci")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_MODES = ("cni", "docker")
+FD_SCHEME = "fd://"
+MAX_SECONDS = 24 * 3600.0
 
 
 class ConfigError(Exception):
@@ -73,6 +78,8 @@ class Config:
     run_dir: str = DEFAULT_RUN_DIR
     """Defaults to one derived from ``state_dir`` when that is not the default."""
     log_level: str = "info"
+    socket_group: str = ""
+    """Group (name or number) that owns the CRI socket; empty: the daemon's own group."""
     pause_image: str = "registry.k8s.io/pause:3.10"
     shutdown_grace: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM."""
@@ -86,6 +93,11 @@ class Config:
     def socket_path(self) -> Path:
         """The filesystem path of the Unix socket named by ``listen``."""
         return Path(self.listen.removeprefix("unix://"))
+
+    @property
+    def socket_activated(self) -> bool:
+        """True when ``listen`` names a socket passed by systemd (``fd://``)."""
+        return self.listen.startswith(FD_SCHEME)
 
     def registry(self, host: str) -> RegistryConfig:
         """Settings for one registry host (empty settings when unconfigured)."""
@@ -162,34 +174,110 @@ def parse_config(values: dict[str, Any]) -> Config:
 
 
 def validate(config: Config) -> None:
-    """Refuse values no part of pycrid can work with."""
-    if config.adapter not in ADAPTERS:
+    """Refuse values no part of pycrid can work with, before anything starts."""
+    config.log_level = config.log_level.lower()
+    _choice("adapter", config.adapter, ADAPTERS)
+    _choice("log level", config.log_level, LOG_LEVELS)
+    _choice("network mode", config.network.mode, NETWORK_MODES)
+    _validate_listen(config.listen)
+    _validate_group(config.socket_group)
+    for key, path in (
+        ("state_dir", config.state_dir),
+        ("run_dir", config.run_dir),
+        ("network.cni_conf_dir", config.network.cni_conf_dir),
+        *(("network.cni_bin_dirs", d) for d in config.network.cni_bin_dirs),
+        ("streaming.tls_cert", config.streaming.tls_cert or "/"),
+        ("streaming.tls_key", config.streaming.tls_key or "/"),
+    ):
+        _absolute(key, path)
+    _seconds("shutdown_grace", config.shutdown_grace, allow_zero=True)
+    _seconds("docker.startup_timeout", config.docker.startup_timeout)
+    _seconds("oci.pull_progress_timeout", config.oci.pull_progress_timeout)
+    if not 1 <= config.oci.max_concurrent_downloads <= 64:
         raise ConfigError(
-            f"unknown adapter {config.adapter!r} (choose one of {', '.join(ADAPTERS)})"
+            f"oci.max_concurrent_downloads {config.oci.max_concurrent_downloads} "
+            "is out of range (1 to 64)"
         )
-    if config.log_level not in LOG_LEVELS:
-        raise ConfigError(
-            f"unknown log level {config.log_level!r} (choose one of {', '.join(LOG_LEVELS)})"
-        )
-    if not config.listen.startswith("unix://") or config.listen == "unix://":
-        raise ConfigError(f"listen must be a unix:// socket address, not {config.listen!r}")
-    if config.network.mode not in NETWORK_MODES:
-        raise ConfigError(
-            f"unknown network mode {config.network.mode!r} "
-            f"(choose one of {', '.join(NETWORK_MODES)})"
-        )
-    if config.oci.pull_progress_timeout <= 0 or config.oci.max_concurrent_downloads < 1:
-        raise ConfigError("oci.pull_progress_timeout and oci.max_concurrent_downloads must be > 0")
     if not 0 <= config.streaming.port <= 65535:
-        raise ConfigError(f"streaming.port {config.streaming.port} is out of range")
+        raise ConfigError(f"streaming.port {config.streaming.port} is out of range (0 to 65535)")
+    try:
+        ipaddress.ip_address(config.streaming.address)
+    except ValueError:
+        raise ConfigError(
+            f"streaming.address {config.streaming.address!r} is not an IP address"
+        ) from None
     if bool(config.streaming.tls_cert) != bool(config.streaming.tls_key):
         raise ConfigError("streaming.tls_cert and streaming.tls_key must be set together")
+    _validate_docker_endpoint(config.docker.endpoint)
+    if not config.pause_image.strip() or config.pause_image != config.pause_image.strip():
+        raise ConfigError(f"pause_image {config.pause_image!r} is not an image reference")
     for host, registry in config.registries.items():
         for mirror in registry.mirrors:
-            if not mirror.startswith(("http://", "https://")):
-                raise ConfigError(
-                    f'registries."{host}" mirror {mirror!r} must start with http:// or https://'
-                )
+            _validate_mirror(host, mirror)
+
+
+def _choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r} (choose one of {', '.join(choices)})")
+
+
+def _absolute(key: str, path: str) -> None:
+    if not os.path.isabs(path):
+        raise ConfigError(f"{key} must be an absolute path, not {path!r}")
+
+
+def _seconds(key: str, value: float, allow_zero: bool = False) -> None:
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not low_ok or value > MAX_SECONDS or value != value:
+        floor = "0" if allow_zero else "above 0"
+        raise ConfigError(f"{key} {value:g} is out of range ({floor} to {MAX_SECONDS:g} seconds)")
+
+
+def _validate_listen(listen: str) -> None:
+    if listen.startswith("unix://"):
+        path = listen.removeprefix("unix://")
+        if not os.path.isabs(path):
+            raise ConfigError(f"listen {listen!r} must name an absolute socket path")
+        return
+    if listen.startswith(FD_SCHEME):
+        name = listen.removeprefix(FD_SCHEME)
+        if name and not all(c.isalnum() or c in "._-:" for c in name):
+            raise ConfigError(f"listen {listen!r}: a socket name has letters, digits and ._-:")
+        return
+    raise ConfigError(f"listen must be a unix:// socket address or fd:// (systemd), not {listen!r}")
+
+
+def _validate_group(group: str) -> None:
+    if not group:
+        return
+    try:
+        if group.isdigit():
+            grp.getgrgid(int(group))
+        else:
+            grp.getgrnam(group)
+    except KeyError:
+        raise ConfigError(f"socket_group {group!r} does not exist on this host") from None
+
+
+def _validate_docker_endpoint(endpoint: str) -> None:
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in ("unix", "tcp", "http", "https") or not rest:
+        raise ConfigError(f"docker.endpoint {endpoint!r} must be unix:///path or tcp://host:port")
+    if scheme == "unix" and not os.path.isabs(rest):
+        raise ConfigError(f"docker.endpoint {endpoint!r} must name an absolute socket path")
+
+
+def _validate_mirror(host: str, mirror: str) -> None:
+    where = f'registries."{host}" mirror {mirror!r}'
+    if not mirror.startswith(("http://", "https://")):
+        raise ConfigError(f"{where} must start with http:// or https://")
+    try:
+        parsed = urlsplit(mirror)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise ConfigError(f"{where} is not a URL: {e}") from None
+    if not parsed.hostname:
+        raise ConfigError(f"{where} has no host")
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

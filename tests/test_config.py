@@ -70,6 +70,21 @@ def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
         ('[registries."x.io"]\nmirrors = ["127.0.0.1:5000"]', "must start with http"),
         ("docker = 3", "[docker] must be a table"),
         ("[streaming]\nport = true", "must be a int"),
+        ("shutdown_grace = -5", "shutdown_grace -5 is out of range"),
+        ("[docker]\nstartup_timeout = -1", "docker.startup_timeout -1 is out of range"),
+        ("[docker]\nstartup_timeout = 0", "docker.startup_timeout 0 is out of range"),
+        ('[docker]\nendpoint = "docker.sock"', "must be unix:///path or tcp://host:port"),
+        ('[streaming]\naddress = "999.1.1.1"', "streaming.address '999.1.1.1' is not an IP"),
+        ('[streaming]\naddress = "localhost"', "is not an IP address"),
+        ("[oci]\npull_progress_timeout = 0", "oci.pull_progress_timeout 0 is out of range"),
+        ("[oci]\nmax_concurrent_downloads = 0", "out of range (1 to 64)"),
+        ('state_dir = "var/lib/pycrid"', "state_dir must be an absolute path"),
+        ('run_dir = "run"', "run_dir must be an absolute path"),
+        ('[network]\ncni_bin_dirs = ["bin"]', "network.cni_bin_dirs must be an absolute"),
+        ('listen = "unix://pycrid.sock"', "must name an absolute socket path"),
+        ('[registries."x.io"]\nmirrors = ["http://"]', "has no host"),
+        ('[registries."x.io"]\nmirrors = ["http://m:99999"]', "is not a URL"),
+        ('socket_group = "no-such-group-here"', "does not exist on this host"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, message):
@@ -97,3 +112,17 @@ def test_a_state_dir_of_its_own_gets_a_run_dir_of_its_own():
     assert parse_config({"state_dir": "/srv/one"}).run_dir == one.run_dir
     explicit = parse_config({"state_dir": "/srv/one", "run_dir": "/run/mine"})
     assert explicit.run_dir == "/run/mine"
+
+
+def test_log_levels_are_case_insensitive():
+    assert parse_config({"log_level": "DEBUG"}).log_level == "debug"
+    assert parse_config({"log_level": "Warning"}).log_level == "warning"
+
+
+def test_systemd_socket_and_socket_group():
+    config = parse_config({"listen": "fd://", "socket_group": "0"})
+    assert config.socket_activated
+    assert parse_config({"listen": "fd://pycrid.socket"}).socket_activated
+    assert not parse_config({}).socket_activated
+    with pytest.raises(ConfigError, match="socket name"):
+        parse_config({"listen": "fd://a/b"})
