@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-import socket
-import stat
 from pathlib import Path
 
 import grpc
@@ -18,8 +14,10 @@ from grpc_reflection.v1alpha import reflection
 from pycrid.adapters.base import Adapter, StartupError
 from pycrid.adapters.config import Config
 from pycrid.api.cri import api_pb2, api_pb2_grpc
+from pycrid.server import sdnotify
 from pycrid.server.instancelock import InstanceLock
 from pycrid.server.instrument import InstrumentInterceptor
+from pycrid.server.listeners import listener_for
 from pycrid.server.servicers.image import ImageServicer
 from pycrid.server.servicers.runtime import RuntimeServicer
 from pycrid.server.streaming.server import StartupFailure, StreamingServer
@@ -27,7 +25,6 @@ from pycrid.server.streaming.server import StartupFailure, StreamingServer
 log = logging.getLogger("pycrid")
 
 CRI_SERVICES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
-SOCKET_MODE = 0o660
 MAX_MESSAGE_BYTES = 33 * 1024 * 1024  # ExecSync may carry 16 MiB on each of two streams
 
 
@@ -42,38 +39,6 @@ def create_adapter(config: Config) -> Adapter:
 
         return OciAdapter(config)
     raise StartupError(f"unknown adapter {config.adapter!r}")
-
-
-def prepare_socket(path: Path) -> None:
-    """Create the socket's directory and clear a stale socket left by a crash.
-
-    A socket that still accepts connections belongs to a running daemon and
-    is never taken over.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StartupError(f"cannot create socket directory {path.parent}: {e.strerror}") from None
-    if not path.parent.is_dir():
-        raise StartupError(f"cannot create socket directory {path.parent}: not a directory")
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise StartupError(f"cannot use socket path {path}: {e.strerror}") from None
-    if not stat.S_ISSOCK(mode):
-        raise StartupError(f"socket path {path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink()
-        log.info("removed stale socket %s", path)
-        return
-    finally:
-        probe.close()
-    raise StartupError(f"another daemon is serving on {path}")
 
 
 def build_server(
@@ -122,39 +87,46 @@ async def serve(config: Config, adapter: Adapter | None = None) -> None:
 
 async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
     adapter = adapter or create_adapter(config)
-    socket_path = config.socket_path
-    prepare_socket(socket_path)
-    await adapter.start()
+    listener = listener_for(config)
+    listener.prepare()
+    # The streaming server starts first: a bad address fails before the backend is touched.
     streaming = StreamingServer(config.streaming, runtime=adapter.streaming)
     server, health_servicer = build_server(adapter, streaming)
+    adapter_started = False
     try:
         try:
             await streaming.start()
         except StartupFailure as e:
             raise StartupError(str(e)) from None
+        await adapter.start()
+        adapter_started = True
         try:
-            server.add_insecure_port(config.listen)
+            server.add_insecure_port(listener.address)
         except RuntimeError as e:
             raise StartupError(f"cannot listen on {config.listen}: {e}") from None
         await server.start()
-        os.chmod(socket_path, SOCKET_MODE)
+        await listener.serving()
         await _set_health(health_servicer, True)
         log.info(
-            "serving CRI on %s with the %s adapter (pycrid %s)",
+            "serving CRI on %s with the %s adapter (pycrid %s), streaming on %s",
             config.listen,
             adapter.name,
             adapter.runtime_version,
+            streaming.base_url,
         )
+        sdnotify.ready(f"serving CRI on {config.listen} with the {adapter.name} adapter")
         await _wait_for_signal()
+        sdnotify.stopping()
         log.info("shutting down: finishing in-flight calls (at most %.0fs)", config.shutdown_grace)
+        listener.stop_accepting()
         await _set_health(health_servicer, False)
         await server.stop(config.shutdown_grace)
     finally:
         await server.stop(None)
+        await listener.close()
         await streaming.stop()
-        await adapter.close()
-        with contextlib.suppress(FileNotFoundError):
-            socket_path.unlink()
+        if adapter_started:  # an adapter whose start failed has released what it took
+            await adapter.close()
     log.info("stopped")
 
 

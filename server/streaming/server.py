@@ -85,7 +85,7 @@ class StreamingServer:
         port = self._server.sockets[0].getsockname()[1]
         scheme = "https" if context else "http"
         self.base_url = f"{scheme}://{_url_host(self.config.address)}:{port}"
-        log.info("streaming server listening on %s", self.base_url)
+        log.debug("streaming server listening on %s", self.base_url)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:
