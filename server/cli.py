@@ -1,4 +1,8 @@
-"""The ``pycrid`` command: serve, version, config."""
+"""The ``pycrid`` command: serve, config, version, doctor, install-units.
+
+Every failure before the daemon serves is one line on stderr,
+``pycrid: error: ...``, and an exit status from ``server/exitcodes.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,62 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import tomli_w
 
 from pycrid.adapters.base import StartupError
-from pycrid.adapters.config import ADAPTERS, LOG_LEVELS, Config, ConfigError, load_config
-from pycrid.adapters.version import KUBELET_API_VERSION, PYCRID_VERSION, RUNTIME_API_VERSION
+from pycrid.adapters.config import (
+    ADAPTERS,
+    DEFAULT_CONFIG_PATH,
+    LOG_LEVELS,
+    NETWORK_MODES,
+    Config,
+    ConfigError,
+    load_config,
+)
+from pycrid.adapters.version import PYCRID_VERSION
+from pycrid.server import exitcodes
+
+DOCS_HINT = "Every key, its default and its flag: docs/configuration.md."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, naming the command that was wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(exitcodes.USAGE)
 
 
 def _config_flags() -> argparse.ArgumentParser:
-    flags = argparse.ArgumentParser(add_help=False)
-    flags.add_argument("--config", type=Path, help="config file (default /etc/pycrid/config.toml)")
-    flags.add_argument("--listen", help="CRI socket, unix:///path")
-    flags.add_argument("--adapter", help=f"backend: {' or '.join(ADAPTERS)}")
-    flags.add_argument("--state-dir", help="persistent state directory")
-    flags.add_argument("--run-dir", help="runtime files directory")
-    flags.add_argument("--log-level", help=f"one of {', '.join(LOG_LEVELS)}")
-    flags.add_argument("--docker-endpoint", help="Docker Engine API address")
-    flags.add_argument(
-        "--docker-startup-timeout", type=float, help="seconds to wait for dockerd at start"
+    d = Config()
+    flags = _Parser(add_help=False)
+    add = flags.add_argument
+    add("--config", type=Path, help=f"config file (default: {DEFAULT_CONFIG_PATH}, if present)")
+    add("--listen", help=f"CRI socket: unix:///path, or fd:// under systemd (default: {d.listen})")
+    add("--group", help="group owning the CRI socket (default: the daemon's)")
+    add("--adapter", help=f"backend: {' or '.join(ADAPTERS)} (default: {d.adapter})")
+    add("--state-dir", help=f"persistent state directory (default: {d.state_dir})")
+    add("--run-dir", help=f"runtime files directory (default: {d.run_dir})")
+    add("--log-level", help=f"{', '.join(LOG_LEVELS)}, any case (default: {d.log_level})")
+    add("--docker-endpoint", help=f"Docker Engine API address (default: {d.docker.endpoint})")
+    add(
+        "--docker-startup-timeout",
+        type=float,
+        help=f"seconds to wait for dockerd at start (default: {d.docker.startup_timeout:g})",
     )
-    flags.add_argument("--network-mode", help="docker adapter networking: cni or docker")
-    flags.add_argument("--cni-conf-dir", help="directory of CNI network configs")
-    flags.add_argument("--pause-image", help="image of the pod sandbox container")
-    flags.add_argument("--streaming-port", type=int, help="streaming server port (0: any)")
+    add("--network-mode", help=f"{' or '.join(NETWORK_MODES)} (default: {d.network.mode})")
+    add("--cni-conf-dir", help=f"CNI network configs (default: {d.network.cni_conf_dir})")
+    add("--pause-image", help=f"pod sandbox image (default: {d.pause_image})")
+    add("--streaming-port", type=int, help="streaming server port (default: 0, any free port)")
     return flags
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "listen": args.listen,
+        "socket_group": args.group,
         "adapter": args.adapter,
         "state_dir": args.state_dir,
         "run_dir": args.run_dir,
@@ -52,12 +81,51 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="pycrid", description="A Kubernetes CRI runtime server.")
-    commands = top.add_subparsers(dest="command", required=True)
+    top = _Parser(
+        prog="pycrid",
+        description="A Kubernetes CRI runtime server.",
+        epilog="Exit statuses: 0 ok, 1 start-up failed, 2 bad command line, "
+        "3 bad configuration, 4 doctor found a problem.",
+    )
+    top.add_argument("--version", action="version", version=f"pycrid {PYCRID_VERSION}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     flags = _config_flags()
-    commands.add_parser("serve", parents=[flags], help="run the CRI daemon")
-    commands.add_parser("config", parents=[flags], help="print the effective configuration")
-    commands.add_parser("version", help="print pycrid's version")
+    commands.add_parser(
+        "serve",
+        parents=[flags],
+        help="run the CRI daemon",
+        description="Run the CRI daemon until SIGTERM or SIGINT. Flags override the config file.",
+        epilog=DOCS_HINT,
+    )
+    commands.add_parser(
+        "config",
+        parents=[flags],
+        help="check and print the effective configuration",
+        epilog=DOCS_HINT,
+    )
+    commands.add_parser(
+        "version",
+        parents=[flags],
+        help="print the versions of pycrid, the CRI, Python, grpc, protobuf and the backend",
+    )
+    commands.add_parser(
+        "doctor",
+        parents=[flags],
+        help="check that this node has what the configured adapter needs",
+    )
+    units = commands.add_parser(
+        "install-units", help="write pycrid.service and pycrid.socket for systemd"
+    )
+    units.add_argument(
+        "--dir", type=Path, default=Path("/etc/systemd/system"), help="(default: %(default)s)"
+    )
+    units.add_argument("--group", default="", help="group owning the CRI socket")
+    units.add_argument(
+        "--no-socket",
+        action="store_true",
+        help="no socket activation: the service listens where the configuration says",
+    )
+    units.add_argument("--force", action="store_true", help="replace existing unit files")
     return top
 
 
@@ -71,9 +139,9 @@ def _setup_logging(level: str) -> None:
     logging.getLogger("pycrid").setLevel(getattr(logging, level.upper()))
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = exitcodes.STARTUP_FAILED) -> int:
     print(f"pycrid: error: {message}", file=sys.stderr)
-    return 1
+    return status
 
 
 def run_serve(config: Config) -> int:
@@ -84,21 +152,63 @@ def run_serve(config: Config) -> int:
         asyncio.run(serve(config))
     except StartupError as e:
         return _fail(str(e))
-    return 0
+    return exitcodes.OK
+
+
+def _version(args: argparse.Namespace) -> int:
+    from pycrid.server.versioninfo import version_lines
+
+    try:
+        config: Config | None = load_config(args.config, _overrides(args))
+    except ConfigError as e:
+        print(f"(backend not asked: {e})", file=sys.stderr)
+        config = None
+    print("\n".join(version_lines(config)))
+    return exitcodes.OK
+
+
+def _install_units(args: argparse.Namespace) -> int:
+    from pycrid.server.installunits import install_units
+
+    try:
+        written = install_units(
+            args.dir, socket_activation=not args.no_socket, group=args.group, force=args.force
+        )
+    except OSError as e:
+        return _fail(str(e))
+    for path in written:
+        print(f"wrote {path}")
+    enable = "pycrid.service" if args.no_socket else "pycrid.socket pycrid.service"
+    print(f"next: systemctl daemon-reload && systemctl enable --now {enable}")
+    return exitcodes.OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra:
+        # Name the command whose flags were wrong, not the top-level usage.
+        commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+        chosen = commands.choices.get(args.command, top) if args.command else top
+        chosen.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        top.print_help()
+        return exitcodes.OK
     if args.command == "version":
-        print(f"pycrid {PYCRID_VERSION} (CRI {RUNTIME_API_VERSION}, API {KUBELET_API_VERSION})")
-        return 0
+        return _version(args)
+    if args.command == "install-units":
+        return _install_units(args)
     try:
         config = load_config(args.config, _overrides(args))
     except ConfigError as e:
-        return _fail(str(e))
+        return _fail(str(e), exitcodes.CONFIG_INVALID)
     if args.command == "config":
         print(tomli_w.dumps(config.to_dict()), end="")
-        return 0
+        return exitcodes.OK
+    if args.command == "doctor":
+        from pycrid.server.doctor.report import run_doctor
+
+        return run_doctor(config)
     return run_serve(config)
 
 

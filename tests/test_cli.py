@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import signal
 import socket
@@ -214,3 +215,107 @@ def test_one_daemon_per_state_dir_and_per_run_dir(tmp_path):
     finally:
         if again.poll() is None:
             again.kill()
+
+
+def test_top_level_version_flag_and_bare_command():
+    result = pycrid("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, "pycrid 0.1.0")
+    bare = pycrid()
+    assert bare.returncode == 0
+    assert bare.stdout.startswith("usage: pycrid") and "install-units" in bare.stdout
+
+
+def test_version_names_each_part(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[docker]\nendpoint = "unix://{tmp_path}/no-docker.sock"\n')
+    result = pycrid("version", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("pycrid 0.1.0")
+    keys = [line.split(":", 1)[0] for line in rest]
+    for key in ("CRI API", "Python", "grpcio", "protobuf", "adapter", "docker"):
+        assert key in keys
+    assert "CRI API: runtime.v1 (the Version RPC reports 0.1.0" in result.stdout
+    assert "docker: unknown (docker at unix://" in result.stdout
+
+
+def test_unknown_flag_of_a_command_is_one_line_with_status_2():
+    result = pycrid("serve", "--bogus")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pycrid serve: error: unrecognized arguments: --bogus (see pycrid serve --help)"
+    ]
+    result = pycrid("serve", "--streaming-port", "many")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "invalid int value: 'many'" in result.stderr
+
+
+def test_serve_help_shows_defaults_and_the_docs():
+    result = pycrid("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "(default: unix:///run/pycrid/pycrid.sock)" in text
+    assert "(default: /var/lib/pycrid)" in text
+    assert "docs/configuration.md" in text
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragment"),
+    [
+        ("shutdown_grace = -5", "shutdown_grace -5 is out of range"),
+        ("[docker]\nstartup_timeout = -1", "docker.startup_timeout -1 is out of range"),
+        ('[streaming]\naddress = "999.1.1.1"', "streaming.address '999.1.1.1' is not an IP"),
+    ],
+)
+def test_config_refuses_bad_values_in_one_line(tmp_path, toml, fragment):
+    path = tmp_path / "c.toml"
+    path.write_text(toml + "\n")
+    for command in ("config", "serve"):
+        result = pycrid(command, "--config", str(path))
+        assert result.returncode == 3
+        assert_fails_with(result, fragment)
+
+
+def test_log_level_in_any_case():
+    result = pycrid("config", "--log-level", "DEBUG", "--config", os.devnull)
+    assert result.returncode == 0, result.stderr
+    assert tomllib.loads(result.stdout)["log_level"] == "debug"
+
+
+def test_streaming_address_fails_before_the_backend_is_asked(tmp_path):
+    """192.0.2.1 (TEST-NET-1) is a valid address that no interface here has."""
+    config = tmp_path / "c.toml"
+    config.write_text('[streaming]\naddress = "192.0.2.1"\n')
+    result = pycrid(
+        "serve",
+        "--config", str(config),
+        "--listen", f"unix://{tmp_path}/pycrid.sock",
+        "--state-dir", str(tmp_path / "state"),
+        "--docker-endpoint", f"unix://{tmp_path}/missing.sock",
+        "--docker-startup-timeout", "30",
+    )  # fmt: skip
+    # Within seconds, not after docker's 30 s: the streaming server starts first.
+    assert result.returncode == 1
+    assert_fails_with(result, "cannot listen on 192.0.2.1")
+
+
+def test_group_of_the_socket(tmp_path):
+    sock = tmp_path / "pycrid.sock"
+    config = tmp_path / "g.toml"
+    gid = next((g.gr_gid for g in grp.getgrall() if g.gr_gid != os.getgid()), os.getgid())
+    config.write_text(
+        f'listen = "unix://{sock}"\nsocket_group = "{gid}"\n'
+        f'state_dir = "{tmp_path}/state"\nrun_dir = "{tmp_path}/run"\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "serve_fake.py"), str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_socket(sock, process)
+        assert sock.stat().st_gid == gid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
