@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from pycrid.adapters.errors import InvalidArgument
-from pycrid.adapters.node.imageref import is_image_id, parse_image_user, parse_reference
+from pycrid.adapters.node.imageref import (
+    is_image_id,
+    parse_image_user,
+    parse_reference,
+    repo_digest_for,
+)
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -66,3 +71,23 @@ def test_image_ids():
 )
 def test_image_user(user, expected):
     assert parse_image_user(user) == expected
+
+
+MIRROR_DIGEST = "127.0.0.1:5000/e2e-test-images/busybox@sha256:" + "a" * 64
+ASKED_DIGEST = "registry.k8s.io/e2e-test-images/busybox@sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [
+        ("registry.k8s.io/e2e-test-images/busybox:1.29-2", ASKED_DIGEST),
+        (ASKED_DIGEST, ASKED_DIGEST),
+        ("127.0.0.1:5000/e2e-test-images/busybox:1.29-2", MIRROR_DIGEST),
+        ("docker.io/library/busybox:latest", ""),
+        ("sha256:" + "b" * 64, ""),
+        ("Not A Reference", ""),
+    ],
+)
+def test_repo_digest_of_the_repository_asked_for(requested, expected):
+    """The mirror's name comes first in the list and must still not be chosen."""
+    assert repo_digest_for(requested, [MIRROR_DIGEST, ASKED_DIGEST]) == expected

@@ -88,6 +88,35 @@ def parse_reference(text: str) -> Reference:
     return Reference(domain, path, tag, digest)
 
 
+def repo_digest_for(requested: str, repo_digests: list[str]) -> str:
+    """The repo digest of the repository ``requested`` names, or "" when there is none.
+
+    An image pulled through a mirror, or also under another name, has repo
+    digests for several repositories; a container's ``imageRef`` must name
+    the one it was asked for, never the first in the list.
+    """
+    if is_image_id(requested):
+        return ""
+    try:
+        ref = parse_reference(requested)
+    except InvalidArgument:
+        return ""
+    if ref.digest and f"{ref.repository}@{ref.digest}" in repo_digests:
+        return f"{ref.repository}@{ref.digest}"
+    for candidate in repo_digests:
+        repository, _, digest = candidate.partition("@")
+        if digest and _same_repository(repository, ref.repository):
+            return candidate
+    return ""
+
+
+def _same_repository(recorded: str, wanted: str) -> bool:
+    try:
+        return parse_reference(recorded).repository == wanted
+    except InvalidArgument:
+        return False
+
+
 def parse_image_user(user: str) -> tuple[int | None, str]:
     """Split an image config's USER into (uid, username); the group is ignored.
 

@@ -40,6 +40,7 @@ from pycrid.adapters.errors import (
 )
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import atomicfile, confined
+from pycrid.adapters.node.imageref import repo_digest_for
 from pycrid.adapters.node.programs import check_program
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
@@ -160,7 +161,7 @@ class OciContainers:
             config=config,
             image_name=config.image.image,
             image_id=image.id,
-            image_ref=image.repo_digests[0] if image.repo_digests else image.id,
+            image_ref=_image_ref(config.image.image, image),
             log_path=log_path,
             created_at=time.time_ns(),
             resources=config.linux.resources,
@@ -513,3 +514,12 @@ class OciContainers:
         return cri.ExecSyncResponse(
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )
+
+
+def _image_ref(requested: str, image: ImageRecord) -> str:
+    """The repo digest of the repository asked for; another's only when it has none."""
+    return (
+        repo_digest_for(requested, image.repo_digests)
+        or (image.repo_digests[0] if image.repo_digests else "")
+        or image.id
+    )
