@@ -199,6 +199,20 @@ def test_one_daemon_per_state_dir_and_per_run_dir(tmp_path):
             str(tmp_path / "run-dir"),
         )
         assert_fails_with(result, "uses run directory")
+        # The same state directory through the command: one line naming the holder.
+        result = pycrid(
+            "serve",
+            "--listen",
+            f"unix://{tmp_path}/fourth.sock",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--run-dir",
+            str(tmp_path / "run4"),
+        )
+        assert result.returncode == 1
+        assert_fails_with(
+            result, f"another pycrid daemon (pid {first.pid}) uses state directory {tmp_path}/state"
+        )
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(20) == 0
