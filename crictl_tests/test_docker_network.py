@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,7 +129,13 @@ def test_pod_removed_behind_pycrids_back_releases_its_address(cni_pods: Pods) ->
     sandbox_id = cni_pods.run(cni_pods.sandbox_config("vanishing"))
     assert len(dockerpods.ip_allocations(cni_pods.ipam_dir)) == 1
     subprocess.run(["docker", "rm", "-f", sandbox_id], check=True, capture_output=True)
-    listed = cni_pods.rt.ListPodSandbox(cri.ListPodSandboxRequest()).items
+    # Docker's destroy event reaches the daemon a moment after `docker rm` returns.
+    give_up = time.monotonic() + 10
+    while time.monotonic() < give_up:
+        listed = cni_pods.rt.ListPodSandbox(cri.ListPodSandboxRequest()).items
+        if sandbox_id not in [item.id for item in listed]:
+            break
+        time.sleep(0.05)
     assert sandbox_id not in [item.id for item in listed]
     assert dockerpods.ip_allocations(cni_pods.ipam_dir) == []
     assert rpc_code(lambda: cni_pods.sandbox_status(sandbox_id)) == grpc.StatusCode.NOT_FOUND

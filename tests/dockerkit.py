@@ -12,6 +12,7 @@ from pycrid.adapters.config import Config, NetworkConfig, RegistryConfig
 from pycrid.adapters.deadline import set_call_deadline
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.events import EventWatch
 from pycrid.adapters.docker.fake import FakeDocker
 from pycrid.adapters.docker.images import DockerImages
 from pycrid.adapters.docker.logs import LogCopiers
@@ -38,9 +39,26 @@ class Kit:
     containers: DockerContainers
     images: DockerImages
     state_dir: Path
+    events: EventWatch | None = None
 
     async def close(self) -> None:
+        if self.events is not None:
+            await self.events.close()
         await self.ctx.log_copiers.close()
+
+    async def follow_events(self) -> EventWatch:
+        """Start following the fake's events; returns once the store is live."""
+        store = self.ctx.store
+        self.images.live = lambda: store.live
+        self.events = EventWatch(
+            self.docker,
+            store,
+            resync=lambda: self.containers.refresh_all(even_if_live=True),
+            images_changed=self.images.changed,
+        )
+        self.events.start()
+        await asyncio.wait_for(self.events.connected.wait(), 5)
+        return self.events
 
     async def run_pod(self, name: str = "web", **fields: object) -> str:
         request = cri.RunPodSandboxRequest(config=pod_config(name, **fields))

@@ -17,6 +17,7 @@ from pycrid.adapters.docker import naming, recovery, spec
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.events import EventWatch
 from pycrid.adapters.docker.images import DockerImages
 from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.docker.runtimeinfo import DockerRuntimeInfo
@@ -38,13 +39,14 @@ class DockerAdapter(Adapter):
         self.client = DockerClient(config.docker.endpoint)
         state_dir = Path(config.state_dir) / "docker"
         run_dir = Path(config.run_dir) / "docker"
-        images = DockerImages(self.client, config, state_dir)
+        store = Store(Checkpoints(state_dir))
+        images = DockerImages(self.client, config, state_dir, live=lambda: store.live)
         self.logs = LogCopiers(self.client, state_dir)
         self.ctx = DockerContext(
             config=config,
             client=self.client,
             images=images,
-            store=Store(Checkpoints(state_dir)),
+            store=store,
             instance=naming.instance_id(config.state_dir),
             sandbox_ids=IdIndex("pod sandbox"),
             container_ids=IdIndex("container"),
@@ -56,6 +58,12 @@ class DockerAdapter(Adapter):
             log_copiers=self.logs,
         )
         containers = DockerContainers(self.ctx)
+        self.event_watch = EventWatch(
+            self.client,
+            store,
+            resync=lambda: containers.refresh_all(even_if_live=True),
+            images_changed=images.changed,
+        )
         self.info = DockerRuntimeInfo(config, self.client, state_dir)
         self.docker_stats = DockerStats(self.ctx, containers)
         super().__init__(
@@ -76,8 +84,10 @@ class DockerAdapter(Adapter):
             log.warning("%s", limit)
         self.info.load()
         await recovery.recover(self.ctx)
+        self.event_watch.start()
 
     async def close(self) -> None:
+        await self.event_watch.close()
         self.docker_stats.close()
         await self.logs.close()
         await self.client.close()

@@ -225,6 +225,14 @@ class DockerApi(Protocol):
         """The container's stdio on a connection of its own (no deadline)."""
         ...
 
+    def open_events(self, filters: Filters) -> RawStream:
+        """Blocking: dockerd's event stream from now on, JSON documents one per line.
+
+        It lasts until dockerd or the connection goes; Unavailable when dockerd
+        cannot be reached. Call it from a thread of your own.
+        """
+        ...
+
     def open_logs(self, container_id: str, *, follow: bool, since: str | None) -> RawStream:
         """Blocking: the container's timestamped log from ``since`` on (inclusive).
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -121,7 +122,7 @@ class _SocketStream:
 
 
 class _ResponseStream:
-    """A streamed HTTP answer (a container's log)."""
+    """A streamed HTTP answer (a container's log, the event stream)."""
 
     def __init__(self, response: requests.Response) -> None:
         self._response = response
@@ -312,6 +313,21 @@ class DockerClient:
         return await hijack(
             self.endpoint, self.api_version, f"/containers/{container_id}/attach?{query}"
         )
+
+    def open_events(self, filters: Filters) -> RawStream:
+        api = self._sdk
+        url = f"{api.base_url}/v{api.api_version}/events"
+        params = {"filters": json.dumps(dict(filters))}
+        try:
+            # No timeout: events come when something happens, which may be never.
+            response = api.get(url, params=params, stream=True, timeout=None)
+        except requests.RequestException as e:
+            raise errormap.map_error(e, self.endpoint) from e
+        if response.status_code >= 400:
+            text = response.text.strip()
+            response.close()
+            raise errormap.error_for_status(response.status_code, text, "open_events")
+        return _ResponseStream(response)
 
     def open_logs(self, container_id: str, *, follow: bool, since: str | None) -> RawStream:
         api = self._sdk

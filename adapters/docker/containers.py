@@ -125,7 +125,8 @@ class DockerContainers:
     ) -> cri.StartContainerResponse:
         record = self.ctx.store.container(request.container_id)
         async with record.lock:
-            await self._inspect(record)
+            if not self._vouched(record):
+                await self._inspect(record)
             if record.state != cri.CONTAINER_CREATED:
                 raise FailedPrecondition(
                     f"container {record.id[:13]} is {cri.ContainerState.Name(record.state)}, "
@@ -204,6 +205,10 @@ class DockerContainers:
 
     # ContainerStatus and ListContainers.
 
+    def _vouched(self, record: ContainerRecord) -> bool:
+        """Whether memory can answer for the record without asking Docker (store.py)."""
+        return record.finished_known or (self.ctx.store.live and record.details_current)
+
     async def _inspect(self, record: ContainerRecord) -> None:
         try:
             record.update(await self.ctx.client.inspect_container(record.id))
@@ -224,7 +229,7 @@ class DockerContainers:
         self, request: cri.ContainerStatusRequest
     ) -> cri.ContainerStatusResponse:
         record = self.ctx.store.container(request.container_id)
-        if not record.finished_known:
+        if not self._vouched(record):
             await self._inspect(record)
         await self._settle(record)
         config = record.config
@@ -245,8 +250,16 @@ class DockerContainers:
             await self.ctx.log_copiers.wait_copied(record.id)
         return response
 
-    async def refresh_all(self) -> None:
-        """One ``docker ps -a`` brings every state up to date; concurrent callers share it."""
+    async def refresh_all(self, *, even_if_live: bool = False) -> None:
+        """One ``docker ps -a`` brings every state up to date; concurrent callers share it.
+
+        A live store is up to date already (store.py), unless told otherwise.
+        """
+        if self.ctx.store.live and not even_if_live:
+            if self._refreshing is not None and not self._refreshing.done():
+                # Catching up after an event (a removal behind pycrid's back).
+                await asyncio.shield(self._refreshing)
+            return
         if self._refreshing is None or self._refreshing.done():
             # A context of its own: the shared refresh must not carry the
             # deadline of whichever caller happened to start it.
@@ -274,7 +287,13 @@ class DockerContainers:
         self, request: cri.ListContainersRequest
     ) -> cri.ListContainersResponse:
         await self.refresh_all()
-        await asyncio.gather(*(self._settle(r) for r in list(self.ctx.store.containers.values())))
+        unsettled = [
+            record
+            for record in self.ctx.store.containers.values()
+            if record.state == cri.CONTAINER_EXITED and not record.log_drained
+        ]
+        if unsettled:
+            await asyncio.gather(*(self._settle(record) for record in unsettled))
         wanted = request.filter
         containers = []
         for record in list(self.ctx.store.containers.values()):

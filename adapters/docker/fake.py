@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
 import socket
 import threading
 import time
@@ -265,6 +266,42 @@ class _LogStream:
         self.interrupt()
 
 
+class _EventStream:
+    """Events from the moment it opened, as dockerd streams them; see ``RawStream``."""
+
+    def __init__(self, fake: FakeDocker) -> None:
+        self._fake = fake
+        self._pending = bytearray()
+        self._ended = False
+
+    def push(self, line: bytes) -> None:
+        """Called with ``fake.changed`` held."""
+        self._pending += line
+
+    def end(self) -> None:
+        """Called with ``fake.changed`` held: the connection is gone."""
+        self._ended = True
+
+    def read(self, size: int) -> bytes:
+        with self._fake.changed:
+            while not self._pending and not self._ended:
+                self._fake.changed.wait()
+            chunk = bytes(self._pending[:size])
+            del self._pending[:size]
+            return chunk
+
+    def interrupt(self) -> None:
+        with self._fake.changed:
+            self._ended = True
+            self._fake.changed.notify_all()
+
+    def close(self) -> None:
+        self.interrupt()
+        with self._fake.changed:
+            if self in self._fake.event_streams:
+                self._fake.event_streams.remove(self)
+
+
 @dataclass
 class _Failure:
     error: errors.CRIError
@@ -297,7 +334,10 @@ class FakeDocker:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self.down = False
         self.changed = threading.Condition()
-        """Notified when a container logs or stops (log streams wait on it)."""
+        """Notified when a container logs or stops, or an event happens (streams wait on it)."""
+        self.event_streams: list[_EventStream] = []
+        self.quiet = False
+        """When True, changes happen without events (as if the stream lagged)."""
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[tuple[str, str | None], float] = {}
         self._ids = itertools.count(1)
@@ -377,6 +417,37 @@ class FakeDocker:
             container.oom_killed = oom
             container.pid = 0
             container.finished_at = self.clock()
+            if oom:
+                self.emit("container", "oom", container_id)
+            self.emit("container", "die", container_id, exitCode=str(code))
+            self.changed.notify_all()
+
+    def emit(self, kind: str, action: str, actor: str, **attributes: str) -> None:
+        """An event, to every open event stream (unless ``quiet``)."""
+        if self.quiet:
+            return
+        now = self.clock()
+        event = {
+            "Type": kind,
+            "Action": action,
+            "Actor": {"ID": actor, "Attributes": attributes},
+            "id": actor,
+            "status": action,
+            "time": now // 1_000_000_000,
+            "timeNano": now,
+        }
+        line = json.dumps(event).encode() + b"\n"
+        with self.changed:
+            for stream in self.event_streams:
+                stream.push(line)
+            self.changed.notify_all()
+
+    def break_events(self) -> None:
+        """Every open event stream ends, as when the connection drops."""
+        with self.changed:
+            for stream in self.event_streams:
+                stream.end()
+            self.event_streams.clear()
             self.changed.notify_all()
 
     def log(self, container_id: str, data: bytes, stream: str = "stdout") -> None:
@@ -536,6 +607,7 @@ class FakeDocker:
             created=self.clock(),
         )
         self.containers[container.id] = container
+        self.emit("container", "create", container.id)
         return container.id
 
     async def start_container(self, container_id: str) -> None:
@@ -556,6 +628,7 @@ class FakeDocker:
         container.error = ""
         if container.network_mode == "bridge":
             container.ip = f"172.17.0.{next(self._ips)}"
+        self.emit("container", "start", container.id)
 
     async def stop_container(self, container_id: str, timeout: int) -> None:
         await self._enter("stop_container", container_id, timeout)
@@ -578,6 +651,7 @@ class FakeDocker:
         with self.changed:
             del self.containers[container.id]
             container.status = "removing"
+            self.emit("container", "destroy", container.id)
             self.changed.notify_all()
 
     async def update_container(self, container_id: str, resources: Document) -> None:
@@ -609,6 +683,15 @@ class FakeDocker:
                         return  # the client hung up
 
         return await _hijacked(serve)
+
+    def open_events(self, filters: Filters) -> _EventStream:
+        self.calls.append(("open_events", (dict(filters),)))
+        if self.down:
+            raise errors.Unavailable(f"docker is not reachable at {self.endpoint}")
+        stream = _EventStream(self)
+        with self.changed:
+            self.event_streams.append(stream)
+        return stream
 
     def open_logs(self, container_id: str, *, follow: bool, since: str | None) -> _LogStream:
         self.calls.append(("open_logs", (container_id, follow, since)))
@@ -696,6 +779,7 @@ class FakeDocker:
         digest = f"{name}@{published.manifest}"
         if digest not in image.digests:
             image.digests.append(digest)
+        self.emit("image", "pull", reference)
 
     def _published(self, reference: str) -> FakeImage | None:
         """What the registry serves under a tag, or under a manifest digest."""
@@ -717,7 +801,9 @@ class FakeDocker:
 
     async def tag_image(self, image: str, repository: str, tag: str) -> None:
         await self._enter("tag_image", image, repository, tag)
-        self._retag(self._image(image), f"{_familiar(repository)}:{tag}")
+        found = self._image(image)
+        self._retag(found, f"{_familiar(repository)}:{tag}")
+        self.emit("image", "tag", found.id)
 
     async def remove_image(self, image: str, *, force: bool = False, prune: bool = True) -> None:
         await self._enter("remove_image", image, force, prune)
@@ -726,6 +812,7 @@ class FakeDocker:
         if by_name and len(found.names()) > 1:
             found.tags = [t for t in found.tags if _normal(t) != _normal(image)]
             found.digests = [d for d in found.digests if _normal(d) != _normal(image)]
+            self.emit("image", "untag", found.id)
             return
         users = [c for c in self.containers.values() if c.image_id == found.id]
         if users and not force:
@@ -735,6 +822,7 @@ class FakeDocker:
                 f"container {users[0].id[:12]} is using its referenced image {found.id[7:19]}",
             )
         del self.images[found.id]
+        self.emit("image", "delete", found.id)
 
     # Exec.
 

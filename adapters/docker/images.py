@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -73,10 +74,28 @@ def docker_auth(auth: cri.AuthConfig) -> dict[str, str] | None:
 
 
 class DockerImages:
-    def __init__(self, client: DockerApi, config: Config, state_dir: Path) -> None:
+    """The ImageService on dockerd.
+
+    While Docker's events are followed (``live``, events.py), dockerd's
+    answers to inspect and list are kept until an image event or a change
+    made here says they may have changed (``changed``). An answer that was
+    in flight across such a change is not kept.
+    """
+
+    def __init__(
+        self,
+        client: DockerApi,
+        config: Config,
+        state_dir: Path,
+        live: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.client = client
         self.config = config
+        self.live = live
         self.names = ImageNames(state_dir / "image-names.json")
+        self._generation = 0
+        self._inspected: dict[str, ImageInspect | None] = {}
+        self._listed: list[ImageSummary] | None = None
         # Image IDs are content digests, so what inspect says of one never
         # changes except for its names; listing reuses the rest.
         self._configs: dict[str, ImageConfig] = {}
@@ -87,17 +106,39 @@ class DockerImages:
 
     # Looking images up.
 
+    def changed(self) -> None:
+        """Forget what dockerd said of its images: something changed them."""
+        self._generation += 1
+        self._inspected.clear()
+        self._listed = None
+
     async def inspect(self, reference: str) -> ImageInspect | None:
         """``docker image inspect`` by ID, ID prefix, tag, digest or alias; None if absent."""
         target = self.names.image_for_alias(normalized(reference)) or reference
+        if self.live() and target in self._inspected:
+            return self._inspected[target]
+        generation = self._generation
+        found: ImageInspect | None
         try:
             found = await self._inspect_image(target)
         except NotFound:
-            return None
+            found = None
         except FailedPrecondition:
-            return None  # an ambiguous ID prefix names no image
-        self._configs[found["Id"]] = found.get("Config") or {}
+            found = None  # an ambiguous ID prefix names no image
+        if found is not None:
+            self._configs[found["Id"]] = found.get("Config") or {}
+        if generation == self._generation and self.live():
+            self._inspected[target] = found
         return found
+
+    async def _list_images(self) -> list[ImageSummary]:
+        if self.live() and self._listed is not None:
+            return self._listed
+        generation = self._generation
+        listed = await self.client.list_images()
+        if generation == self._generation and self.live():
+            self._listed = listed
+        return listed
 
     async def _inspect_image(self, target: str) -> ImageInspect:
         for pause in INSPECT_RETRY_PAUSES:
@@ -162,7 +203,7 @@ class DockerImages:
         if wanted:
             found = await self.inspect(wanted)
             return cri.ListImagesResponse(images=[self.to_cri(found)] if found else [])
-        summaries = await self.client.list_images()
+        summaries = await self._list_images()
         images = []
         for summary in summaries:
             config = self._configs.get(summary["Id"])
@@ -196,9 +237,12 @@ class DockerImages:
             try:
                 existed = await self.inspect(str(source)) is not None
                 log.info("pulling %s", source)
-                await self.client.pull_image(
-                    source.repository, source.digest or source.tag, credentials
-                )
+                try:
+                    await self.client.pull_image(
+                        source.repository, source.digest or source.tag, credentials
+                    )
+                finally:
+                    self.changed()
             except (NotFound, Unavailable, FailedPrecondition) as e:
                 failures.append((source, e))
                 continue
@@ -236,7 +280,10 @@ class DockerImages:
         image_id = found["Id"]
         hidden: list[str] = []
         if requested.tag and not requested.digest:
-            await self.client.tag_image(image_id, requested.repository, requested.tag)
+            try:
+                await self.client.tag_image(image_id, requested.repository, requested.tag)
+            finally:
+                self.changed()
             if not existed:
                 hidden.append(_docker_name(str(source)))
         mirror_digests = [
@@ -248,7 +295,10 @@ class DockerImages:
         await self.names.record(image_id, aliases, hidden)
         if hidden and requested.tag and not requested.digest:
             # Untagging drops the mirror's tag only: the requested tag keeps the image.
-            await self.client.remove_image(_docker_name(str(source)), prune=False)
+            try:
+                await self.client.remove_image(_docker_name(str(source)), prune=False)
+            finally:
+                self.changed()
         return await self.inspect(image_id) or found
 
     async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
@@ -262,8 +312,11 @@ class DockerImages:
                 await self.client.remove_image(image_id, force=True)
             except CRIError as e:
                 # Another client of dockerd may have removed it meanwhile.
+                self.changed()
                 if await self.inspect(image_id) is not None:
                     raise FailedPrecondition(f"cannot remove image {image_id}: {e}") from None
+            finally:
+                self.changed()
         await self.names.forget(image_id)
         self._configs.pop(image_id, None)
         return cri.RemoveImageResponse()

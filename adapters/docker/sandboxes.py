@@ -254,7 +254,7 @@ class DockerSandboxes:
         self, request: cri.PodSandboxStatusRequest
     ) -> cri.PodSandboxStatusResponse:
         record = self.ctx.store.sandbox(request.pod_sandbox_id)
-        if record.ready:
+        if record.ready and not (self.ctx.store.live and record.details_current):
             await self._refresh(record)
         response = cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record))
         if request.verbose:

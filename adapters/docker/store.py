@@ -15,8 +15,18 @@ Container states, as Docker reports them and the CRI names them::
 A pod is READY while its pause container runs and its network is set up;
 it is NOTREADY otherwise, and never becomes READY again.
 
-Metadata (configs, creation times, images) never changes once recorded;
-states change only through ``update_*`` from Docker's answers.
+Metadata (configs, creation times, images) never changes once recorded.
+States come from Docker: its answers to inspect (which also fill the
+details: PID, times, exit code) and to ``docker ps -a``, and its events
+(events.py). These arrive out of order with each other, so a state only
+moves forward (created, then running, then exited; ``STATE_RANK``): an
+inspect answered before an event it crossed cannot take the record back.
+The CRI never restarts a container, so forward is the only way it goes.
+
+While the event stream is up and was followed by a full listing, the store
+is ``live``: every change Docker made is in it, and calls answer from it.
+A record's details are ``current`` when an inspect filled them at its
+present state; otherwise a status call asks Docker.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import json_format
 
@@ -38,17 +49,51 @@ from pycrid.api.cri import api_pb2 as cri
 
 RUNNING_STATES = ("running", "paused", "restarting")
 EXITED_STATES = ("exited", "dead", "removing")
+STATE_RANK = {"created": 0, **dict.fromkeys(RUNNING_STATES, 1), **dict.fromkeys(EXITED_STATES, 2)}
+
+
+def moves_forward(current: str, new: str) -> bool:
+    """Whether Docker state ``new`` may replace ``current`` (see the module docstring)."""
+    return STATE_RANK.get(new, 0) >= STATE_RANK.get(current, 0)
 
 
 @dataclass
-class SandboxRecord:
+class _Tracked:
+    """What pods and containers share: a Docker state and how well it is known."""
+
+    docker_state: str = "created"
+    inspected_state: str = ""
+    """The state at which an inspect last filled the details."""
+
+    @property
+    def details_current(self) -> bool:
+        return self.inspected_state == self.docker_state
+
+    def advance(self, docker_state: str) -> bool:
+        """Take a state from a listing or an event; True when it changed."""
+        if docker_state == self.docker_state or not moves_forward(self.docker_state, docker_state):
+            return False
+        self.docker_state = docker_state
+        return True
+
+    def _take_inspect(self, inspect: ContainerInspect) -> dict[str, Any] | None:
+        """The inspect's State, or None when it is older than what is known."""
+        state = inspect.get("State") or {}
+        docker_state = state.get("Status") or self.docker_state
+        if not moves_forward(self.docker_state, docker_state):
+            return None
+        self.docker_state = self.inspected_state = docker_state
+        return dict(state)
+
+
+@dataclass(kw_only=True)
+class SandboxRecord(_Tracked):
     id: str
     config: cri.PodSandboxConfig
     runtime_handler: str
     created_at: int
     network: NetworkState
     resolv_conf: str = ""
-    docker_state: str = "created"
     pid: int = 0
     added_at: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -62,13 +107,13 @@ class SandboxRecord:
         return cri.SANDBOX_READY if self.ready else cri.SANDBOX_NOTREADY
 
     def update(self, inspect: ContainerInspect) -> None:
-        state = inspect.get("State") or {}
-        self.docker_state = state.get("Status") or self.docker_state
-        self.pid = state.get("Pid") or 0
+        state = self._take_inspect(inspect)
+        if state is not None:
+            self.pid = state.get("Pid") or 0
 
 
-@dataclass
-class ContainerRecord:
+@dataclass(kw_only=True)
+class ContainerRecord(_Tracked):
     id: str
     sandbox_id: str
     config: cri.ContainerConfig
@@ -77,7 +122,6 @@ class ContainerRecord:
     image_id: str
     image_ref: str
     resources: cri.LinuxContainerResources
-    docker_state: str = "created"
     pid: int = 0
     started_at: int = 0
     finished_at: int = 0
@@ -110,8 +154,9 @@ class ContainerRecord:
         return "Completed" if self.exit_code == 0 and not self.error else "Error"
 
     def update(self, inspect: ContainerInspect) -> None:
-        state = inspect.get("State") or {}
-        self.docker_state = state.get("Status") or self.docker_state
+        state = self._take_inspect(inspect)
+        if state is None:
+            return
         self.pid = state.get("Pid") or 0
         self.started_at = docker_time_ns(state.get("StartedAt"))
         # Docker stamps StartedAt after the process began, so a process that
@@ -187,6 +232,8 @@ class Store:
 
     def __init__(self, checkpoints: Checkpoints) -> None:
         self.checkpoints = checkpoints
+        self.live = False
+        """Whether every change Docker made is here (see the module docstring)."""
         self.sandboxes: dict[str, SandboxRecord] = {}
         self.containers: dict[str, ContainerRecord] = {}
 
@@ -224,8 +271,6 @@ class Store:
                     self.containers.pop(record.id, None)
                     gone.append(record.id)
                 continue
-            if docker_state != record.docker_state:
-                record.docker_state = docker_state
-                if isinstance(record, ContainerRecord):
-                    record.finished_known = False
+            if record.advance(docker_state) and isinstance(record, ContainerRecord):
+                record.finished_known = False
         return gone
