@@ -18,84 +18,25 @@ Needs dockerd and the local test registry (``bash scripts/testenv.sh up``):
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-import uuid
-from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from common import TIMEOUT, Timings, bench_daemon, remove_pod, rss_kib, start_pod
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import dockerpods, harness
+from pycrid.crictl_tests import harness
 
 LIST_REPEATS = 20
-TIMEOUT = 120
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-class Timings:
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = defaultdict(list)
-
-    def time(self, name: str, call: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        result = call()
-        self.samples[name].append((time.perf_counter() - started) * 1000)
-        return result
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.samples[name])
 
 
 def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timings, int]:
+    """Run ``count`` pods, list them repeatedly, remove them; (timings, RSS in KiB with pods up)."""
     rt = daemon.runtime
     timings = Timings()
-    pods: list[tuple[str, str]] = []
-    for index in range(count):
-        config = cri.PodSandboxConfig(
-            metadata=cri.PodSandboxMetadata(
-                name=f"bench-{index}", namespace="bench", uid=uuid.uuid4().hex
-            ),
-            log_directory=str(log_root / f"pod-{count}-{index}"),
-        )
-        started = time.perf_counter()
-        sandbox_id = timings.time(
-            "RunPodSandbox",
-            lambda c=config: (
-                rt.RunPodSandbox(cri.RunPodSandboxRequest(config=c), timeout=TIMEOUT).pod_sandbox_id
-            ),
-        )
-        container = cri.ContainerConfig(
-            metadata=cri.ContainerMetadata(name="sleeper"),
-            image=cri.ImageSpec(image=harness.BUSYBOX_IMAGE),
-            command=["sh", "-c", "sleep 3600"],
-            log_path="sleeper.log",
-        )
-        container_id = timings.time(
-            "CreateContainer",
-            lambda s=sandbox_id, c=container, p=config: (
-                rt.CreateContainer(
-                    cri.CreateContainerRequest(pod_sandbox_id=s, config=c, sandbox_config=p),
-                    timeout=TIMEOUT,
-                ).container_id
-            ),
-        )
-        timings.time(
-            "StartContainer",
-            lambda c=container_id: rt.StartContainer(
-                cri.StartContainerRequest(container_id=c), timeout=TIMEOUT
-            ),
-        )
-        timings.samples["pod start"].append((time.perf_counter() - started) * 1000)
-        pods.append((sandbox_id, container_id))
+    pods = [
+        start_pod(rt, timings, f"bench-{index}", log_root / f"pod-{count}-{index}")
+        for index in range(count)
+    ]
     for repeat in range(LIST_REPEATS):
         listed = timings.time(
             "ListPodSandbox",
@@ -107,46 +48,23 @@ def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timin
             lambda: rt.ListContainers(cri.ListContainersRequest(), timeout=TIMEOUT),
         )
         assert len(listed.containers) == count
-        sandbox_id, container_id = pods[repeat % count]
+        pod = pods[repeat % count]
         timings.time(
             "PodSandboxStatus",
-            lambda s=sandbox_id: rt.PodSandboxStatus(
+            lambda s=pod.sandbox_id: rt.PodSandboxStatus(
                 cri.PodSandboxStatusRequest(pod_sandbox_id=s), timeout=TIMEOUT
             ),
         )
         timings.time(
             "ContainerStatus",
-            lambda c=container_id: rt.ContainerStatus(
+            lambda c=pod.container_id: rt.ContainerStatus(
                 cri.ContainerStatusRequest(container_id=c), timeout=TIMEOUT
             ),
         )
     assert daemon.process is not None
     rss_up = rss_kib(daemon.process.pid)
-    for sandbox_id, container_id in pods:
-        timings.time(
-            "StopContainer",
-            lambda c=container_id: rt.StopContainer(
-                cri.StopContainerRequest(container_id=c, timeout=0), timeout=TIMEOUT
-            ),
-        )
-        timings.time(
-            "RemoveContainer",
-            lambda c=container_id: rt.RemoveContainer(
-                cri.RemoveContainerRequest(container_id=c), timeout=TIMEOUT
-            ),
-        )
-        timings.time(
-            "StopPodSandbox",
-            lambda s=sandbox_id: rt.StopPodSandbox(
-                cri.StopPodSandboxRequest(pod_sandbox_id=s), timeout=TIMEOUT
-            ),
-        )
-        timings.time(
-            "RemovePodSandbox",
-            lambda s=sandbox_id: rt.RemovePodSandbox(
-                cri.RemovePodSandboxRequest(pod_sandbox_id=s), timeout=TIMEOUT
-            ),
-        )
+    for pod in pods:
+        remove_pod(rt, timings, pod)
     return timings, rss_up
 
 
@@ -173,18 +91,7 @@ def bench_adapter(
     adapter: str, network: str, counts: list[int], root: Path
 ) -> tuple[float, list[Level]]:
     """Start a daemon on ``adapter`` and run every level on it; (start RSS, levels)."""
-    extra: dict[str, Any] = {"log_level": "info"}
-    if adapter == "docker":
-        extra["network"] = {"mode": network}
-        if network == "cni":
-            conf_dir, _ = dockerpods.cni_conf_dir(root / adapter)
-            extra["network"]["cni_conf_dir"] = str(conf_dir)
-    daemon = harness.start_daemon(adapter, extra)
-    try:
-        daemon.images.PullImage(
-            cri.PullImageRequest(image=cri.ImageSpec(image=harness.BUSYBOX_IMAGE)),
-            timeout=TIMEOUT,
-        )
+    with bench_daemon(adapter, network, root) as daemon:
         assert daemon.process is not None
         start_rss = rss_kib(daemon.process.pid) / 1024
         levels: list[Level] = []
@@ -192,9 +99,6 @@ def bench_adapter(
             timings, rss_up = run_level(daemon, count, root / adapter / "logs")
             levels.append((count, timings, rss_up, rss_kib(daemon.process.pid)))
         return start_rss, levels
-    finally:
-        daemon.stop()
-        harness.remove_root(daemon)
 
 
 def main() -> None:
