@@ -52,6 +52,8 @@ class DockerConfig:
     endpoint: str = "unix:///var/run/docker.sock"
     startup_timeout: float = 20.0
     """Seconds to wait for dockerd to answer when the daemon starts."""
+    pull_progress_timeout: float = 60.0
+    """Seconds a pull may go without a word from dockerd before it is cancelled."""
 
 
 @dataclass
@@ -192,6 +194,7 @@ def validate(config: Config) -> None:
         _absolute(key, path)
     _seconds("shutdown_grace", config.shutdown_grace, allow_zero=True)
     _seconds("docker.startup_timeout", config.docker.startup_timeout)
+    _seconds("docker.pull_progress_timeout", config.docker.pull_progress_timeout)
     _seconds("oci.pull_progress_timeout", config.oci.pull_progress_timeout)
     if not 1 <= config.oci.max_concurrent_downloads <= 64:
         raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -116,6 +117,40 @@ async def test_an_exec_may_be_silent_for_longer_than_the_call_that_started_it(
         assert await asyncio.to_thread(stream.read, 1024) == b""
     finally:
         stream.close()
+
+
+async def test_a_pull_without_progress_ends_after_its_idle_timeout(
+    dockerd: FakeDockerd, client: DockerClient
+) -> None:
+    dockerd.route("POST", "/images/create", Stream([{"status": "Pulling"}, {}], interval=3.0))
+    seen: list[object] = []
+    started = time.monotonic()
+    with pytest.raises(errors.DeadlineExceeded, match="no progress for 0.3s"):
+        await in_call(
+            10,
+            lambda: client.pull_image(
+                "127.0.0.1:5000/x", "1", idle_timeout=0.3, progress=seen.append
+            ),
+        )
+    assert time.monotonic() - started < 2.5
+    assert seen == [{"status": "Pulling"}]
+
+
+async def test_the_event_stream_is_docker_json_lines(
+    dockerd: FakeDockerd, client: DockerClient
+) -> None:
+    events = [{"Type": "container", "Action": "start", "id": "c1"}, {"Type": "image"}]
+    dockerd.route("GET", "/events", Stream(events, interval=0.01))
+    stream = await asyncio.to_thread(client.open_events, {"type": ["container"]})
+    received = b""
+    try:
+        while chunk := await asyncio.to_thread(stream.read, 4096):
+            received += chunk
+    finally:
+        stream.close()
+    lines = [json.loads(line) for line in received.splitlines() if line.strip()]
+    assert lines == events
+    assert ("GET", "/v1.41/events") in dockerd.requests
 
 
 async def test_a_finished_pull_and_one_that_reports_an_error(

@@ -316,3 +316,16 @@ async def test_a_cancelled_save_still_lands_before_the_next(
     assert await asyncio.to_thread(first_written.wait, 5)
     saved = json.loads(path.read_text())
     assert saved["aliases"] == {"r/x@sha256:a": "sha256:a", "r/x@sha256:b": "sha256:b"}
+
+
+async def test_image_ref_names_the_repository_asked_for_not_a_mirrors(kit: Kit) -> None:
+    image = kit.docker.add_image("127.0.0.1:5000/app:1")  # pulled from the mirror directly
+    image.tags.append("registry.k8s.io/app:1")
+    image.digests.append(f"registry.k8s.io/app@{image.manifest}")
+    found = await kit.images.inspect("registry.k8s.io/app:1")
+    assert found is not None
+    assert kit.images.image_ref(found, "registry.k8s.io/app:1") == (
+        f"registry.k8s.io/app@{image.manifest}"
+    )
+    assert kit.images.image_ref(found, "127.0.0.1:5000/app:1").startswith("127.0.0.1:5000/app@")
+    assert kit.images.image_ref(found, found["Id"]).startswith("127.0.0.1:5000/app@")

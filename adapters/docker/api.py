@@ -15,7 +15,7 @@ caller's own, never by the client's pool.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypedDict
 
 from pycrid.adapters.docker.hijack import Hijacked
@@ -249,9 +249,19 @@ class DockerApi(Protocol):
     async def list_images(self) -> list[ImageSummary]: ...
 
     async def pull_image(
-        self, repository: str, tag: str, auth: Mapping[str, str] | None = None
+        self,
+        repository: str,
+        tag: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+        progress: Callable[[Mapping[str, object]], None] | None = None,
     ) -> None:
-        """Pull ``repository:tag`` (or ``repository@digest``) to its end."""
+        """Pull ``repository:tag`` (or ``repository@digest``) to its end.
+
+        DeadlineExceeded when dockerd sends nothing for ``idle_timeout``
+        seconds; each progress document goes to ``progress`` (from a thread).
+        """
         ...
 
     async def tag_image(self, image: str, repository: str, tag: str) -> None: ...

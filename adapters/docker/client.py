@@ -66,7 +66,8 @@ _UPDATE_KWARGS = {
 }
 
 _thread_deadline = threading.local()
-"""``until``: the monotonic time at which the pool thread's current call must end."""
+"""``until``: the monotonic time at which the pool thread's current call must end;
+``idle``: the longest wait for one read of a streamed answer (a pull's progress)."""
 
 
 def _until() -> float | None:
@@ -86,6 +87,9 @@ class _TimedAPIClient(docker.APIClient):
             raise requests.exceptions.Timeout("the call's deadline passed before the request")
         given = kwargs.get("timeout")
         kwargs["timeout"] = left if given is None else min(float(given), left)
+        idle: float | None = getattr(_thread_deadline, "idle", None)
+        if idle is not None:
+            kwargs["timeout"] = min(kwargs["timeout"], idle)
         return kwargs
 
 
@@ -360,24 +364,48 @@ class DockerClient:
         return cast(list[ImageSummary], await self._call("list_images", api.images))
 
     async def pull_image(
-        self, repository: str, tag: str, auth: Mapping[str, str] | None = None
+        self,
+        repository: str,
+        tag: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+        progress: Callable[[Mapping[str, object]], None] | None = None,
     ) -> None:
         api = self._sdk
         credentials = dict(auth) if auth else None
 
         def pull() -> None:
-            events = api.pull(
-                repository, tag=tag, stream=True, decode=True, auth_config=credentials
-            )
+            # Every read of the stream waits at most idle_timeout (requests'
+            # read timeout is per read): a pull that stalls ends then.
+            _thread_deadline.idle = idle_timeout
             try:
-                for event in events:
-                    if "error" in event:
-                        raise errormap.pull_stream_error(event.get("error") or "", repository)
-                    until = _until()
-                    if until is not None and time.monotonic() > until:
-                        raise errors.DeadlineExceeded(f"pulling {repository} outlived its deadline")
+                events = api.pull(
+                    repository, tag=tag, stream=True, decode=True, auth_config=credentials
+                )
+                try:
+                    for event in events:
+                        if "error" in event:
+                            raise errormap.pull_stream_error(event.get("error") or "", repository)
+                        if progress is not None:
+                            progress(event)
+                        until = _until()
+                        if until is not None and time.monotonic() > until:
+                            raise errors.DeadlineExceeded(
+                                f"pulling {repository} outlived its deadline"
+                            )
+                finally:
+                    events.close()
+            except errors.CRIError:
+                raise
+            except Exception as e:
+                if idle_timeout is not None and errormap.timed_out(e):
+                    raise errors.DeadlineExceeded(
+                        f"pulling {repository}: cancelled, no progress for {idle_timeout:g}s"
+                    ) from None
+                raise
             finally:
-                events.close()
+                _thread_deadline.idle = None
 
         await self._call("pull_image", pull, default=DEFAULT_PULL_TIMEOUT)
 

@@ -96,7 +96,7 @@ class DockerContainers:
             log_path=log_path,
             created_at=0,
             image_id=image["Id"],
-            image_ref=ctx.images.image_ref(image),
+            image_ref=ctx.images.image_ref(image, config.image.image),
             resources=config.linux.resources,
         )
         ctx.store.containers[container_id] = record

@@ -77,7 +77,7 @@ def map_error(error: Exception, endpoint: str, call: str = "") -> errors.CRIErro
         return error
     if isinstance(error, docker.errors.APIError) and error.status_code is not None:
         return error_for_status(error.status_code, _explanation(error), call)
-    if _timed_out(error):
+    if timed_out(error):
         return errors.DeadlineExceeded(f"docker at {endpoint} did not answer in time")
     if _unreachable(error):
         return errors.Unavailable(f"docker is not reachable at {endpoint}")
@@ -102,7 +102,7 @@ def _causes(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def _timed_out(error: BaseException) -> bool:
+def timed_out(error: BaseException) -> bool:
     timeouts = (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
     return any(isinstance(e, timeouts) for e in _causes(error))
 

@@ -745,7 +745,13 @@ class FakeDocker:
         ]
 
     async def pull_image(
-        self, repository: str, tag: str, auth: Mapping[str, str] | None = None
+        self,
+        repository: str,
+        tag: str,
+        auth: Mapping[str, str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+        progress: Callable[[Mapping[str, object]], None] | None = None,
     ) -> None:
         await self._enter("pull_image", repository, tag, dict(auth) if auth else None)
         separator = "@" if tag.startswith("sha256:") else ":"
@@ -779,6 +785,16 @@ class FakeDocker:
         digest = f"{name}@{published.manifest}"
         if digest not in image.digests:
             image.digests.append(digest)
+        if progress is not None:
+            layer = published.id[7:19]
+            progress(
+                {
+                    "status": "Downloading",
+                    "id": layer,
+                    "progressDetail": {"current": published.size, "total": published.size},
+                }
+            )
+            progress({"status": "Pull complete", "id": layer})
         self.emit("image", "pull", reference)
 
     def _published(self, reference: str) -> FakeImage | None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker.api import DockerApi, ImageConfig, ImageInspect, ImageSummary
 from pycrid.adapters.docker.imagenames import ImageNames
+from pycrid.adapters.docker.pullprogress import PullProgress, mib
 from pycrid.adapters.errors import (
     CRIError,
     FailedPrecondition,
@@ -52,6 +53,14 @@ def normalized(name: str) -> str:
 def _repository_of(reference: str) -> str:
     """``127.0.0.1:5000/pause`` for ``127.0.0.1:5000/pause@sha256:...``."""
     return reference.split("@", 1)[0]
+
+
+def _repository_or_none(reference: str) -> str | None:
+    """``docker.io/library/busybox`` for ``busybox:1.36``; None for an ID or bad text."""
+    try:
+        return parse_reference(reference).repository
+    except InvalidArgument:
+        return None
 
 
 def docker_auth(auth: cri.AuthConfig) -> dict[str, str] | None:
@@ -163,9 +172,18 @@ class DockerImages:
                 raise NotFound(f"image {reference!r} vanished right after its pull")
         return found
 
-    def image_ref(self, inspect: ImageInspect) -> str:
-        """The digested reference ContainerStatus reports: a repo digest, else the ID."""
-        digests = self.to_cri(inspect).repo_digests
+    def image_ref(self, inspect: ImageInspect, requested: str = "") -> str:
+        """The digested reference ContainerStatus reports: a repo digest, else the ID.
+
+        The digest is the one of the repository ``requested`` names when the
+        image has one: dockerd may also hold the image under a mirror's name
+        (pulled from it directly), which must not leak into the pod's imageID.
+        """
+        digests = list(self.to_cri(inspect).repo_digests)
+        wanted = _repository_or_none(requested)
+        for digest in digests:
+            if wanted and _repository_or_none(digest) == wanted:
+                return digest
         return digests[0] if digests else inspect["Id"]
 
     def to_cri(self, inspect: ImageInspect) -> cri.Image:
@@ -237,16 +255,30 @@ class DockerImages:
             try:
                 existed = await self.inspect(str(source)) is not None
                 log.info("pulling %s", source)
+                progress = PullProgress(str(source))
                 try:
                     await self.client.pull_image(
-                        source.repository, source.digest or source.tag, credentials
+                        source.repository,
+                        source.digest or source.tag,
+                        credentials,
+                        idle_timeout=self.config.docker.pull_progress_timeout,
+                        progress=progress.take,
                     )
                 finally:
                     self.changed()
             except (NotFound, Unavailable, FailedPrecondition) as e:
+                log.info("pulling %s failed after %.1fs: %s", source, progress.elapsed, e)
                 failures.append((source, e))
                 continue
             found = await self._name_as_requested(source, requested, existed)
+            log.info(
+                "pulled %s%s: %s, %s in %.1fs",
+                source,
+                "" if source == requested else f" as {requested}",
+                found["Id"][:19],
+                mib(found.get("Size") or 0),
+                progress.elapsed,
+            )
             # The image ID, as containerd answers: critest and kubelet expect
             # PullImage's image_ref to equal Image.id and ContainerStatus.image_id.
             return cri.PullImageResponse(image_ref=found["Id"])

@@ -122,7 +122,7 @@ async def _recover_one(
         log_path=owned.log_path,
         created_at=created_at,
         image_id=image_id,
-        image_ref=ctx.images.image_ref(image) if image else image_id,
+        image_ref=(ctx.images.image_ref(image, owned.config.image.image) if image else image_id),
         resources=resources if resources is not None else owned.config.linux.resources,
     )
     container.update(inspect)

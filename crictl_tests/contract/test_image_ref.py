@@ -8,21 +8,12 @@ both repositories, the mirror's first.
 
 from __future__ import annotations
 
-import pytest
-
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods
 from pycrid.crictl_tests.harness import LOCAL_REGISTRY, WEBSERVER_IMAGE
 
-DOCKER_IMAGE_REF = (
-    "the docker adapter takes the image's first repo digest, whatever repository was "
-    "asked for (adapters/docker/images.py)"
-)
 
-
-def test_image_ref_is_the_requested_repository(pods: Pods, request: pytest.FixtureRequest) -> None:
-    if pods.daemon.config["adapter"] == "docker":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=DOCKER_IMAGE_REF))
+def test_image_ref_is_the_requested_repository(pods: Pods) -> None:
     repository, _, tag = WEBSERVER_IMAGE.rpartition(":")
     path = repository.split("/", 1)[1]
     pods.pull(f"{LOCAL_REGISTRY}/{path}:{tag}")
