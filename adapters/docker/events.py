@@ -87,6 +87,7 @@ class EventWatch:
 
     def reconnect(self) -> None:
         """Drop the stream as a broken connection would; the watch opens a new one."""
+        self._set_live(False)
         if self._stream is not None:
             self._stream.interrupt()
 

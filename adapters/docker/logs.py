@@ -132,8 +132,11 @@ class _Inbox:
 
     # The event loop's side.
 
-    async def wait(self, timeout: float) -> None:
-        """Until there is something to take, or ``timeout`` seconds passed."""
+    async def wait(self, timeout: float | None) -> None:
+        """Until there is something to take, or ``timeout`` seconds passed (None: no limit)."""
+        if timeout is None:
+            await self._ready.wait()
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), timeout)
 
@@ -310,7 +313,9 @@ class _Copier:
         pump = loop.run_in_executor(self._reader, self._pump, stream, inbox)
         try:
             while not self.closing:
-                await inbox.wait(CHECKPOINT_INTERVAL)
+                # A quiet container costs nothing: only a checkpoint still
+                # owed needs a timer (kubelet's nodes run hundreds of these).
+                await inbox.wait(CHECKPOINT_INTERVAL if self._dirty else None)
                 data, end = inbox.take()
                 for start in range(0, len(data), READ_SIZE):
                     if start:
