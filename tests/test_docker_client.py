@@ -125,7 +125,7 @@ async def test_a_pull_without_progress_ends_after_its_idle_timeout(
     dockerd.route("POST", "/images/create", Stream([{"status": "Pulling"}, {}], interval=3.0))
     seen: list[object] = []
     started = time.monotonic()
-    with pytest.raises(errors.DeadlineExceeded, match="no progress for 0.3s"):
+    with pytest.raises(errors.DeadlineExceeded, match=r"no progress for 0\.3s"):
         await in_call(
             10,
             lambda: client.pull_image(
