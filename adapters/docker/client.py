@@ -28,6 +28,7 @@ import docker
 import requests
 
 from pycrid.adapters import errors
+from pycrid.adapters.backendmetrics import timed_backend_call
 from pycrid.adapters.base import StartupError
 from pycrid.adapters.deadline import seconds_left
 from pycrid.adapters.docker import errormap
@@ -212,7 +213,8 @@ class DockerClient:
         if left is not None and left <= 0:
             raise errors.DeadlineExceeded(f"no time left for docker {call}")
         try:
-            return await self._run(call, fn, default if left is None else left)
+            with timed_backend_call("docker", call):
+                return await self._run(call, fn, default if left is None else left)
         except errors.CRIError:
             raise
         except Exception as e:

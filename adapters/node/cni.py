@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pycrid.adapters import errors
+from pycrid.adapters.backendmetrics import timed_cni_call
 from pycrid.adapters.deadline import seconds_left
 
 log = logging.getLogger("pycrid.cni")
@@ -234,6 +235,12 @@ class CniRunner:
         }
 
     async def _run(
+        self, command: str, plugin_type: str, attachment: Attachment, stdin: bytes
+    ) -> bytes:
+        with timed_cni_call(command, plugin_type):
+            return await self._invoke(command, plugin_type, attachment, stdin)
+
+    async def _invoke(
         self, command: str, plugin_type: str, attachment: Attachment, stdin: bytes
     ) -> bytes:
         binary = find_plugin(plugin_type, self.bin_dirs)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pycrid.adapters import errors
+from pycrid.adapters.backendmetrics import timed_backend_call
 from pycrid.adapters.deadline import seconds_left, without_deadline
 from pycrid.adapters.node.execoutput import MAX_OUTPUT, CappedOutput
 from pycrid.adapters.oci.runtime import execsync, fdio
@@ -130,6 +131,10 @@ class Runc:
         self, args: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
     ) -> bytes:
         """Run ``runc <args>`` and return its stdout; raise runc's error if it fails."""
+        with timed_backend_call("runc", args[0]):
+            return await self._run(args, stdin, timeout)
+
+    async def _run(self, args: Sequence[str], stdin: bytes | None, timeout: float | None) -> bytes:
         what = f"runc {args[0]} {args[-1]}" if len(args) > 1 else f"runc {args[0]}"
         limit = time_limit(DEFAULT_TIMEOUT if timeout is None else timeout, what)
         argv = self._argv(args)
