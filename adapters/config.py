@@ -23,6 +23,7 @@ DEFAULT_STATE_DIR = "/var/lib/pycrid"
 DEFAULT_RUN_DIR = "/run/pycrid"
 ADAPTERS = ("docker", "oci")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 NETWORK_MODES = ("cni", "docker")
 FD_SCHEME = "fd://"
 MAX_SECONDS = 24 * 3600.0
@@ -38,6 +39,12 @@ class StreamingConfig:
     port: int = 0
     tls_cert: str = ""
     tls_key: str = ""
+
+
+@dataclass
+class MetricsConfig:
+    address: str = ""
+    """``host:port`` of the Prometheus endpoint; empty: no endpoint."""
 
 
 @dataclass
@@ -80,12 +87,17 @@ class Config:
     run_dir: str = DEFAULT_RUN_DIR
     """Defaults to one derived from ``state_dir`` when that is not the default."""
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (one object a line)."""
+    log_file: str = ""
+    """Absolute path the log is appended to; empty: stderr."""
     socket_group: str = ""
     """Group (name or number) that owns the CRI socket; empty: the daemon's own group."""
     pause_image: str = "registry.k8s.io/pause:3.10"
     shutdown_grace: float = 10.0
     """Seconds in-flight calls get to finish after SIGTERM."""
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
     oci: OciConfig = field(default_factory=OciConfig)
@@ -111,6 +123,7 @@ class Config:
 
 _SECTIONS = {
     "streaming": StreamingConfig,
+    "metrics": MetricsConfig,
     "network": NetworkConfig,
     "docker": DockerConfig,
     "oci": OciConfig,
@@ -180,6 +193,14 @@ def validate(config: Config) -> None:
     config.log_level = config.log_level.lower()
     _choice("adapter", config.adapter, ADAPTERS)
     _choice("log level", config.log_level, LOG_LEVELS)
+    _choice("log format", config.log_format, LOG_FORMATS)
+    if config.log_file:
+        _absolute("log_file", config.log_file)
+    if config.metrics.address:
+        try:
+            split_host_port(config.metrics.address)
+        except ValueError as e:
+            raise ConfigError(f"metrics.address {config.metrics.address!r}: {e}") from None
     _choice("network mode", config.network.mode, NETWORK_MODES)
     _validate_listen(config.listen)
     _validate_group(config.socket_group)
@@ -217,6 +238,21 @@ def validate(config: Config) -> None:
     for host, registry in config.registries.items():
         for mirror in registry.mirrors:
             _validate_mirror(host, mirror)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:9090"`` or ``"[::1]:9090"`` as (IP address, port); ValueError if neither."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("must be host:port, an IP address and a port")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is out of range (0 to 65535)")
+    return host, int(port)
 
 
 def _choice(what: str, value: str, choices: tuple[str, ...]) -> None:

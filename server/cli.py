@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,6 +18,7 @@ from pycrid.adapters.base import StartupError
 from pycrid.adapters.config import (
     ADAPTERS,
     DEFAULT_CONFIG_PATH,
+    LOG_FORMATS,
     LOG_LEVELS,
     NETWORK_MODES,
     Config,
@@ -50,6 +50,12 @@ def _config_flags() -> argparse.ArgumentParser:
     add("--state-dir", help=f"persistent state directory (default: {d.state_dir})")
     add("--run-dir", help=f"runtime files directory (default: {d.run_dir})")
     add("--log-level", help=f"{', '.join(LOG_LEVELS)}, any case (default: {d.log_level})")
+    add("--log-format", help=f"{' or '.join(LOG_FORMATS)} (default: {d.log_format})")
+    add("--log-file", help="append the log to this absolute path (default: stderr)")
+    add(
+        "--metrics-address",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+    )
     add("--docker-endpoint", help=f"Docker Engine API address (default: {d.docker.endpoint})")
     add(
         "--docker-startup-timeout",
@@ -71,6 +77,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "state_dir": args.state_dir,
         "run_dir": args.run_dir,
         "log_level": args.log_level,
+        "log_format": args.log_format,
+        "log_file": args.log_file,
+        "metrics.address": args.metrics_address,
         "pause_image": args.pause_image,
         "docker.endpoint": args.docker_endpoint,
         "docker.startup_timeout": args.docker_startup_timeout,
@@ -129,16 +138,6 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Libraries stay at WARNING; --log-level is about pycrid's own lines.
-    logging.getLogger("pycrid").setLevel(getattr(logging, level.upper()))
-
-
 def _fail(message: str, status: int = exitcodes.STARTUP_FAILED) -> int:
     print(f"pycrid: error: {message}", file=sys.stderr)
     return status
@@ -146,8 +145,12 @@ def _fail(message: str, status: int = exitcodes.STARTUP_FAILED) -> int:
 
 def run_serve(config: Config) -> int:
     from pycrid.server.daemon import serve
+    from pycrid.server.logsetup import setup_logging
 
-    _setup_logging(config.log_level)
+    try:
+        setup_logging(config.log_level, config.log_format, config.log_file)
+    except OSError as e:
+        return _fail(f"cannot open log_file {config.log_file}: {e.strerror}")
     try:
         asyncio.run(serve(config))
     except StartupError as e:

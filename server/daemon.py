@@ -14,10 +14,12 @@ from grpc_reflection.v1alpha import reflection
 from pycrid.adapters.base import Adapter, StartupError
 from pycrid.adapters.config import Config
 from pycrid.api.cri import api_pb2, api_pb2_grpc
-from pycrid.server import sdnotify
+from pycrid.server import sdnotify, statemetrics
 from pycrid.server.instancelock import InstanceLock
 from pycrid.server.instrument import InstrumentInterceptor
 from pycrid.server.listeners import listener_for
+from pycrid.server.metrics import PullSizes
+from pycrid.server.metricsendpoint import MetricsEndpoint, MetricsFailure
 from pycrid.server.servicers.image import ImageServicer
 from pycrid.server.servicers.runtime import RuntimeServicer
 from pycrid.server.streaming.server import StartupFailure, StreamingServer
@@ -45,7 +47,7 @@ def build_server(
     adapter: Adapter, streaming: StreamingServer | None = None
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=[InstrumentInterceptor(CRI_SERVICES)],
+        interceptors=[InstrumentInterceptor(CRI_SERVICES, PullSizes(adapter).after_pull)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -92,12 +94,18 @@ async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
     # The streaming server starts first: a bad address fails before the backend is touched.
     streaming = StreamingServer(config.streaming, runtime=adapter.streaming)
     server, health_servicer = build_server(adapter, streaming)
+    endpoint = _metrics_endpoint(config, adapter)
     adapter_started = False
     try:
         try:
             await streaming.start()
         except StartupFailure as e:
             raise StartupError(str(e)) from None
+        if endpoint is not None:
+            try:
+                await endpoint.start()
+            except MetricsFailure as e:
+                raise StartupError(str(e)) from None
         await adapter.start()
         adapter_started = True
         try:
@@ -125,9 +133,22 @@ async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
         await server.stop(None)
         await listener.close()
         await streaming.stop()
+        if endpoint is not None:
+            await endpoint.stop()
         if adapter_started:  # an adapter whose start failed has released what it took
             await adapter.close()
     log.info("stopped")
+
+
+def _metrics_endpoint(config: Config, adapter: Adapter) -> MetricsEndpoint | None:
+    """The Prometheus endpoint, when ``[metrics] address`` asks for one."""
+    if not config.metrics.address:
+        return None
+
+    async def before_scrape() -> None:
+        await statemetrics.refresh(adapter)
+
+    return MetricsEndpoint(config.metrics.address, before_scrape)
 
 
 async def _wait_for_signal() -> None:

@@ -1,6 +1,7 @@
 """The one place where adapter errors become gRPC status codes.
 
-Every RPC handler of the daemon is wrapped here: the call is timed, logged
+Every RPC handler of the daemon is wrapped here: the call is timed, counted
+in the Prometheus metrics (server/metrics.py), logged
 (debug for success, warning for failure) and the exceptions of
 ``pycrid.adapters.errors`` are turned into status codes. The call's deadline is
 published through ``pycrid.adapters.deadline`` so that backend clients can pass
@@ -9,6 +10,7 @@ it down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +20,7 @@ import grpc
 
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import set_call_deadline
+from pycrid.server import metrics
 
 log = logging.getLogger("pycrid.calls")
 
@@ -52,15 +55,35 @@ def status_code(error: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+AfterPull = Callable[[Any], Awaitable[None]]
+"""Called with a successful PullImage's response (the pulled bytes are counted so)."""
+
+
 class _Outcome:
-    """Logs one finished call."""
+    """Logs and counts one finished call; counts it in flight until then."""
 
     def __init__(self, method: str) -> None:
         self.method = method
         self.started = time.monotonic()
+        self.finished = False
+        metrics.IN_FLIGHT.labels(method).inc()
+
+    def record(self, code: grpc.StatusCode) -> float:
+        """Count the call once, as answered with ``code``; its seconds."""
+        elapsed = time.monotonic() - self.started
+        if not self.finished:
+            self.finished = True
+            metrics.IN_FLIGHT.labels(self.method).dec()
+            metrics.observe_call(self.method, code.name, elapsed)
+        return elapsed
+
+    def abandoned(self, context: grpc.aio.ServicerContext) -> None:
+        """The call ended without our answer: aborted by its handler, or cancelled."""
+        code = getattr(context, "code", lambda: None)()
+        self.record(code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.CANCELLED)
 
     def done(self, code: grpc.StatusCode, detail: str = "") -> None:
-        elapsed_ms = (time.monotonic() - self.started) * 1000
+        elapsed_ms = self.record(code) * 1000
         if code == grpc.StatusCode.OK:
             log.debug("%s %.1fms %s", self.method, elapsed_ms, code.name)
         elif code == grpc.StatusCode.UNIMPLEMENTED:
@@ -82,8 +105,20 @@ async def _fail(outcome: _Outcome, context: grpc.aio.ServicerContext, error: Exc
     await context.abort(code, detail)
 
 
+AFTER_PULL_TIMEOUT = 5.0
+
+
+async def _after_pull(after_pull: AfterPull, response: Any) -> None:
+    try:
+        await asyncio.wait_for(after_pull(response), AFTER_PULL_TIMEOUT)
+    except Exception as error:  # a figure missed is no reason to fail the pull
+        log.debug("pulled image size not counted: %s", error)
+
+
 def wrap_unary(
-    method: str, handler: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+    method: str,
+    handler: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+    after_pull: AfterPull | None = None,
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         outcome = _Outcome(method)
@@ -91,10 +126,16 @@ def wrap_unary(
         try:
             response = await handler(request, context)
         except grpc.aio.AbortError:
+            outcome.abandoned(context)
+            raise
+        except asyncio.CancelledError:
+            outcome.abandoned(context)
             raise
         except Exception as error:  # every failure is answered, none kills the daemon
             await _fail(outcome, context, error)
         outcome.done(grpc.StatusCode.OK)
+        if after_pull is not None and method == metrics.PULL_METHOD:
+            await _after_pull(after_pull, response)
         return response
 
     return unary
@@ -109,7 +150,8 @@ def wrap_stream(
         try:
             async for item in handler(request, context):
                 yield item
-        except grpc.aio.AbortError:
+        except (grpc.aio.AbortError, asyncio.CancelledError, GeneratorExit):
+            outcome.abandoned(context)
             raise
         except Exception as error:
             await _fail(outcome, context, error)
@@ -121,8 +163,9 @@ def wrap_stream(
 class InstrumentInterceptor(grpc.aio.ServerInterceptor):
     """Wraps the handlers of the CRI services (health and reflection pass through)."""
 
-    def __init__(self, services: tuple[str, ...]) -> None:
+    def __init__(self, services: tuple[str, ...], after_pull: AfterPull | None = None) -> None:
         self._services = services
+        self._after_pull = after_pull
 
     async def intercept_service(
         self,
@@ -136,7 +179,7 @@ class InstrumentInterceptor(grpc.aio.ServerInterceptor):
         short = method.rsplit("/", 1)[-1]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(short, handler.unary_unary),
+                wrap_unary(short, handler.unary_unary, self._after_pull),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

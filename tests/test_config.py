@@ -126,3 +126,35 @@ def test_systemd_socket_and_socket_group():
     assert not parse_config({}).socket_activated
     with pytest.raises(ConfigError, match="socket name"):
         parse_config({"listen": "fd://a/b"})
+
+
+def test_the_metrics_address_is_off_by_default_and_a_flag_sets_it(tmp_path):
+    assert Config().metrics.address == ""
+    path = tmp_path / "c.toml"
+    path.write_text('[metrics]\naddress = "127.0.0.1:9100"\n')
+    assert load_config(path).metrics.address == "127.0.0.1:9100"
+    overridden = load_config(path, {"metrics.address": "[::1]:0"})
+    assert overridden.metrics.address == "[::1]:0"
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("9100", "host:port"),
+        ("localhost:9100", "not an IP address"),
+        ("127.0.0.1:99999", "out of range"),
+        ("127.0.0.1:", "host:port"),
+    ],
+)
+def test_a_bad_metrics_address_is_refused(address, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"metrics": {"address": address}})
+
+
+def test_log_format_and_log_file_are_checked():
+    config = parse_config({"log_format": "json", "log_file": "/var/log/pycrid.log"})
+    assert (config.log_format, config.log_file) == ("json", "/var/log/pycrid.log")
+    with pytest.raises(ConfigError, match="unknown log format 'xml'"):
+        parse_config({"log_format": "xml"})
+    with pytest.raises(ConfigError, match="log_file must be an absolute path"):
+        parse_config({"log_file": "pycrid.log"})

@@ -21,6 +21,7 @@ from pycrid.adapters import errors
 from pycrid.adapters.config import StreamingConfig
 from pycrid.adapters.streaming import SessionIO, Streaming
 from pycrid.api.cri import api_pb2 as cri
+from pycrid.server import metrics
 from pycrid.server.streaming import portforward, rcsession
 from pycrid.server.streaming import remotecommand as rc
 from pycrid.server.streaming.httpupgrade import BadRequest, HttpExchange, UpgradeRequest
@@ -170,10 +171,11 @@ class StreamingServer:
         if self.runtime is None:
             await http.refuse(503, "no runtime serves streaming sessions")
             return
-        if request.is_websocket:
-            await self._serve_websocket(http, request, token, pending)
-        else:
-            await self._serve_spdy(http, request, token, pending)
+        with metrics.streaming_session(route):
+            if request.is_websocket:
+                await self._serve_websocket(http, request, token, pending)
+            else:
+                await self._serve_spdy(http, request, token, pending)
 
     async def _claim(self, http: HttpExchange, token: str) -> bool:
         """Spend the token as its session starts; False (refused) if another request did."""
