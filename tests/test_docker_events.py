@@ -208,3 +208,37 @@ async def test_a_watch_that_cannot_reach_docker_keeps_trying(kit: Kit) -> None:
     kit.docker.down = False
     await asyncio.wait_for(watch.connected.wait(), 10)
     assert store.live
+
+
+async def test_container_events_follow_the_store_and_an_exit_by_itself(kit: Kit) -> None:
+    from pycrid.adapters.docker.crievents import DockerEvents
+
+    events = DockerEvents(kit.ctx)
+    events.start()
+    subscription = events.hub.subscribe()
+    pod = await kit.run_pod()
+    container = await running_container(kit, pod)
+    await kit.follow_events()
+    kit.docker.exit(container, 3)
+    await until(lambda: kit.ctx.store.container(container).docker_state == "exited")
+    await kit.containers.remove_container(cri.RemoveContainerRequest(container_id=container))
+    seen = []
+    while not subscription._queue.empty():
+        item = subscription._queue.get_nowait()
+        assert item is not None
+        seen.append((item.container_id, item.container_event_type))
+        assert item.pod_sandbox_status.id == pod
+        if (
+            item.container_event_type == cri.CONTAINER_STOPPED_EVENT
+            and item.container_id == container
+        ):
+            stopped = {s.id: s for s in item.containers_statuses}[container]
+            assert (stopped.state, stopped.exit_code) == (cri.CONTAINER_EXITED, 3)
+    assert seen == [
+        (pod, cri.CONTAINER_CREATED_EVENT),
+        (pod, cri.CONTAINER_STARTED_EVENT),
+        (container, cri.CONTAINER_CREATED_EVENT),
+        (container, cri.CONTAINER_STARTED_EVENT),
+        (container, cri.CONTAINER_STOPPED_EVENT),
+        (container, cri.CONTAINER_DELETED_EVENT),
+    ]

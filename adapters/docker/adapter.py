@@ -17,6 +17,7 @@ from pycrid.adapters.docker import naming, recovery, spec
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.crievents import DockerEvents
 from pycrid.adapters.docker.events import EventWatch
 from pycrid.adapters.docker.images import DockerImages
 from pycrid.adapters.docker.logs import LogCopiers
@@ -66,6 +67,7 @@ class DockerAdapter(Adapter):
         )
         self.info = DockerRuntimeInfo(config, self.client, state_dir)
         self.docker_stats = DockerStats(self.ctx, containers)
+        self.docker_events = DockerEvents(self.ctx)
         super().__init__(
             name="docker",
             runtime=self.info,
@@ -76,6 +78,7 @@ class DockerAdapter(Adapter):
             images=images,
             streaming=DockerStreaming(self.client),
             stats=self.docker_stats,
+            events=self.docker_events.hub,
         )
 
     async def start(self) -> None:
@@ -84,6 +87,7 @@ class DockerAdapter(Adapter):
             log.warning("%s", limit)
         self.info.load()
         await recovery.recover(self.ctx)
+        self.docker_events.start()
         self.event_watch.start()
 
     async def close(self) -> None:

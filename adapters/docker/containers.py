@@ -110,6 +110,7 @@ class DockerContainers:
         record.created_at = naming.docker_time_ns(inspect.get("Created"))
         record.update(inspect)
         ctx.container_ids.add(container_id)
+        ctx.store.changed(record)
         log.info(
             "container %s (%s) created in pod sandbox %s",
             container_id[:13],
@@ -200,8 +201,10 @@ class DockerContainers:
         self.ctx.store.checkpoints.delete_container(container_id)
         if not self.ctx.log_copiers.is_copying(container_id):
             self.ctx.log_copiers.forget(container_id)
-        self.ctx.store.containers.pop(container_id, None)
+        record = self.ctx.store.containers.pop(container_id, None)
         self.ctx.container_ids.discard(container_id)
+        if record is not None:
+            self.ctx.store.gone(container_id, record.sandbox_id)
 
     # ContainerStatus and ListContainers.
 
@@ -215,6 +218,7 @@ class DockerContainers:
         except NotFound:
             self._forget(record.id)
             raise NotFound(f"container {record.id!r} not found") from None
+        self.ctx.store.changed(record)
 
     async def _settle(self, record: ContainerRecord) -> None:
         """An exited container's output is all in its CRI log before its exit is reported.

@@ -183,8 +183,12 @@ class EventWatch:
             record.inspected_state = ""  # the exit details to come need an inspect
             return
         docker_state = CONTAINER_STATES.get(action)
-        if docker_state and record.advance(docker_state) and isinstance(record, ContainerRecord):
-            record.finished_known = False
+        if docker_state and record.advance(docker_state):
+            if isinstance(record, ContainerRecord):
+                record.finished_known = False
+                if action == "die":
+                    _take_exit(record, event, actor)
+            self.store.changed(record)
 
     def _follow_up(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -196,6 +200,16 @@ class EventWatch:
         task = asyncio.get_running_loop().create_task(run())
         self._follow_ups.add(task)
         task.add_done_callback(self._follow_ups.discard)
+
+
+def _take_exit(record: ContainerRecord, event: dict[str, Any], actor: dict[str, Any]) -> None:
+    """What a ``die`` event says of the exit, until an inspect says more."""
+    code = (actor.get("Attributes") or {}).get("exitCode")
+    if code is not None and str(code).lstrip("-").isdigit():
+        record.exit_code = int(code)
+    finished = event.get("timeNano")
+    if isinstance(finished, int) and finished > 0:
+        record.finished_at = max(finished, record.started_at)
 
 
 def _pump(

@@ -77,7 +77,8 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
     await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
     shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
     ctx.store.checkpoints.delete_sandbox(sandbox_id)
-    ctx.store.sandboxes.pop(sandbox_id, None)
+    if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
+        ctx.store.gone(sandbox_id, sandbox_id)
     ctx.sandbox_ids.discard(sandbox_id)
 
 
@@ -129,6 +130,7 @@ class DockerSandboxes:
                 await asyncio.shield(self._discard(record))
             raise
         ctx.sandbox_ids.add(record.id)
+        ctx.store.changed(record)
         log.info(
             "pod sandbox %s started for %s/%s",
             record.id[:13],
@@ -213,6 +215,7 @@ class DockerSandboxes:
             record.update(await self.ctx.client.inspect_container(record.id))
         except NotFound:
             record.docker_state = "exited"
+        self.ctx.store.changed(record)
 
     async def _teardown_network(self, record: SandboxRecord) -> None:
         """CNI DEL (once), and the namespace pin released; checkpointed."""
@@ -245,7 +248,8 @@ class DockerSandboxes:
         netns.unpin(ctx.networks.netns_path(sandbox_id))
         shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
         ctx.store.checkpoints.delete_sandbox(sandbox_id)
-        ctx.store.sandboxes.pop(sandbox_id, None)
+        if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
+            ctx.store.gone(sandbox_id, sandbox_id)
         ctx.sandbox_ids.discard(sandbox_id)
 
     # PodSandboxStatus and ListPodSandbox.
@@ -267,6 +271,7 @@ class DockerSandboxes:
         except NotFound:
             await release_leftover(self.ctx, record.id)
             raise NotFound(f"pod sandbox {record.id!r} not found") from None
+        self.ctx.store.changed(record)
 
     def _verbose_info(self, record: SandboxRecord) -> dict[str, Any]:
         network = record.network

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,18 @@ class Store:
         """Whether every change Docker made is here (see the module docstring)."""
         self.sandboxes: dict[str, SandboxRecord] = {}
         self.containers: dict[str, ContainerRecord] = {}
+        self.on_change: Callable[[SandboxRecord | ContainerRecord], None] | None = None
+        """Told when a record's state may have moved (container events follow it)."""
+        self.on_gone: Callable[[str, str], None] | None = None
+        """Told of an object forgotten, with its ID and its pod's ID."""
+
+    def changed(self, record: SandboxRecord | ContainerRecord) -> None:
+        if self.on_change is not None:
+            self.on_change(record)
+
+    def gone(self, object_id: str, sandbox_id: str) -> None:
+        if self.on_gone is not None:
+            self.on_gone(object_id, sandbox_id)
 
     def containers_of(self, sandbox_id: str) -> list[ContainerRecord]:
         return [c for c in self.containers.values() if c.sandbox_id == sandbox_id]
@@ -270,7 +283,10 @@ class Store:
                     self.sandboxes.pop(record.id, None)
                     self.containers.pop(record.id, None)
                     gone.append(record.id)
+                    self.gone(record.id, getattr(record, "sandbox_id", record.id))
                 continue
-            if record.advance(docker_state) and isinstance(record, ContainerRecord):
-                record.finished_known = False
+            if record.advance(docker_state):
+                if isinstance(record, ContainerRecord):
+                    record.finished_known = False
+                self.changed(record)
         return gone

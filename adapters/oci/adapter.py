@@ -23,6 +23,7 @@ from pycrid.adapters.oci.runtime import recovery
 from pycrid.adapters.oci.runtime.conmon import Conmon
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
+from pycrid.adapters.oci.runtime.events import OciEvents
 from pycrid.adapters.oci.runtime.info import OciRuntimeInfo
 from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
 from pycrid.adapters.oci.runtime.runc import Runc
@@ -68,6 +69,7 @@ class OciAdapter(Adapter):
         self.oci_containers.sandboxes = self.oci_sandboxes
         self.info = OciRuntimeInfo(config, self.node, self.store_root / "runtime")
         self.oci_stats = OciStats(self.oci_containers)
+        self.oci_events = OciEvents(self.ctx, self.oci_sandboxes, self.oci_containers)
         super().__init__(
             name="oci",
             runtime=self.info,
@@ -78,6 +80,7 @@ class OciAdapter(Adapter):
             images=self.oci_images,
             streaming=OciStreaming(self.oci_containers),
             stats=self.oci_stats,
+            events=self.oci_events.hub,
         )
 
     async def start(self) -> None:
@@ -94,6 +97,7 @@ class OciAdapter(Adapter):
             raise StartupError(f"cannot open the image store in {self.store_root}: {e}") from None
         self.info.load()
         await recovery.recover(self.ctx, self.oci_sandboxes, self.oci_containers)
+        self.oci_events.start()
 
     def _check_cni_plugins(self) -> None:
         """The plugins the configured network needs; no network config is NetworkReady false."""
@@ -108,5 +112,6 @@ class OciAdapter(Adapter):
                 raise StartupError(f"{e} (on Debian: apt-get install {CNI_PACKAGE})") from None
 
     async def close(self) -> None:
+        await self.oci_events.close()
         self.oci_stats.close()
         await self.oci_images.close()

@@ -175,6 +175,7 @@ class OciContainers:
                 await asyncio.shield(self._remove(record))
             raise
         ctx.container_ids.add(record.id)
+        ctx.store.announce(record)
         return cri.CreateContainerResponse(container_id=record.id)
 
     async def _make(

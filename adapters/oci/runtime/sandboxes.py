@@ -134,6 +134,7 @@ class OciSandboxes:
                 await asyncio.shield(self._remove(record))
             raise
         ctx.sandbox_ids.add(record.id)
+        ctx.store.announce(record)
         log.info(
             "pod sandbox %s started for %s/%s",
             record.id[:13],

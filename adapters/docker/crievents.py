@@ -1,0 +1,54 @@
+"""The docker adapter's container events, from its store's state changes.
+
+The store is told of every state a record reaches, whichever way pycrid
+learned of it: its own calls, Docker's events (a container that exits by
+itself), or a listing after the event stream broke (store.py, events.py).
+"""
+
+from __future__ import annotations
+
+from pycrid.adapters import criviews
+from pycrid.adapters.containerevents import ContainerEvents
+from pycrid.adapters.docker.context import DockerContext
+from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.eventfeed import STARTED, STOPPED, EventFeed
+from pycrid.api.cri import api_pb2 as cri
+
+
+class DockerEvents:
+    def __init__(self, ctx: DockerContext) -> None:
+        self.ctx = ctx
+        self.hub = ContainerEvents()
+        self.feed = EventFeed(self.hub, self._statuses)
+
+    def start(self) -> None:
+        """Seed the feed with the recovered objects, then follow the store."""
+        store = self.ctx.store
+        for sandbox in store.sandboxes.values():
+            self.feed.seed(sandbox.id, STARTED if sandbox.ready else STOPPED)
+        for container in store.containers.values():
+            self.feed.seed(container.id, int(container.state))
+        store.on_change = self.note
+        store.on_gone = self.feed.deleted
+
+    def note(self, record: SandboxRecord | ContainerRecord) -> None:
+        """A record's state, once the object is listed (one still being made is not)."""
+        if isinstance(record, SandboxRecord):
+            if record.id in self.ctx.sandbox_ids:
+                self.feed.sandbox(record.id, record.ready)
+        elif record.id in self.ctx.container_ids:
+            started = bool(record.started_at) or record.docker_state != "created"
+            self.feed.container(record.id, record.sandbox_id, record.state, started)
+
+    def _statuses(
+        self, sandbox_id: str
+    ) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
+        store = self.ctx.store
+        sandbox = store.sandboxes.get(sandbox_id)
+        pod = criviews.pod_sandbox_status(sandbox) if sandbox is not None else None
+        containers = [
+            criviews.container_status(record, record.error)
+            for record in store.containers_of(sandbox_id)
+            if record.id in self.ctx.container_ids
+        ]
+        return pod, containers
