@@ -9,6 +9,7 @@ from pycrid.adapters.config import Config
 from pycrid.adapters.docker.api import DockerApi
 from pycrid.adapters.errors import CRIError
 from pycrid.adapters.node import cni
+from pycrid.adapters.node.cniinfo import cni_info, cni_unused_info
 from pycrid.adapters.node.podcidr import PodCidr
 from pycrid.api.cri import api_pb2 as cri
 
@@ -56,7 +57,28 @@ class DockerRuntimeInfo:
         if request.verbose:
             response.info["config"] = json.dumps(self.config.to_dict())
             response.info["podCIDR"] = self.pod_cidr.value
+            response.info.update(self._cni_info())
+            if runtime_ready:
+                response.info.update(await self._versions())
         return response
+
+    def _cni_info(self) -> dict[str, str]:
+        network = self.config.network
+        if network.mode != "cni":
+            return cni_unused_info(network.mode)
+        return cni_info(network.cni_conf_dir, network.cni_bin_dirs)
+
+    async def _versions(self) -> dict[str, str]:
+        """``dockerVersion`` and ``runcVersion`` (the commit of dockerd's runc)."""
+        try:
+            info = await self.client.info()
+        except CRIError:
+            return {}
+        versions = {"dockerVersion": str(info.get("ServerVersion", ""))}
+        runc = (info.get("RuncCommit") or {}).get("ID")
+        if runc:
+            versions["runcVersion"] = str(runc)
+        return versions
 
     async def _runtime_handlers(self, runtime_ready: bool) -> list[str]:
         """ "" (the default) and the OCI runtimes dockerd knows."""

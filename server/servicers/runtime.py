@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import grpc
 from google.protobuf.message import Message
@@ -133,7 +134,12 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         )
 
     async def Status(self, request: cri.StatusRequest, context: Context) -> cri.StatusResponse:
-        return await self.adapter.runtime.status(request)
+        response = await self.adapter.runtime.status(request)
+        if request.verbose and self.streaming_server is not None:
+            # The address bound, which a configured port 0 does not tell.
+            address = urlsplit(self.streaming_server.base_url).netloc
+            response.info["streamServerAddress"] = address
+        return response
 
     async def RuntimeConfig(
         self, request: cri.RuntimeConfigRequest, context: Context

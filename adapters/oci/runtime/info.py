@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.node import cni
+from pycrid.adapters.node.cniinfo import cni_info
 from pycrid.adapters.node.podcidr import PodCidr
 from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
 from pycrid.api.cri import api_pb2 as cri
 
 HANDLER_NAMES = ("", "runc")
+
+
+VERSION_TIMEOUT = 5.0
+
+
+async def first_line_of(*argv: str) -> str:
+    """The first line a short command prints, or "" when it cannot be run."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+    except OSError:
+        return ""
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), VERSION_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return ""
+    lines = out.decode(errors="replace").splitlines()
+    return lines[0].strip() if lines else ""
 
 
 class OciRuntimeInfo:
@@ -21,6 +44,7 @@ class OciRuntimeInfo:
         self.node = node
         self.state_dir = state_dir
         self.pod_cidr = PodCidr(state_dir)
+        self._versions_seen: dict[str, str] | None = None
 
     def load(self) -> None:
         self.pod_cidr.load()
@@ -65,7 +89,21 @@ class OciRuntimeInfo:
                     },
                 }
             )
+            response.info.update(
+                cni_info(self.config.network.cni_conf_dir, self.config.network.cni_bin_dirs)
+            )
+            response.info.update(await self._versions(missing))
         return response
+
+    async def _versions(self, missing: list[str]) -> dict[str, str]:
+        """``runcVersion`` and ``conmonVersion``: the first line each prints, asked once."""
+        if self._versions_seen is None:
+            self._versions_seen = {
+                f"{name}Version": await first_line_of(name, "--version")
+                for name in ("runc", "conmon")
+                if name not in missing
+            }
+        return self._versions_seen
 
     async def runtime_config(self, request: cri.RuntimeConfigRequest) -> cri.RuntimeConfigResponse:
         return cri.RuntimeConfigResponse(
