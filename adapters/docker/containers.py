@@ -20,7 +20,7 @@ from google.protobuf import json_format
 
 from pycrid.adapters import criviews
 from pycrid.adapters.deadline import set_call_deadline, without_deadline
-from pycrid.adapters.docker import naming, spec
+from pycrid.adapters.docker import inspectviews, naming, spec
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.namedcreate import create_container
@@ -240,10 +240,14 @@ class DockerContainers:
         status = criviews.container_status(record, record.error)
         response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
+            inspect = await self.ctx.client.inspect_container(record.id)
+            host = inspect.get("HostConfig") or {}
             response.info["info"] = json.dumps(
                 {
                     "pid": record.pid,
                     "sandboxID": record.sandbox_id,
+                    "runtimeType": host.get("Runtime") or "runc",
+                    "runtimeSpec": inspectviews.runtime_spec(inspect),
                     "dockerState": record.docker_state,
                     "config": json_format.MessageToDict(config),
                     "imageID": record.image_id,

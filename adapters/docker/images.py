@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pycrid.adapters.config import Config
+from pycrid.adapters.docker import inspectviews
 from pycrid.adapters.docker.api import DockerApi, ImageConfig, ImageInspect, ImageSummary
 from pycrid.adapters.docker.imagenames import ImageNames
 from pycrid.adapters.docker.pullprogress import PullProgress, mib
@@ -30,6 +31,7 @@ from pycrid.adapters.errors import (
     NotFound,
     Unavailable,
 )
+from pycrid.adapters.node.chainid import chain_id
 from pycrid.adapters.node.imageref import Reference, parse_image_user, parse_reference
 from pycrid.api.cri import api_pb2 as cri
 
@@ -244,7 +246,13 @@ class DockerImages:
             return cri.ImageStatusResponse()
         response = cri.ImageStatusResponse(image=self.to_cri(found))
         if request.verbose:
-            response.info["info"] = json.dumps(found)
+            spec = inspectviews.image_spec(found)
+            info = {
+                "imageSpec": spec,
+                "chainID": chain_id(spec["rootfs"]["diff_ids"]),
+                **found,  # Docker's own inspect, as before
+            }
+            response.info["info"] = json.dumps(info)
         return response
 
     async def pull_image(self, request: cri.PullImageRequest) -> cri.PullImageResponse:

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.docker import naming, spec
+from pycrid.adapters.docker import inspectviews, naming, spec
 from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
@@ -262,7 +262,11 @@ class DockerSandboxes:
             await self._refresh(record)
         response = cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record))
         if request.verbose:
-            response.info["info"] = json.dumps(self._verbose_info(record))
+            info = self._verbose_info(record)
+            with contextlib.suppress(NotFound):
+                inspect = await self.ctx.client.inspect_container(record.id)
+                info["runtimeSpec"] = inspectviews.runtime_spec(inspect)
+            response.info["info"] = json.dumps(info)
         return response
 
     async def _refresh(self, record: SandboxRecord) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from pycrid.adapters import errors
 from pycrid.adapters.config import Config
 from pycrid.adapters.deadline import seconds_left
+from pycrid.adapters.node.chainid import chain_id
 from pycrid.adapters.node.imageref import Reference, is_image_id, parse_image_user, parse_reference
 from pycrid.adapters.oci.images import auth
 from pycrid.adapters.oci.images.pull import Puller
@@ -195,6 +196,7 @@ class OciImages:
             image_spec = {}
         return {
             "imageSpec": image_spec,
+            "chainID": chain_id(record.diff_ids),
             "manifests": record.manifests,
             "platform": record.platform,
             "pulledAt": record.pulled_at,

@@ -429,6 +429,7 @@ class OciContainers:
                 {
                     "pid": record.pid,
                     "sandboxID": record.sandbox_id,
+                    "runtimeType": "runc",
                     "runtimeSpec": self.spec(record.id),
                     "config": json_format.MessageToDict(config),
                     "imageID": record.image_id,
