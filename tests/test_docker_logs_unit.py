@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamError, LogStreamParser
-from pycrid.adapters.docker.logs import Position, _Copier, _Inbox
+from pycrid.adapters.docker.logs import Position, _Copier
 from pycrid.adapters.docker.stdstream import (
     Frame,
     StdStreamDemuxer,
@@ -180,35 +178,3 @@ def test_copier_skips_what_it_copied_before_and_what_the_file_holds(tmp_path: Pa
     ]
     assert (copier.position.timestamp, copier.position.seen) == (NS + 1, 1)
     assert (copier.offset, copier.skip) == (100 + len(data), 0)
-
-
-async def test_inbox_hands_a_threads_bytes_over_in_batches() -> None:
-    inbox = _Inbox(asyncio.get_running_loop(), limit=10)
-
-    def produce() -> None:
-        for _ in range(100):
-            assert inbox.put(b"xyz")
-        inbox.finish(broken=False)
-
-    thread = threading.Thread(target=produce)
-    thread.start()
-    received = bytearray()
-    end = None
-    while end is None:
-        await inbox.wait(5)
-        data, end = inbox.take()
-        received += data
-    thread.join()
-    assert (bytes(received), end) == (b"xyz" * 100, "eof")
-
-
-async def test_inbox_close_releases_a_thread_waiting_for_room() -> None:
-    inbox = _Inbox(asyncio.get_running_loop(), limit=1)
-    assert inbox.put(b"full")
-    answers: list[bool] = []
-    thread = threading.Thread(target=lambda: answers.append(inbox.put(b"more")))
-    thread.start()
-    inbox.close()
-    thread.join(10)
-    assert answers == [False]
-    assert inbox.take() == (b"full", None)

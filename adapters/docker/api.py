@@ -171,6 +171,23 @@ class RawStream(Protocol):
     def close(self) -> None: ...
 
 
+class AsyncStream(Protocol):
+    """Bytes dockerd streams for as long as something lasts (a container's log), on the loop."""
+
+    async def read(self) -> bytes:
+        """The next bytes; b"" at the end. Raises OSError when the stream broke.
+
+        Safe to cancel: nothing is lost.
+        """
+        ...
+
+    def abort(self) -> None:
+        """End the stream now: a pending ``read`` returns b"" or raises OSError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class DockerApi(Protocol):
     """The Docker Engine API calls of the docker adapter; see the module docstring."""
 
@@ -233,10 +250,12 @@ class DockerApi(Protocol):
         """
         ...
 
-    def open_logs(self, container_id: str, *, follow: bool, since: str | None) -> RawStream:
-        """Blocking: the container's timestamped log from ``since`` on (inclusive).
+    async def stream_logs(
+        self, container_id: str, *, follow: bool, since: str | None
+    ) -> AsyncStream:
+        """The container's timestamped log from ``since`` on (inclusive).
 
-        NotFound when the container is gone. Call it from a thread of your own.
+        NotFound when the container is gone.
         """
         ...
 

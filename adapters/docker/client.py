@@ -33,6 +33,7 @@ from pycrid.adapters.base import StartupError
 from pycrid.adapters.deadline import seconds_left
 from pycrid.adapters.docker import errormap
 from pycrid.adapters.docker.api import (
+    AsyncStream,
     ContainerInspect,
     ContainerSummary,
     DiskUsage,
@@ -45,6 +46,7 @@ from pycrid.adapters.docker.api import (
     SystemInfo,
 )
 from pycrid.adapters.docker.hijack import Hijacked, hijack
+from pycrid.adapters.docker.httpstream import get_stream
 
 T = TypeVar("T")
 
@@ -127,7 +129,7 @@ class _SocketStream:
 
 
 class _ResponseStream:
-    """A streamed HTTP answer (a container's log, the event stream)."""
+    """A streamed HTTP answer (the event stream)."""
 
     def __init__(self, response: requests.Response) -> None:
         self._response = response
@@ -335,23 +337,21 @@ class DockerClient:
             raise errormap.error_for_status(response.status_code, text, "open_events")
         return _ResponseStream(response)
 
-    def open_logs(self, container_id: str, *, follow: bool, since: str | None) -> RawStream:
-        api = self._sdk
-        params: dict[str, str | int] = {"stdout": 1, "stderr": 1, "timestamps": 1}
-        params["follow"] = int(follow)
+    async def stream_logs(
+        self, container_id: str, *, follow: bool, since: str | None
+    ) -> AsyncStream:
+        query: dict[str, str | int] = {"stdout": 1, "stderr": 1, "timestamps": 1}
+        query["follow"] = int(follow)
         if since is not None:
-            params["since"] = since
-        url = f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs"
-        try:
-            # No timeout: a followed log is quiet for as long as the container is.
-            response = api.get(url, params=params, stream=True, timeout=None)
-        except requests.RequestException as e:
-            raise errormap.map_error(e, self.endpoint) from e
-        if response.status_code >= 400:
-            text = response.text.strip()
-            response.close()
-            raise errormap.error_for_status(response.status_code, text, "open_logs")
-        return _ResponseStream(response)
+            query["since"] = since
+        # Not through the SDK: a followed log lasts as long as its container,
+        # and the SDK would hold a thread for it (httpstream.py).
+        return await get_stream(
+            self.endpoint,
+            f"/v{self.api_version}/containers/{container_id}/logs",
+            query,
+            call="stream_logs",
+        )
 
     # Images.
 

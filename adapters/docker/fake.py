@@ -302,6 +302,30 @@ class _EventStream:
                 self._fake.event_streams.remove(self)
 
 
+class _AsyncLogStream:
+    """``_LogStream`` on the event loop; see ``AsyncStream``."""
+
+    def __init__(self, stream: _LogStream) -> None:
+        self._stream = stream
+        self._reading: asyncio.Future[bytes] | None = None
+
+    async def read(self) -> bytes:
+        # A cancelled read's bytes go to the next read, as with a real stream.
+        if self._reading is None:
+            self._reading = asyncio.ensure_future(asyncio.to_thread(self._stream.read, 64 * 1024))
+        try:
+            return await asyncio.shield(self._reading)
+        finally:
+            if self._reading.done():
+                self._reading = None
+
+    def abort(self) -> None:
+        self._stream.interrupt()
+
+    async def close(self) -> None:
+        self._stream.close()
+
+
 @dataclass
 class _Failure:
     error: errors.CRIError
@@ -693,12 +717,12 @@ class FakeDocker:
             self.event_streams.append(stream)
         return stream
 
-    def open_logs(self, container_id: str, *, follow: bool, since: str | None) -> _LogStream:
-        self.calls.append(("open_logs", (container_id, follow, since)))
-        if self.down:
-            raise errors.Unavailable(f"docker is not reachable at {self.endpoint}")
+    async def stream_logs(
+        self, container_id: str, *, follow: bool, since: str | None
+    ) -> _AsyncLogStream:
+        await self._enter("stream_logs", container_id, follow, since)
         container = self._container(container_id)
-        return _LogStream(self, container, follow, _since_ns(since))
+        return _AsyncLogStream(_LogStream(self, container, follow, _since_ns(since)))
 
     # Images.
 

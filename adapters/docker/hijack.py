@@ -16,12 +16,10 @@ import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import h11
 
-from pycrid.adapters import errors
-from pycrid.adapters.docker.errormap import error_for_status
+from pycrid.adapters.docker.httpstream import connect, error_of
 
 RESPONSE_TIMEOUT = 60.0
 READ_SIZE = 64 * 1024
@@ -39,25 +37,11 @@ class Hijacked:
             await self.writer.wait_closed()
 
 
-async def _open(endpoint: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    parts = urlsplit(endpoint)
-    try:
-        if parts.scheme in ("unix", "http+unix"):
-            return await asyncio.open_unix_connection(parts.path)
-        if parts.scheme in ("tcp", "http"):
-            return await asyncio.open_connection(parts.hostname, parts.port or 2375)
-    except OSError as e:
-        raise errors.Unavailable(f"docker is not reachable at {endpoint}: {e.strerror}") from None
-    raise errors.Unavailable(
-        f"interactive sessions need a unix:// or tcp:// docker endpoint, not {endpoint}"
-    )
-
-
 async def hijack(
     endpoint: str, api_version: str, path: str, body: dict[str, Any] | None = None
 ) -> Hijacked:
     """POST ``/v<api_version><path>`` asking for an upgrade; the raw stream after the 101."""
-    reader, writer = await _open(endpoint)
+    reader, writer = await connect(endpoint)
     try:
         return await asyncio.wait_for(
             _exchange(reader, writer, f"/v{api_version}{path}", body), RESPONSE_TIMEOUT
@@ -97,12 +81,4 @@ async def _exchange(
         elif isinstance(event, h11.Data):
             answer += event.data
         elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-            raise _error(status, answer)
-
-
-def _error(status: int, answer: bytes) -> errors.CRIError:
-    try:
-        message = json.loads(answer).get("message", "")
-    except (ValueError, AttributeError):
-        message = answer.decode(errors="replace").strip()
-    return error_for_status(status, message)
+            raise error_of(status, answer)

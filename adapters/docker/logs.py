@@ -38,9 +38,7 @@ import base64
 import contextlib
 import logging
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import Context
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +46,7 @@ from typing import Any
 
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import seconds_left
-from pycrid.adapters.docker.api import DockerApi, RawStream
+from pycrid.adapters.docker.api import AsyncStream, DockerApi
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamParser
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.crilog import DEFAULT_MAX_LINE, CriLogEncoder, CriLogFile
@@ -60,7 +58,6 @@ RETRY_DELAY = 1.0  # seconds before following again after the stream broke
 DRAIN_TIMEOUT = 10.0  # how long stop() waits for the output to end
 COPIED_WAIT = 2.0  # how long wait_copied() waits for an exited container's last lines
 READ_SIZE = 64 * 1024
-INBOX_LIMIT = 1024 * 1024  # bytes read ahead of the copier at most
 CHECKPOINT_VERSION = 1
 
 
@@ -85,75 +82,6 @@ class Position:
             return None
         seconds, nanoseconds = divmod(self.timestamp, 1_000_000_000)
         return f"{seconds}.{nanoseconds:09d}"
-
-
-class _Inbox:
-    """Bytes that a reader thread hands to the event loop, in batches.
-
-    Docker sends each log message as an HTTP chunk of its own; a trip through
-    the event loop per chunk would cost more than the copying. The thread
-    appends to a buffer and wakes the loop once per batch, and waits while
-    ``limit`` bytes are still unclaimed.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = INBOX_LIMIT) -> None:
-        self._loop = loop
-        self._limit = limit
-        self._room = threading.Condition()
-        self._buffer = bytearray()
-        self._end: str | None = None  # "eof" or "broken"
-        self._closed = False
-        self._woken = False
-        self._ready = asyncio.Event()
-
-    # The reader thread's side.
-
-    def put(self, data: bytes) -> bool:
-        """Add ``data``; False once the loop's side has closed the inbox."""
-        with self._room:
-            while len(self._buffer) >= self._limit and not self._closed:
-                self._room.wait()
-            if self._closed:
-                return False
-            self._buffer += data
-            self._wake()
-            return True
-
-    def finish(self, broken: bool) -> None:
-        with self._room:
-            self._end = "broken" if broken else "eof"
-            self._wake()
-
-    def _wake(self) -> None:
-        if not self._woken:
-            self._woken = True
-            with contextlib.suppress(RuntimeError):  # the loop is closed
-                self._loop.call_soon_threadsafe(self._ready.set)
-
-    # The event loop's side.
-
-    async def wait(self, timeout: float | None) -> None:
-        """Until there is something to take, or ``timeout`` seconds passed (None: no limit)."""
-        if timeout is None:
-            await self._ready.wait()
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
-
-    def take(self) -> tuple[bytes, str | None]:
-        """The bytes so far, and "eof" or "broken" once the stream ended."""
-        with self._room:
-            self._ready.clear()
-            self._woken = False
-            data = bytes(self._buffer)
-            self._buffer.clear()
-            self._room.notify_all()
-            return data, self._end
-
-    def close(self) -> None:
-        with self._room:
-            self._closed = True
-            self._room.notify_all()
 
 
 class _StreamEnded(Exception):
@@ -194,8 +122,7 @@ class _Copier:
         self._last_checkpoint = 0.0
         self._checkpoint_lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
-        self._stream: RawStream | None = None
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"logs-{container_id[:12]}")
+        self._stream: AsyncStream | None = None
 
     # Setting up, from a checkpoint or from scratch.
 
@@ -305,64 +232,55 @@ class _Copier:
 
     async def _copy(self, follow: bool) -> None:
         """Copy one log stream of Docker's to its end."""
-        loop = asyncio.get_running_loop()
-        stream = await loop.run_in_executor(self._reader, self._open, follow)
+        stream = await self._open(follow)
         parser = LogStreamParser(self.tty)
         self.replay = self.position.seen
-        inbox = _Inbox(loop)
-        pump = loop.run_in_executor(self._reader, self._pump, stream, inbox)
         try:
             while not self.closing:
                 # A quiet container costs nothing: only a checkpoint still
                 # owed needs a timer (kubelet's nodes run hundreds of these).
-                await inbox.wait(CHECKPOINT_INTERVAL if self._dirty else None)
-                data, end = inbox.take()
-                for start in range(0, len(data), READ_SIZE):
-                    if start:
-                        await asyncio.sleep(0)  # let other calls run between slices
-                    self._consume(parser.feed(data[start : start + READ_SIZE]))
-                if end == "eof":
+                try:
+                    if self._dirty:
+                        data = await asyncio.wait_for(stream.read(), CHECKPOINT_INTERVAL)
+                    else:
+                        data = await stream.read()
+                except TimeoutError:
+                    data = None  # quiet for a while: time for the checkpoint owed
+                except OSError as e:
+                    if self.closing:
+                        return
+                    raise errors.Unavailable(f"docker's log stream broke off: {e}") from None
+                if data == b"":
                     if not self.closing:
                         self._consume(parser.close())
                     break
-                if end == "broken" and not self.closing:
-                    raise errors.Unavailable("docker's log stream broke off")
+                if data:
+                    await self._feed(parser, data)
                 if self._dirty and time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL:
                     await self.checkpoint()
         finally:
-            inbox.close()
-            self._interrupt()  # the reader thread may still wait for bytes
             self._stream = None
-            pump.add_done_callback(lambda _: stream.close())
+            stream.abort()
+            await stream.close()
 
-    def _open(self, follow: bool) -> RawStream:
-        """Blocking: start Docker's log stream from the position."""
+    async def _feed(self, parser: LogStreamParser, data: bytes) -> None:
+        for start in range(0, len(data), READ_SIZE):
+            if start:
+                await asyncio.sleep(0)  # let other calls run between slices
+            self._consume(parser.feed(data[start : start + READ_SIZE]))
+
+    async def _open(self, follow: bool) -> AsyncStream:
+        """Start Docker's log stream from the position."""
         try:
-            stream = self.client.open_logs(
+            stream = await self.client.stream_logs(
                 self.container_id, follow=follow, since=self.position.since()
             )
         except errors.NotFound:
             raise _StreamEnded() from None
         self._stream = stream
         if self.closing:
-            self._interrupt()
+            stream.abort()
         return stream
-
-    @staticmethod
-    def _pump(stream: RawStream, inbox: _Inbox) -> None:
-        """Blocking: hand the stream's bytes to the event loop until it ends."""
-        while True:
-            try:
-                data = stream.read(READ_SIZE)
-            except OSError as e:
-                log.debug("log stream broke off: %s", e)
-                inbox.finish(broken=True)
-                return
-            if not data:
-                inbox.finish(broken=False)
-                return
-            if not inbox.put(data):
-                return
 
     def _consume(self, messages: list[LogMessage]) -> None:
         out = bytearray()
@@ -407,9 +325,9 @@ class _Copier:
         return "stopped"
 
     def _interrupt(self) -> None:
-        """Unblock the reader thread by shutting its connection down."""
+        """End the log stream being read, so that the copier stops waiting on it."""
         if self._stream is not None:
-            self._stream.interrupt()
+            self._stream.abort()
 
     async def _shutdown(self) -> None:
         if self.flush_on_close and not self.done:
@@ -417,7 +335,6 @@ class _Copier:
         if self.file is not None:
             await self.checkpoint()
             self.file.close()
-        self._reader.shutdown(wait=False)
 
     # Requests from outside.
 
