@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from pycrid.adapters.config import split_host_port
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("pycrid.metrics")
 
@@ -44,6 +47,10 @@ class MetricsEndpoint:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        # aiohttp is about 9 MiB of a daemon's memory: only one that serves
+        # metrics imports it.
+        from aiohttp import web
+
         host, port = split_host_port(self.address)
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
@@ -64,6 +71,8 @@ class MetricsEndpoint:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         if self.before_scrape is not None:
             await self.before_scrape()
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
