@@ -30,6 +30,7 @@ from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
+from pycrid.adapters.podmetrics import PodMetrics, PodProcesses, pod_processes
 
 log = logging.getLogger("pycrid.docker")
 
@@ -79,7 +80,11 @@ class DockerAdapter(Adapter):
             streaming=DockerStreaming(self.client),
             stats=self.docker_stats,
             events=self.docker_events.hub,
+            metrics=PodMetrics(self._pod_processes, self.docker_stats),
         )
+
+    def _pod_processes(self) -> list[PodProcesses]:
+        return pod_processes(self.ctx.store, self.ctx.sandbox_ids, self.ctx.container_ids)
 
     async def start(self) -> None:
         await self.client.connect(self.config.docker.startup_timeout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 UNLIMITED_MEMORY = 1 << 62
@@ -31,6 +31,8 @@ class MemorySample:
     page_faults: int
     major_page_faults: int
     limit: int | None = None
+    cache: int = field(default=0, compare=False)
+    """Page cache (v1 ``cache``, v2 ``file``): cAdvisor's container_memory_cache."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def _memory(usage: int, stat: dict[str, int], limit: int | None, v1: bool) -> Me
         page_faults=stat.get(prefix + "pgfault", 0),
         major_page_faults=stat.get(prefix + "pgmajfault", 0),
         limit=_limit(limit),
+        cache=stat.get(prefix + "cache", 0) if v1 else stat.get("file", 0),
     )
 
 
@@ -141,6 +144,7 @@ def sum_samples(samples: Iterable[CgroupSample]) -> CgroupSample:
             rss=sum(m.rss for m in memories),
             page_faults=sum(m.page_faults for m in memories),
             major_page_faults=sum(m.major_page_faults for m in memories),
+            cache=sum(m.cache for m in memories),
         )
     return CgroupSample(
         timestamp=max((s.timestamp for s in samples), default=time.time_ns()),

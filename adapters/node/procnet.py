@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -13,6 +13,9 @@ class InterfaceSample:
     rx_errors: int
     tx_bytes: int
     tx_errors: int
+    rx_packets: int = field(default=0, compare=False)
+    tx_packets: int = field(default=0, compare=False)
+    """Packets: only the CRI metrics use them (the stats messages have no place for them)."""
 
 
 def parse_net_dev(text: str) -> list[InterfaceSample]:
@@ -30,6 +33,8 @@ def parse_net_dev(text: str) -> list[InterfaceSample]:
                 rx_errors=int(values[2]),
                 tx_bytes=int(values[8]),
                 tx_errors=int(values[10]),
+                rx_packets=int(values[1]),
+                tx_packets=int(values[9]),
             )
         )
     return interfaces

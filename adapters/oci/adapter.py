@@ -31,6 +31,7 @@ from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes
 from pycrid.adapters.oci.runtime.stats import OciStats
 from pycrid.adapters.oci.runtime.store import RuntimeStore
 from pycrid.adapters.oci.runtime.streaming import OciStreaming
+from pycrid.adapters.podmetrics import PodMetrics, PodProcesses, pod_processes
 
 log = logging.getLogger("pycrid.oci")
 
@@ -81,7 +82,11 @@ class OciAdapter(Adapter):
             streaming=OciStreaming(self.oci_containers),
             stats=self.oci_stats,
             events=self.oci_events.hub,
+            metrics=PodMetrics(self._pod_processes, self.oci_stats),
         )
+
+    def _pod_processes(self) -> list[PodProcesses]:
+        return pod_processes(self.ctx.store, self.ctx.sandbox_ids, self.ctx.container_ids)
 
     async def start(self) -> None:
         for program, package in PROGRAMS.items():
