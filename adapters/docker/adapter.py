@@ -14,6 +14,7 @@ from pathlib import Path
 from pycrid.adapters.base import Adapter
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming, recovery, spec
+from pycrid.adapters.docker.checkpoint import DockerCheckpoints
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
@@ -31,6 +32,7 @@ from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.podmetrics import PodMetrics, PodProcesses, pod_processes
+from pycrid.adapters.podresources import PodCgroupResources, store_members
 
 log = logging.getLogger("pycrid.docker")
 
@@ -80,6 +82,8 @@ class DockerAdapter(Adapter):
             streaming=DockerStreaming(self.client),
             stats=self.docker_stats,
             events=self.docker_events.hub,
+            pod_resources=PodCgroupResources(store_members(self.ctx.store)),
+            checkpoints=DockerCheckpoints(self.client),
             metrics=PodMetrics(self._pod_processes, self.docker_stats),
         )
 

@@ -20,6 +20,7 @@ from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.oci.images.service import OciImages
 from pycrid.adapters.oci.runtime import recovery
+from pycrid.adapters.oci.runtime.checkpoint import OciCheckpoints
 from pycrid.adapters.oci.runtime.conmon import Conmon
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
@@ -32,6 +33,7 @@ from pycrid.adapters.oci.runtime.stats import OciStats
 from pycrid.adapters.oci.runtime.store import RuntimeStore
 from pycrid.adapters.oci.runtime.streaming import OciStreaming
 from pycrid.adapters.podmetrics import PodMetrics, PodProcesses, pod_processes
+from pycrid.adapters.podresources import PodCgroupResources, store_members
 
 log = logging.getLogger("pycrid.oci")
 
@@ -82,6 +84,8 @@ class OciAdapter(Adapter):
             streaming=OciStreaming(self.oci_containers),
             stats=self.oci_stats,
             events=self.oci_events.hub,
+            pod_resources=PodCgroupResources(store_members(self.ctx.store)),
+            checkpoints=OciCheckpoints(self.oci_containers),
             metrics=PodMetrics(self._pod_processes, self.oci_stats),
         )
 
