@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -348,3 +350,15 @@ def test_pull_stream_errors_are_read_from_their_words(
 def test_calls_with_their_own_meanings_are_calls_of_the_interface() -> None:
     named = set(errormap.CONFLICTS) | set(errormap.SERVER_ERRORS)
     assert named and named <= {name for name in dir(DockerApi) if not name.startswith("_")}
+
+
+def test_the_docker_adapter_loads_no_character_set_guesser() -> None:
+    # About 2.6 MiB of every daemon's memory; dockerd answers JSON (sdk.py).
+    probe = (
+        "import sys, warnings; warnings.simplefilter('error');"
+        "import pycrid.adapters.docker.adapter;"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('charset_normalizer', 'chardet')"
+        " and sys.modules[m] is not None];"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True)

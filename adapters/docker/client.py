@@ -24,9 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-import docker
-import requests
-
 from pycrid.adapters import errors
 from pycrid.adapters.backendmetrics import timed_backend_call
 from pycrid.adapters.base import StartupError
@@ -47,6 +44,7 @@ from pycrid.adapters.docker.api import (
 )
 from pycrid.adapters.docker.hijack import Hijacked, hijack
 from pycrid.adapters.docker.httpstream import get_stream
+from pycrid.adapters.docker.sdk import docker, requests
 
 T = TypeVar("T")
 

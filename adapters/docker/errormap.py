@@ -29,11 +29,10 @@ stream, which arrives after ``200 OK``; only its text can tell what it was
 
 from __future__ import annotations
 
-import docker.errors
-import requests.exceptions
 import urllib3.exceptions
 
 from pycrid.adapters import errors
+from pycrid.adapters.docker.sdk import docker, requests
 
 ErrorKind = type[errors.CRIError]
 
