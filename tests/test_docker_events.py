@@ -242,3 +242,16 @@ async def test_container_events_follow_the_store_and_an_exit_by_itself(kit: Kit)
         (container, cri.CONTAINER_STOPPED_EVENT),
         (container, cri.CONTAINER_DELETED_EVENT),
     ]
+
+
+async def test_pycrids_own_removals_need_no_listing_to_catch_up(kit: Kit) -> None:
+    pod = await kit.run_pod()
+    container = await running_container(kit, pod)
+    await kit.follow_events()
+    listings = docker_calls(kit, "list_containers")
+    await kit.containers.remove_container(cri.RemoveContainerRequest(container_id=container))
+    await kit.sandboxes.stop_pod_sandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod))
+    await kit.sandboxes.remove_pod_sandbox(cri.RemovePodSandboxRequest(pod_sandbox_id=pod))
+    await asyncio.sleep(0.1)  # the destroy events arrive
+    assert docker_calls(kit, "list_containers") == listings
+    assert await list_states(kit) == {}

@@ -24,7 +24,7 @@ from pycrid.adapters.docker import inspectviews, naming, spec
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.namedcreate import create_container
-from pycrid.adapters.docker.sandboxes import release_leftover
+from pycrid.adapters.docker.sandboxes import release_leftover, remove_docker_container
 from pycrid.adapters.docker.store import ContainerRecord
 from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits
@@ -191,8 +191,7 @@ class DockerContainers:
             self.ctx.container_ids.discard(container_id)
             return  # gone: the CRI makes Remove succeed
         async with record.lock:
-            with contextlib.suppress(NotFound):
-                await self.ctx.client.remove_container(record.id, force=True, volumes=True)
+            await remove_docker_container(self.ctx, record)
             await self.ctx.log_copiers.stop(record.id, remove=True)
             self._forget(record.id)
         log.info("container %s removed", container_id[:13])

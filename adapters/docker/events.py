@@ -175,8 +175,10 @@ class EventWatch:
         if record is None:
             return  # not ours, or not recorded yet (its create call will record it)
         if action == "destroy":
-            # Removed behind pycrid's back (its own removals forget the record
-            # first): the listing path knows how to let go of everything.
+            if record.removing:
+                return  # pycrid's own removal, which forgets the record itself
+            # Removed behind pycrid's back: the listing path knows how to let
+            # go of everything.
             self._follow_up(self.resync())
             return
         if action == "oom" and isinstance(record, ContainerRecord):

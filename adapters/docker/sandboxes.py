@@ -26,7 +26,7 @@ from pycrid.adapters.docker import inspectviews, naming, spec
 from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
-from pycrid.adapters.docker.store import SandboxRecord
+from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
 from pycrid.adapters.errors import CRIError, InvalidArgument, NotFound
 from pycrid.adapters.listfilter import admits
 from pycrid.adapters.node import cni, netns
@@ -47,6 +47,22 @@ def network_mode(config: cri.PodSandboxConfig, configured: str) -> str:
     if config.linux.security_context.namespace_options.network == cri.NODE:
         return "host"
     return configured
+
+
+async def remove_docker_container(
+    ctx: DockerContext, record: SandboxRecord | ContainerRecord
+) -> None:
+    """Force-remove a pod's or a container's Docker container; one already gone is fine.
+
+    While it runs, Docker's destroy event is known to be pycrid's own (events.py).
+    """
+    record.removing = True
+    try:
+        with contextlib.suppress(NotFound):
+            await ctx.client.remove_container(record.id, force=True, volumes=True)
+    except BaseException:
+        record.removing = False
+        raise
 
 
 def docker_ips(inspect: ContainerInspect) -> list[str]:
@@ -237,8 +253,7 @@ class DockerSandboxes:
             for container in self.ctx.store.containers_of(record.id):
                 await self.containers.remove_one(container.id)
             await self._teardown_network(record)
-            with contextlib.suppress(NotFound):
-                await self.ctx.client.remove_container(record.id, force=True, volumes=True)
+            await remove_docker_container(self.ctx, record)
             self._forget(record.id)
         log.info("pod sandbox %s removed", record.id[:13])
         return cri.RemovePodSandboxResponse()

@@ -65,6 +65,8 @@ class _Tracked:
     docker_state: str = "created"
     inspected_state: str = ""
     """The state at which an inspect last filled the details."""
+    removing: bool = False
+    """pycrid is removing it, and forgets it itself (events.py need not)."""
 
     @property
     def details_current(self) -> bool:
