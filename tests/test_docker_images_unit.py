@@ -145,6 +145,17 @@ async def test_a_pull_through_a_mirror_is_named_as_requested(mirrored: Kit) -> N
     assert saved["aliases"] == {alias: published.id}
 
 
+async def test_pulling_again_what_is_here_tags_nothing_again(mirrored: Kit) -> None:
+    published = mirrored.docker.publish(FROM_MIRROR)
+    assert await pull(mirrored, REQUESTED) == published.id
+    tagged = len(mirrored.docker.called("tag_image"))
+    assert await pull(mirrored, REQUESTED) == published.id
+    assert len(mirrored.docker.called("pull_image")) == 2  # the registry is still asked
+    assert len(mirrored.docker.called("tag_image")) == tagged
+    image = await status(mirrored, REQUESTED)
+    assert image is not None and list(image.repo_tags) == [REQUESTED]
+
+
 async def test_an_unreachable_mirror_falls_back_to_the_registry(mirrored: Kit) -> None:
     mirrored.docker.unreachable.add(MIRROR)
     published = mirrored.docker.publish(REQUESTED)

@@ -320,10 +320,12 @@ class DockerImages:
         image_id = found["Id"]
         hidden: list[str] = []
         if requested.tag and not requested.digest:
-            try:
-                await self.client.tag_image(image_id, requested.repository, requested.tag)
-            finally:
-                self.changed()
+            tags = {normalized(tag) for tag in found.get("RepoTags") or []}
+            if str(requested) not in tags:  # a pull of what is here already: tagged before
+                try:
+                    await self.client.tag_image(image_id, requested.repository, requested.tag)
+                finally:
+                    self.changed()
             if not existed:
                 hidden.append(_docker_name(str(source)))
         mirror_digests = [
@@ -339,7 +341,7 @@ class DockerImages:
                 await self.client.remove_image(_docker_name(str(source)), prune=False)
             finally:
                 self.changed()
-        return await self.inspect(image_id) or found
+        return found  # its ID and size are what the caller needs, and they did not change
 
     async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
         async with self._removing:
