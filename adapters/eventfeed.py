@@ -14,11 +14,14 @@ Evented PLEG puts in its cache.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from pycrid.adapters.containerevents import ContainerEvents
 from pycrid.api.cri import api_pb2 as cri
+
+log = logging.getLogger("pycrid.containers")
 
 Statuses = Callable[[str], tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]]
 """A pod's status (None once it is gone) and its containers' statuses, by pod ID."""
@@ -74,11 +77,30 @@ class EventFeed:
         if target <= last:
             return
         self._sent[object_id] = target
+        if object_id != sandbox_id and target in (STARTED, STOPPED):
+            self._log(object_id, sandbox_id, target)
         if not self.hub.subscribed:
             return
         for stage in range(last + 1, target + 1):
             if stage not in skip:
                 self.hub.publish(self._event(object_id, sandbox_id, stage))
+
+    def _log(self, container_id: str, sandbox_id: str, stage: int) -> None:
+        """A container's start and its end, with how it ended, at info level."""
+        if stage == STARTED:
+            log.info("container %s started in pod sandbox %s", container_id[:13], sandbox_id[:13])
+            return
+        _, containers = self.statuses(sandbox_id)
+        for status in containers:
+            if status.id == container_id:
+                log.info(
+                    "container %s exited: code %d, %s",
+                    container_id[:13],
+                    status.exit_code,
+                    status.reason or "no reason given",
+                )
+                return
+        log.info("container %s exited", container_id[:13])
 
     def _event(self, object_id: str, sandbox_id: str, stage: int) -> cri.ContainerEventResponse:
         pod, containers = self.statuses(sandbox_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -143,3 +144,23 @@ def test_seeded_objects_send_nothing_until_they_move() -> None:
     feed.container("c1", "pod", cri.CONTAINER_EXITED, started=True)
     feed.drain()  # type: ignore[attr-defined]
     assert [(object_id, kind) for object_id, kind, _ in sent] == [("c1", STOPPED)]
+
+
+def test_starts_and_exits_are_logged_at_info_with_how_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = ContainerEvents()  # nobody subscribed: the log is written all the same
+
+    def statuses(sandbox_id: str) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
+        ended = cri.ContainerStatus(id="c1", exit_code=137, reason="OOMKilled")
+        return cri.PodSandboxStatus(id=sandbox_id), [ended]
+
+    feed = EventFeed(hub, statuses)
+    caplog.set_level(logging.INFO, "pycrid.containers")
+    feed.container("c1", "pod", cri.CONTAINER_CREATED, started=False)
+    feed.container("c1", "pod", cri.CONTAINER_RUNNING, started=True)
+    feed.container("c1", "pod", cri.CONTAINER_EXITED, started=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "container c1 started in pod sandbox pod",
+        "container c1 exited: code 137, OOMKilled",
+    ]
