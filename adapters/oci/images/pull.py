@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pycrid.adapters import errors
@@ -39,8 +39,14 @@ from pycrid.adapters.oci.images.unpack import UnpackError, unpack_file
 
 log = logging.getLogger("pycrid.oci.pull")
 
+MIB = 1024 * 1024
+
 T = TypeVar("T")
 CredentialsFor = Callable[[str], Credentials]
+
+
+REPORT_EVERY = 5.0
+"""Seconds between two progress lines of one pull in the log."""
 
 
 @dataclass
@@ -52,6 +58,27 @@ class PullStats:
     layers_reused: int = 0
     unpacked_bytes: int = 0
     unpack_seconds: float = 0.0
+    name: str = ""
+    layers_total: int = 0
+    bytes_total: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_report: float = field(default_factory=time.monotonic)
+
+    def downloaded(self, count: int) -> None:
+        """``count`` more bytes arrived; a progress line now and then."""
+        self.downloaded_bytes += count
+        now = time.monotonic()
+        if now - self.last_report < REPORT_EVERY:
+            return
+        self.last_report = now
+        log.info(
+            "pulling %s: %d of %d layers done, %.1f of %.1f MiB downloaded",
+            self.name,
+            self.layers_fetched + self.layers_reused,
+            self.layers_total,
+            self.downloaded_bytes / MIB,
+            self.bytes_total / MIB,
+        )
 
 
 def _failure(what: str, problems: list[tuple[Endpoint, RegistryError]]) -> errors.CRIError:
@@ -133,8 +160,9 @@ class Puller:
     # The pull.
 
     async def pull(self, ref: Reference, credentials_for: CredentialsFor) -> ImageRecord:
-        stats = PullStats()
+        stats = PullStats(name=str(ref))
         started = time.monotonic()
+        log.info("pulling %s", ref)
         endpoints = self._endpoints(ref)
         if not endpoints:
             raise errors.Unavailable(f"no usable endpoint for {ref.domain}")
@@ -231,6 +259,8 @@ class Puller:
         for digest, content in blobs.items():
             if not self.store.has_blob(digest):
                 await self._run(self.store.write_blob, digest, content)
+        stats.layers_total = len(image_manifest.layers)
+        stats.bytes_total = sum(layer.size for layer in image_manifest.layers)
         layers = await asyncio.gather(
             *(
                 self._layer(name, ref, layer, diff_id, endpoints, credentials_for, stats)
@@ -322,7 +352,7 @@ class Puller:
         stats: PullStats,
     ) -> None:
         def progress(count: int) -> None:
-            stats.downloaded_bytes += count
+            stats.downloaded(count)
 
         with self.store.ingest(layer.digest) as (path, commit):
 
