@@ -8,10 +8,13 @@ messages from any record with the attributes below.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, cast
 
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
+
+T = TypeVar("T")
 
 
 class PodRecord(Protocol):
@@ -59,9 +62,31 @@ def _pod_fields(record: PodRecord) -> dict[str, Any]:
     }
 
 
+_LISTED = "_cri_listed"
+
+
+def _kept(record: object, key: tuple[object, ...], build: Callable[[], T]) -> T:
+    """``build()``, made again only when ``key`` changed since the last call for ``record``.
+
+    kubelet lists every pod and container every second, and most have not
+    changed since; the listed message is kept on the record with the facts it
+    was built from. Callers copy it into their answer and never change it.
+    """
+    kept = getattr(record, _LISTED, None)
+    if kept is not None and kept[0] == key:
+        return cast(T, kept[1])
+    view = build()
+    setattr(record, _LISTED, (key, view))
+    return view
+
+
 def pod_sandbox(record: PodRecord) -> cri.PodSandbox:
     """The pod as ListPodSandbox lists it."""
-    return cri.PodSandbox(**_pod_fields(record))
+    return _kept(
+        record,
+        (record.state, record.created_at),
+        lambda: cri.PodSandbox(**_pod_fields(record)),
+    )
 
 
 def pod_sandbox_status(record: PodRecord) -> cri.PodSandboxStatus:
@@ -78,6 +103,14 @@ def pod_sandbox_status(record: PodRecord) -> cri.PodSandboxStatus:
 
 def container(record: ContainerRecord) -> cri.Container:
     """The container as ListContainers lists it."""
+    return _kept(
+        record,
+        (record.state, record.created_at, record.image_ref, record.image_id),
+        lambda: _container(record),
+    )
+
+
+def _container(record: ContainerRecord) -> cri.Container:
     config = record.config
     return cri.Container(
         id=record.id,

@@ -166,6 +166,9 @@ class InstrumentInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, services: tuple[str, ...], after_pull: AfterPull | None = None) -> None:
         self._services = services
         self._after_pull = after_pull
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        """By method: the servicer's handler and its wrapper, made once (kubelet
+        calls the same few methods every second)."""
 
     async def intercept_service(
         self,
@@ -174,6 +177,15 @@ class InstrumentInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method, handler)
+        if handler is not None:
+            self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler is None or not method.lstrip("/").startswith(self._services):
             return handler
         short = method.rsplit("/", 1)[-1]

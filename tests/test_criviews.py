@@ -1,0 +1,34 @@
+"""The listed views of pods and containers are kept until what they show changes."""
+
+from __future__ import annotations
+
+from pycrid.adapters import criviews
+from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.api.cri import api_pb2 as cri
+
+
+def record() -> ContainerRecord:
+    return ContainerRecord(
+        id="c1",
+        sandbox_id="p1",
+        config=cri.ContainerConfig(
+            metadata=cri.ContainerMetadata(name="app"), labels={"tier": "web"}
+        ),
+        log_path="",
+        created_at=5,
+        image_id="sha256:1",
+        image_ref="app@sha256:2",
+        resources=cri.LinuxContainerResources(),
+    )
+
+
+def test_a_container_is_listed_from_its_kept_view_until_its_state_changes() -> None:
+    container = record()
+    first = criviews.container(container)
+    assert criviews.container(container) is first
+    assert (first.state, first.labels["tier"]) == (cri.CONTAINER_CREATED, "web")
+    container.advance("running")
+    running = criviews.container(container)
+    assert running is not first
+    assert running.state == cri.CONTAINER_RUNNING
+    assert first.state == cri.CONTAINER_CREATED  # a view handed out is never changed
