@@ -25,6 +25,7 @@ ADAPTERS = ("docker", "oci")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 NETWORK_MODES = ("cni", "docker")
+ADOPTABLE = ("cri-dockerd",)
 FD_SCHEME = "fd://"
 MAX_SECONDS = 24 * 3600.0
 
@@ -61,6 +62,10 @@ class DockerConfig:
     """Seconds to wait for dockerd to answer when the daemon starts."""
     pull_progress_timeout: float = 60.0
     """Seconds a pull may go without a word from dockerd before it is cancelled."""
+    adopt: list[str] = field(default_factory=list)
+    """Other runtimes whose pods on this dockerd are taken over at start ("cri-dockerd")."""
+    cri_dockerd_root: str = "/var/lib/cri-dockerd"
+    """cri-dockerd's ``--cri-dockerd-root-directory`` (its sandbox checkpoints are below it)."""
 
 
 @dataclass
@@ -233,6 +238,9 @@ def validate(config: Config) -> None:
     if bool(config.streaming.tls_cert) != bool(config.streaming.tls_key):
         raise ConfigError("streaming.tls_cert and streaming.tls_key must be set together")
     _validate_docker_endpoint(config.docker.endpoint)
+    for runtime in config.docker.adopt:
+        _choice("docker.adopt runtime", runtime, ADOPTABLE)
+    _absolute("docker.cri_dockerd_root", config.docker.cri_dockerd_root)
     if not config.pause_image.strip() or config.pause_image != config.pause_image.strip():
         raise ConfigError(f"pause_image {config.pause_image!r} is not an image reference")
     for host, registry in config.registries.items():

@@ -85,6 +85,9 @@ def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
         ('[registries."x.io"]\nmirrors = ["http://"]', "has no host"),
         ('[registries."x.io"]\nmirrors = ["http://m:99999"]', "is not a URL"),
         ('socket_group = "no-such-group-here"', "does not exist on this host"),
+        ('[docker]\nadopt = ["containerd"]', "unknown docker.adopt runtime 'containerd'"),
+        ('[docker]\nadopt = "cri-dockerd"', "docker.adopt must be a list"),
+        ('[docker]\ncri_dockerd_root = "cri"', "docker.cri_dockerd_root must be an absolute"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, message):
