@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ import tomli_w
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
+from pycrid.server import privateconfig
 
 LOCAL_REGISTRY = "127.0.0.1:5000"
 LOCAL_MIRROR = f"http://{LOCAL_REGISTRY}"
@@ -74,16 +74,7 @@ def write_cni_conf(root: Path, bridge_name: str, subnet: str) -> tuple[Path, Pat
     Returns (conf_dir, ipam_dir): the bridge and subnet are private to the
     tests that use them, so that suites never share addresses.
     """
-    conf = json.loads(SHIPPED_CONFLIST.read_text())
-    bridge = conf["plugins"][0]
-    bridge["bridge"] = bridge_name
-    bridge["ipam"]["ranges"] = [[{"subnet": subnet}]]
-    ipam_dir = root / "ipam"
-    bridge["ipam"]["dataDir"] = str(ipam_dir)
-    conf_dir = root / "net.d"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    (conf_dir / SHIPPED_CONFLIST.name).write_text(json.dumps(conf))
-    return conf_dir, ipam_dir
+    return privateconfig.write_cni_conf(root, bridge_name, subnet)
 
 
 def base_config(root: Path, adapter: str) -> dict[str, Any]:
@@ -98,29 +89,14 @@ def base_config(root: Path, adapter: str) -> dict[str, Any]:
         # conflist, on a bridge and subnet of these tests' own.
         conf_dir, _ = write_cni_conf(root, OCI_BRIDGE, OCI_SUBNET)
         network = {"mode": "cni", "cni_conf_dir": str(conf_dir)}
-    return {
-        "listen": f"unix://{root}/pycrid.sock",
-        "adapter": adapter,
-        "state_dir": str(root / "state"),
-        "run_dir": str(root / "run"),
-        "log_level": "debug",
-        "pause_image": PAUSE_IMAGE,
-        "shutdown_grace": 5.0,
-        "docker": {"startup_timeout": 10.0},
-        "network": network,
-        "registries": registries,
-    }
+    config = privateconfig.private_config(
+        root, adapter, pause_image=PAUSE_IMAGE, network=network, log_level="debug"
+    )
+    config["registries"] = registries
+    return config
 
 
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` laid over it, tables merged key by key."""
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+merge = privateconfig.merge
 
 
 @dataclass
