@@ -122,6 +122,15 @@ def parser() -> argparse.ArgumentParser:
         parents=[flags],
         help="check that this node has what the configured adapter needs",
     )
+    adopt = commands.add_parser(
+        "adopt",
+        parents=[flags],
+        help="list the pods of another runtime on this dockerd that pycrid would take over",
+        epilog=DOCS_HINT,
+    )
+    adopt.add_argument(
+        "--check", action="store_true", required=True, help="a dry run: change nothing"
+    )
     units = commands.add_parser(
         "install-units", help="write pycrid.service and pycrid.socket for systemd"
     )
@@ -186,6 +195,19 @@ def _install_units(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def _adopt_check(config: Config) -> int:
+    from pycrid.adapters.docker.adopt import check
+    from pycrid.adapters.errors import CRIError
+
+    try:
+        found = asyncio.run(check(config))
+    except (CRIError, StartupError) as e:
+        return _fail(f"cannot ask docker: {e}")
+    lines = found.lines()
+    print("\n".join(lines) if lines else "nothing made by cri-dockerd on this dockerd")
+    return exitcodes.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     top = parser()
     args, extra = top.parse_known_args(argv)
@@ -208,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(tomli_w.dumps(config.to_dict()), end="")
         return exitcodes.OK
+    if args.command == "adopt":
+        return _adopt_check(config)
     if args.command == "doctor":
         from pycrid.server.doctor.report import run_doctor
 

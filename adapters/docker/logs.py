@@ -448,6 +448,39 @@ class LogCopiers:
         finally:
             del self._starting[container_id]
 
+    async def seed(
+        self,
+        container_id: str,
+        log_path: str | os.PathLike[str],
+        tty: bool,
+        position: Position,
+        encoder: CriLogEncoder,
+    ) -> None:
+        """Checkpoint a copy that the file at ``log_path`` holds up to ``position``.
+
+        For a log file written by other means (a container taken over from
+        another runtime): ``start`` or ``recover`` then goes on from there.
+        """
+        copier = _Copier(
+            self.client,
+            container_id,
+            Path(log_path),
+            tty,
+            self.checkpoint_path(container_id),
+            self.max_line,
+        )
+        copier.position = position
+        copier.encoder = encoder
+        try:
+            copier.file = CriLogFile(log_path)
+            copier.offset = copier.file.size()
+        except OSError as e:
+            raise errors.Internal(f"cannot open log file {log_path}: {e}") from e
+        try:
+            await copier.checkpoint()
+        finally:
+            copier.file.close()
+
     async def recover(
         self,
         container_id: str,

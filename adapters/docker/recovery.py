@@ -20,7 +20,7 @@ import logging
 
 from pycrid.adapters.base import StartupError
 from pycrid.adapters.deadline import set_call_deadline
-from pycrid.adapters.docker import naming
+from pycrid.adapters.docker import adopt, naming
 from pycrid.adapters.docker.api import ImageInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.sandboxes import release_leftover
@@ -59,6 +59,9 @@ async def recover(ctx: DockerContext) -> None:
                 log.warning("could not recover %s: %s", container_id[:13], e or "timed out")
 
     await asyncio.gather(*(one(summary["Id"]) for summary in listed))
+    if adopt.enabled(ctx):
+        set_call_deadline(ITEM_TIMEOUT * 4)
+        await adopt.adopt(ctx)
     ctx.sandbox_ids.replace(ctx.store.sandboxes)
     ctx.container_ids.replace(ctx.store.containers)
     await _clean_leftovers(ctx)

@@ -22,7 +22,7 @@ from google.protobuf import json_format
 
 from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.docker import inspectviews, naming, spec
+from pycrid.adapters.docker import adopt, inspectviews, naming, spec
 from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
@@ -260,6 +260,7 @@ class DockerSandboxes:
 
     def _forget(self, sandbox_id: str) -> None:
         ctx = self.ctx
+        adopt.forget_sandbox(ctx, sandbox_id)
         netns.unpin(ctx.networks.netns_path(sandbox_id))
         shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
         ctx.store.checkpoints.delete_sandbox(sandbox_id)
