@@ -1,4 +1,4 @@
-"""The ``pycrid`` command: serve, config, version, doctor, install-units.
+"""The ``pycrid`` command: serve, config, version, doctor, compare, install-units.
 
 Every failure before the daemon serves is one line on stderr,
 ``pycrid: error: ...``, and an exit status from ``server/exitcodes.py``.
@@ -27,6 +27,7 @@ from pycrid.adapters.config import (
 )
 from pycrid.adapters.version import PYCRID_VERSION
 from pycrid.server import exitcodes
+from pycrid.server.compare.command import add_parser as add_compare_parser
 
 DOCS_HINT = "Every key, its default and its flag: docs/configuration.md."
 
@@ -131,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     adopt.add_argument(
         "--check", action="store_true", required=True, help="a dry run: change nothing"
     )
+    add_compare_parser(commands)
     units = commands.add_parser(
         "install-units", help="write pycrid.service and pycrid.socket for systemd"
     )
@@ -223,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         return _version(args)
     if args.command == "install-units":
         return _install_units(args)
+    if args.command == "compare":
+        from pycrid.server.compare.command import run as run_compare
+
+        return run_compare(args)
     try:
         config = load_config(args.config, _overrides(args))
     except ConfigError as e:
