@@ -263,7 +263,7 @@ def test_cri_dockerds_pod_is_taken_over_and_cleaned_up(
     assert docker("ps", "-aq", "--filter", f"id={app}") == ""
     assert not (made.checkpoints / sandbox_id).exists()
     state = Path(daemon.config["state_dir"]) / "docker"
-    left = [p for p in state.rglob("*.json") if sandbox_id in p.name or app in p.name]
+    left = [p for p in state.rglob("*") if sandbox_id in p.name or app in p.name]
     assert left == []
     assert sandbox_id not in Path("/proc/self/mountinfo").read_text()
 

@@ -236,3 +236,31 @@ async def test_without_adopt_nothing_of_cri_dockerds_is_touched(tmp_path):
     assert kit.ctx.store.sandboxes == {}
     assert sandbox in kit.docker.containers
     await kit.close()
+
+
+@pytest.mark.asyncio
+async def test_a_restart_adopts_again_and_one_without_adopt_leaves_the_pod_be(tmp_path):
+    kit = make_kit(tmp_path)
+    root = tmp_path / "cri-dockerd"
+    kit.ctx.config.docker.adopt = ["cri-dockerd"]
+    kit.ctx.config.docker.cri_dockerd_root = str(root)
+    sandbox = await cri_dockerd_pod(kit.docker, "web", UID)
+    (root / "sandbox").mkdir(parents=True)
+    (root / "sandbox" / sandbox).write_bytes(checkpoint_blob())
+    await recovery.recover(kit.ctx)
+    assert sandbox in kit.ctx.store.sandboxes
+    await kit.close()
+
+    again = make_kit(tmp_path, docker=kit.docker)
+    again.ctx.config.docker.adopt = ["cri-dockerd"]
+    again.ctx.config.docker.cri_dockerd_root = str(root)
+    await recovery.recover(again.ctx)
+    assert again.ctx.store.sandbox(sandbox).state == cri.SANDBOX_READY
+    await again.close()
+
+    off = make_kit(tmp_path, docker=kit.docker)
+    await recovery.recover(off.ctx)
+    assert sandbox not in off.ctx.store.sandboxes
+    assert off.ctx.store.checkpoints.load_sandbox(sandbox) is not None
+    assert kit.docker.containers[sandbox].running
+    await off.close()

@@ -476,6 +476,8 @@ async def adopt(ctx: DockerContext) -> None:
             )
             network = ctx.store.checkpoints.load_sandbox(sandbox.id)
             if network is None:
+                _marker(ctx, sandbox.id).parent.mkdir(parents=True, exist_ok=True)
+                _marker(ctx, sandbox.id).touch()
                 network = await _network(ctx, sandbox, config)
                 await ctx.store.checkpoints.save_sandbox(sandbox.id, network)
         except (CRIError, OSError, ValueError, subprocess.SubprocessError) as e:
@@ -539,8 +541,19 @@ async def listing(ctx: DockerContext) -> list[dict[str, Any]]:
     return listed
 
 
+def _marker(ctx: DockerContext, sandbox_id: str) -> Path:
+    return ctx.store.checkpoints.sandboxes.parent / "adopted" / sandbox_id
+
+
+def was_adopted(ctx: DockerContext, sandbox_id: str) -> bool:
+    """Whether pycrid took the pod over from cri-dockerd (kept until the pod is removed)."""
+    return _marker(ctx, sandbox_id).exists()
+
+
 def forget_sandbox(ctx: DockerContext, sandbox_id: str) -> None:
     """An adopted pod removed: its cri-dockerd checkpoint goes too, as cri-dockerd would do."""
+    with contextlib.suppress(FileNotFoundError):
+        _marker(ctx, sandbox_id).unlink()
     if enabled(ctx):
         path = Path(ctx.config.docker.cri_dockerd_root) / CHECKPOINT_DIR / sandbox_id
         with contextlib.suppress(FileNotFoundError):

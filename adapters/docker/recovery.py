@@ -137,6 +137,10 @@ async def _clean_leftovers(ctx: DockerContext) -> None:
     for sandbox_id in ctx.store.checkpoints.sandbox_ids():
         if sandbox_id in ctx.store.sandboxes:
             continue
+        if adopt.was_adopted(ctx, sandbox_id) and await _still_in_docker(ctx, sandbox_id):
+            # An adopted pod while adoption is off: its network is in use.
+            log.warning("pod sandbox %s is not recovered but runs; left alone", sandbox_id[:13])
+            continue
         await release_leftover(ctx, sandbox_id)
     for container_id in ctx.store.checkpoints.container_ids():
         if container_id not in ctx.store.containers:
@@ -148,3 +152,15 @@ async def _clean_leftovers(ctx: DockerContext) -> None:
         for pin in ctx.networks.netns_dir.iterdir():
             if pin.name not in ctx.store.sandboxes:
                 netns.unpin(pin)
+
+
+async def _still_in_docker(ctx: DockerContext, container_id: str) -> bool:
+    """Whether Docker has the container; True when it cannot say (nothing is torn down)."""
+    set_call_deadline(ITEM_TIMEOUT)
+    try:
+        await ctx.client.inspect_container(container_id)
+    except NotFound:
+        return False
+    except CRIError:
+        return True
+    return True

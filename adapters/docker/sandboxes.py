@@ -91,6 +91,7 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
         except CRIError as e:
             log.warning("pod sandbox %s: CNI DEL of a leftover failed: %s", sandbox_id[:13], e)
     await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
+    adopt.forget_sandbox(ctx, sandbox_id)
     shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
     ctx.store.checkpoints.delete_sandbox(sandbox_id)
     if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
