@@ -66,10 +66,10 @@ def test_zero_times_stay_zero_and_usage_reads_as_set_or_not() -> None:
         )
     )
     flat = norm.flat(stats)
-    assert flat["stats.cpu.usage_core_nano_seconds.value"] == "<n>"
+    assert flat["stats.cpu.usage_core_nano_seconds"] == "<reported>"
     assert flat["stats.cpu.timestamp"] == "<time>"
-    # Set but zero: proto3 leaves zero scalars out, the message itself is present.
-    assert flat["stats.memory.working_set_bytes"] == "<set>"
+    # Reported as zero reads the same as any other figure.
+    assert flat["stats.memory.working_set_bytes"] == "<reported>"
     assert norm.flat(cri.ContainerStatus(finished_at=0)) == {}
 
 
@@ -81,6 +81,12 @@ def test_lists_of_messages_compare_in_any_order() -> None:
 
     norm = Normaliser({}, [])
     assert norm.flat(listed("a", "b")) == norm.flat(listed("b", "a"))
+    assert norm.flat(listed("b", "a"))["containers[0].metadata.name"] == "a"
+
+
+def test_a_list_of_plain_values_is_one_value() -> None:
+    flat = Normaliser({}, []).flat(cri.Image(id="i", repo_tags=["b:1", "a:1"]))
+    assert flat == {"id": "i", "repo_tags": ["b:1", "a:1"]}
 
 
 def test_shipped_rules_parse_and_match_with_patterns() -> None:
@@ -137,9 +143,18 @@ def test_a_call_failing_on_one_side_is_one_code_difference_and_the_stop_is_shown
     )
     found = compare_scenario("s", a, b, [])
     assert [(d.call, d.field, d.a, d.b) for d in found] == [
-        ("(scenario)", "outcome", "ran to its end", "stopped: RunPodSandbox: UNIMPLEMENTED"),
+        (
+            "(scenario)",
+            "outcome",
+            "ran to its end",
+            "stopped (0 calls not made): RunPodSandbox: UNIMPLEMENTED",
+        ),
         ("RunPodSandbox", "code", "OK", "UNIMPLEMENTED"),
     ]
+    a.observations.append(Observation("PodSandboxStatus"))
+    found = compare_scenario("s", a, b, [])
+    assert found[0].b.startswith("stopped (1 calls not made)")
+    assert len(found) == 2
 
 
 def test_calls_made_on_one_side_only_and_absent_fields() -> None:

@@ -60,13 +60,16 @@ def compare_scenario(scenario: str, a: SideRun, b: SideRun, rules: list[Rule]) -
             Difference(scenario, call, field, va, vb, reason_for(rules, scenario, call, field))
         )
 
-    if bool(a.stopped) != bool(b.stopped):
-        add("(scenario)", "outcome", _outcome(a), _outcome(b))
     seen_a, seen_b = _by_label(a.observations), _by_label(b.observations)
+    if bool(a.stopped) != bool(b.stopped):
+        # The calls the stopped side never made are counted here, not listed one by one.
+        add("(scenario)", "outcome", _outcome(a, seen_b, seen_a), _outcome(b, seen_a, seen_b))
     for label in [*seen_a, *(k for k in seen_b if k not in seen_a)]:
         oa, ob = seen_a.get(label), seen_b.get(label)
         if oa is None or ob is None:
-            add(label, "(call)", "made" if oa else "not made", "made" if ob else "not made")
+            stopped = a.stopped if oa is None else b.stopped
+            if not stopped:
+                add(label, "(call)", "made" if oa else "not made", "made" if ob else "not made")
             continue
         if oa.code != ob.code:
             add(label, "code", oa.code, ob.code)
@@ -79,5 +82,8 @@ def compare_scenario(scenario: str, a: SideRun, b: SideRun, rules: list[Rule]) -
     return found
 
 
-def _outcome(run: SideRun) -> str:
-    return f"stopped: {run.stopped}" if run.stopped else "ran to its end"
+def _outcome(run: SideRun, other: dict[str, Observation], own: dict[str, Observation]) -> str:
+    if not run.stopped:
+        return "ran to its end"
+    missing = sum(1 for label in other if label not in own)
+    return f"stopped ({missing} calls not made): {run.stopped}"

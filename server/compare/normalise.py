@@ -20,7 +20,8 @@ from google.protobuf.message import Message
 
 TIME_FIELDS = ("created_at", "started_at", "finished_at", "timestamp")
 PID_FIELDS = ("pid",)
-# Usage figures change from one reading to the next: only zero or not is compared.
+# Usage figures change from one reading to the next, and a runtime may report
+# zero where another counts: only whether a figure is reported is compared.
 USAGE_PATTERNS = (
     "*cpu.*.value",
     "*memory.*.value",
@@ -61,6 +62,19 @@ def _scalar(fd: FieldDescriptor, value: Any) -> Any:
     return value
 
 
+def _is_usage(path: str) -> bool:
+    bare = INDEX.sub("", path)
+    return any(fnmatch.fnmatch(bare, p) for p in USAGE_PATTERNS)
+
+
+def _identity(item: dict[str, Any]) -> str:
+    """Sort key of a listed message: its name (or type) when it has one, then all of it."""
+    metadata = item.get("metadata")
+    name = metadata.get("name", "") if isinstance(metadata, dict) else ""
+    name = name or item.get("name", "") or item.get("type", "")
+    return f"{name}\0{json.dumps(item, sort_keys=True, default=str)}"
+
+
 class Normaliser:
     """Normalises one side's answers, knowing that side's IDs and private directories."""
 
@@ -79,6 +93,8 @@ class Normaliser:
 
     def _normal(self, value: Any, path: str) -> Any:
         if isinstance(value, dict):
+            if set(value) <= {"value"} and _is_usage(f"{path}.value"):
+                return "<reported>"
             return {
                 self.text(str(k)): self._normal(v, f"{path}.{k}" if path else str(k))
                 for k, v in value.items()
@@ -86,7 +102,7 @@ class Normaliser:
         if isinstance(value, list):
             items = [self._normal(v, f"{path}[]") for v in value]
             if items and all(isinstance(v, dict) for v in items):
-                items.sort(key=lambda v: json.dumps(v, sort_keys=True, default=str))
+                items.sort(key=_identity)
             return items
         return self.value(path, value)
 
@@ -95,9 +111,8 @@ class Normaliser:
         last = INDEX.sub("", path).rsplit(".", 1)[-1]
         if last in TIME_FIELDS or last in PID_FIELDS:
             return f"<{'pid' if last in PID_FIELDS else 'time'}>" if value else value
-        bare = INDEX.sub("", path)
-        if isinstance(value, int | float) and any(fnmatch.fnmatch(bare, p) for p in USAGE_PATTERNS):
-            return "<n>" if value else 0
+        if isinstance(value, int | float) and _is_usage(path):
+            return "<reported>"
         if isinstance(value, str):
             return self.text(value)
         return value
@@ -116,10 +131,12 @@ class Normaliser:
                 out[path] = "<set>"
             for key, item in value.items():
                 self._walk(item, f"{path}.{key}" if path else key, out)
-        elif isinstance(value, list):
-            if not value:
-                return
+        elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
             for index, item in enumerate(value):
                 self._walk(item, f"{path}[{index}]", out)
+        elif isinstance(value, list):
+            # A list of plain values is one value: ["a", "b"] against ["a"] is one difference.
+            if value:
+                out[path] = value
         else:
             out[path] = value
