@@ -111,7 +111,7 @@ def test_a_daemon_without_a_network_differs_field_by_field(
     status = [d for k, d in found.items() if k[1] == "Status"]
     assert status and all(d["expected"] for d in status)
     reasons = {d["field"]: d["reason"] for d in status}
-    assert reasons["status.conditions[0].status"] == "B has no CNI network config"
+    assert reasons["status.conditions[type=NetworkReady].status"] == "B has no CNI network config"
     assert "NetworkPluginNotReady" in [d["b"] for d in status]
     # The pod scenario stops on B at its first call and says so; the rest carries on.
     run = found["pod-lifecycle", "RunPodSandbox", "code"]

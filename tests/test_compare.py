@@ -81,7 +81,12 @@ def test_lists_of_messages_compare_in_any_order() -> None:
 
     norm = Normaliser({}, [])
     assert norm.flat(listed("a", "b")) == norm.flat(listed("b", "a"))
-    assert norm.flat(listed("b", "a"))["containers[0].metadata.name"] == "a"
+    assert norm.flat(listed("b", "a"))["containers[name=a].metadata.name"] == "a"
+    # Unnamed messages are indexed in their sorted order.
+    stats = cri.ListContainerStatsResponse(
+        stats=[cri.ContainerStats(attributes=cri.ContainerAttributes(id=i)) for i in "yx"]
+    )
+    assert norm.flat(stats) == {"stats[0].attributes.id": "x", "stats[1].attributes.id": "y"}
 
 
 def test_a_list_of_plain_values_is_one_value() -> None:

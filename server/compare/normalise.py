@@ -34,7 +34,7 @@ USAGE_PATTERNS = (
 )
 IP = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])")
 STREAM_URL = re.compile(r"(https?://[^/:\s]+):\d+/(exec|attach|portforward)/[^\s?\"']+")
-INDEX = re.compile(r"\[\d+\]")
+INDEX = re.compile(r"\[[^\]]*\]")
 
 
 def plain(message: Message) -> dict[str, Any]:
@@ -67,12 +67,36 @@ def _is_usage(path: str) -> bool:
     return any(fnmatch.fnmatch(bare, p) for p in USAGE_PATTERNS)
 
 
-def _identity(item: dict[str, Any]) -> str:
-    """Sort key of a listed message: its name (or type) when it has one, then all of it."""
+def _name(item: Any) -> tuple[str, str] | None:
+    """What names a listed message (metadata.name, name or type), or None."""
+    if not isinstance(item, dict):
+        return None
     metadata = item.get("metadata")
-    name = metadata.get("name", "") if isinstance(metadata, dict) else ""
-    name = name or item.get("name", "") or item.get("type", "")
-    return f"{name}\0{json.dumps(item, sort_keys=True, default=str)}"
+    if isinstance(metadata, dict) and "name" in metadata:
+        return "name", str(metadata["name"])
+    for key in ("name", "type"):
+        if key in item:
+            return key, str(item[key])
+    # The CRI leaves a default (empty) name out of the message.
+    return ("name", "") if "features" in item else None
+
+
+def _identity(item: dict[str, Any]) -> str:
+    """Sort key of a listed message: its name when it has one, then all of it."""
+    named = _name(item)
+    return f"{named[1] if named else ''}\0{json.dumps(item, sort_keys=True, default=str)}"
+
+
+def _keys(items: list[Any]) -> list[str]:
+    """Path keys of listed messages: ``name=web`` when names tell them apart, else indexes.
+
+    Keyed by name, a message that one side lacks is one difference instead of
+    shifting every message after it.
+    """
+    names = [_name(item) for item in items]
+    if all(names) and len({n for n in names}) == len(names):
+        return [f"{n[0]}={n[1]}" for n in names if n]
+    return [str(i) for i in range(len(items))]
 
 
 class Normaliser:
@@ -132,8 +156,9 @@ class Normaliser:
             for key, item in value.items():
                 self._walk(item, f"{path}.{key}" if path else key, out)
         elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
-            for index, item in enumerate(value):
-                self._walk(item, f"{path}[{index}]", out)
+            keys = _keys(value)
+            for key, item in zip(keys, value, strict=True):
+                self._walk(item, f"{path}[{key}]", out)
         elif isinstance(value, list):
             # A list of plain values is one value: ["a", "b"] against ["a"] is one difference.
             if value:
