@@ -16,6 +16,7 @@ from typing import Any
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.compare.observe import LABEL, Abort, Probe
+from pycrid.server.compare.streams import exec_over_websocket
 
 DEFAULT_IMAGES = {
     "busybox": "registry.k8s.io/e2e-test-images/busybox:1.29-2",
@@ -110,7 +111,7 @@ def start_container(
     return container
 
 
-def status(p: Probe, container: str) -> cri.ContainerStatus | None:
+def status(p: Probe, container: str) -> cri.ContainerStatus:
     answer = p.rt.ContainerStatus(cri.ContainerStatusRequest(container_id=container), timeout=30)
     return answer.status
 
@@ -543,8 +544,6 @@ def idempotence(p: Probe) -> None:
 
 
 def streaming(p: Probe) -> None:
-    from pycrid.server.compare.streams import exec_over_websocket
-
     pull(p, "busybox")
     pull(p, "web")
     pod, config = run_pod(p, "streaming")
