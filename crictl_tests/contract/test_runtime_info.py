@@ -75,12 +75,14 @@ def _call(daemon: Daemon, method: MethodDescriptor) -> grpc.StatusCode:
         response_deserializer=response_class.FromString,
     )
     # An event stream that works stays open: its deadline ends it.
-    timeout = 5 if method.name == "GetContainerEvents" else 30
+    events = method.name == "GetContainerEvents"
     try:
-        result = call(request_class(), timeout=timeout)
+        result = call(request_class(), timeout=2 if events else 30)
         if method.server_streaming:
             list(result)
     except grpc.RpcError as e:
+        if events and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return grpc.StatusCode.OK  # open until the client went away
         return e.code()
     return grpc.StatusCode.OK
 
@@ -95,8 +97,7 @@ def test_every_method_answers_cleanly(daemon: Daemon) -> None:
     assert len(codes) == RPC_COUNT
     unclean = {name: code for name, code in codes.items() if code not in CLEAN_ANSWERS}
     assert unclean == {}
-    # Neither adapter streams container events yet (kubelet then polls instead).
-    assert codes["GetContainerEvents"] == grpc.StatusCode.UNIMPLEMENTED
+    assert codes["GetContainerEvents"] == grpc.StatusCode.OK
 
 
 def test_real_crictl(daemon: Daemon, crictl: str) -> None:
