@@ -105,9 +105,14 @@ def container(record: ContainerRecord) -> cri.Container:
     """The container as ListContainers lists it."""
     return _kept(
         record,
-        (record.state, record.created_at, record.image_ref, record.image_id),
+        (record.state, record.created_at, _listed_image_ref(record), record.image_id),
         lambda: _container(record),
     )
+
+
+def _listed_image_ref(record: ContainerRecord) -> str:
+    """An adapter may list another image_ref than ContainerStatus shows (``listed_image_ref``)."""
+    return getattr(record, "listed_image_ref", "") or record.image_ref
 
 
 def _container(record: ContainerRecord) -> cri.Container:
@@ -117,7 +122,7 @@ def _container(record: ContainerRecord) -> cri.Container:
         pod_sandbox_id=record.sandbox_id,
         metadata=config.metadata,
         image=config.image,
-        image_ref=record.image_ref,
+        image_ref=_listed_image_ref(record),
         image_id=record.image_id,
         state=record.state,
         created_at=record.created_at,

@@ -205,6 +205,7 @@ def test_cri_dockerds_pod_is_taken_over_and_cleaned_up(
     listed = next(c for c in containers if c.id == app)
     assert listed.pod_sandbox_id == sandbox_id and listed.state == cri.CONTAINER_RUNNING
     assert listed.metadata == cri.ContainerMetadata(name="app", attempt=0)
+    assert listed.image_ref == inspect(app)["Image"]  # cri-dockerd listed Docker's image ID
     container = rt.ContainerStatus(
         cri.ContainerStatusRequest(container_id=app), timeout=CALL_TIMEOUT
     ).status

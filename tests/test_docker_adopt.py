@@ -214,6 +214,8 @@ async def test_recovery_adopts_pods_with_a_checkpoint_and_leaves_the_others(tmp_
     assert status.metadata.name == "app" and status.state == cri.CONTAINER_CREATED
     assert status.log_path == f"/var/log/pods/default_web_{UID}/app/0.log"
     assert status.image_ref.startswith(("docker-pullable://", "docker://"))
+    listed = (await kit.containers.list_containers(cri.ListContainersRequest())).containers
+    assert [c.image_ref for c in listed if c.id == app] == [kit.docker.containers[app].image_id]
     assert dict(status.annotations) == {"io.kubernetes.container.restartCount": "0"}
     assert lost not in kit.ctx.store.sandboxes and lost_app not in kit.ctx.store.containers
     assert lost in kit.docker.containers and lost_app in kit.docker.containers

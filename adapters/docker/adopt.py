@@ -513,6 +513,7 @@ async def adopt(ctx: DockerContext) -> None:
             created_at=naming.docker_time_ns(inspect.get("Created")),
             image_id=image_id,
             image_ref=ref,
+            listed_image_ref=image_id,
             resources=ctx.store.checkpoints.load_container_resources(container.id)
             or config.linux.resources,
         )

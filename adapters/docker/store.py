@@ -125,6 +125,9 @@ class ContainerRecord(_Tracked):
     image_id: str
     image_ref: str
     resources: cri.LinuxContainerResources
+    listed_image_ref: str = ""
+    """ListContainers' image_ref when it is not ContainerStatus's: cri-dockerd listed
+    Docker's image ID, so a container adopted from it keeps showing that (adopt.py)."""
     pid: int = 0
     started_at: int = 0
     finished_at: int = 0
