@@ -1,7 +1,7 @@
 """Exec, attach and port-forward on the docker adapter, through the daemon's URLs.
 
 Pods and containers are made over the CRI socket; the sessions are driven by
-the test clients of ``spdy_client`` (SPDY/3.1 like crictl's default, and
+the clients of ``server/streaming/client.py`` (SPDY/3.1 like crictl's default, and
 WebSocket v5 like ``--transport websocket``). The URLs themselves, a plain
 exec session and single-use tokens are in the contract suite
 (crictl_tests/contract/test_streaming.py), run on both adapters.
@@ -20,7 +20,8 @@ from pycrid.adapters.docker.streaming import DockerStreaming
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods, pods_fixture, wait_for
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, DOCKER_SOCKET, WEBSERVER_IMAGE
-from pycrid.crictl_tests.spdy_client import (
+from pycrid.server.compare.streams import http_get_through_port_forward
+from pycrid.server.streaming.client import (
     SpdyExec,
     SpdyPortForward,
     UpgradeRefused,
@@ -243,3 +244,10 @@ async def test_malformed_frame_closes_only_that_connection(pods: Pods, pod: dict
     assert await healthy.read_until(b"still alive\n") == b"still alive\n"
     await healthy.close_stdin()
     assert (await healthy.wait()).exit_code == 0
+
+
+def test_compare_drives_a_port_forward_session_at_the_returned_url(
+    pods: Pods, pod: dict[str, str]
+) -> None:
+    seen = http_get_through_port_forward(forward_url(pods, pod["sandbox"]), 80)
+    assert seen == {"status_line": "HTTP/1.1 200 OK", "error_stream": ""}

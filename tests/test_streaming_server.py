@@ -12,7 +12,7 @@ from pycrid.adapters.config import StreamingConfig
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.streaming import ForwardOutput, InputStream, SessionIO
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.spdy_client import (
+from pycrid.server.streaming.client import (
     SpdyExec,
     SpdyPortForward,
     UpgradeRefused,

@@ -11,7 +11,7 @@ import pytest
 
 from pycrid.adapters.config import StreamingConfig
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.spdy_client import SpdyExec
+from pycrid.server.streaming.client import SpdyExec
 from pycrid.server.streaming.server import StartupFailure, StreamingServer
 
 from .test_streaming_server import FakeRuntime

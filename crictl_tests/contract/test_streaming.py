@@ -1,6 +1,6 @@
 """Exec, Attach and PortForward: the URLs the daemon hands out, and a session on one.
 
-The sessions are driven by the SPDY/3.1 test client of ``spdy_client``, as
+The sessions are driven by the SPDY/3.1 client of ``server/streaming/client.py``, as
 crictl and kubelet would; the many ways of using a session are the docker
 adapter's streaming tests.
 """
@@ -15,7 +15,7 @@ import pytest
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.crictl_tests.dockerpods import Pods, open_pods
 from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
-from pycrid.crictl_tests.spdy_client import SpdyExec, UpgradeRefused
+from pycrid.server.streaming.client import SpdyExec, UpgradeRefused
 
 # An absolute URL on the loopback streaming server, ending in a single-use token.
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)/(exec|attach|portforward)/([^/?#]+)")

@@ -16,7 +16,7 @@ from typing import Any
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.compare.observe import LABEL, Abort, Probe
-from pycrid.server.compare.streams import exec_over_websocket
+from pycrid.server.compare.streams import exec_over_websocket, http_get_through_port_forward
 
 DEFAULT_IMAGES = {
     "busybox": "registry.k8s.io/e2e-test-images/busybox:1.29-2",
@@ -558,10 +558,14 @@ def streaming(p: Probe) -> None:
     )
     if tty is not None:
         p.note("exec session (tty)", exec_over_websocket(tty.url))
-    # The URL only: a port-forward session needs a SPDY client.
-    p.call(
+    forward = p.call(
         "PortForward(80)", p.rt.PortForward, cri.PortForwardRequest(pod_sandbox_id=pod, port=[80])
     )
+    if forward is not None:
+        p.note(
+            "port-forward session (GET / on port 80)",
+            http_get_through_port_forward(forward.url, 80),
+        )
 
 
 SCENARIOS = (

@@ -1,12 +1,15 @@
-"""Drive an exec session at the URL a runtime returned, as ``crictl --transport websocket`` does.
+"""Drive streaming sessions at the URLs a runtime returned, as crictl does.
 
-The client asks for ``v5.channel.k8s.io``: each binary message starts with a
-channel byte (1 stdout, 2 stderr, 3 the error channel's JSON status). What
-comes back is summarised for comparison, not checked.
+An exec with a tty goes over WebSocket, as ``crictl --transport websocket``:
+the client asks for ``v5.channel.k8s.io``, and each binary message starts
+with a channel byte (1 stdout, 2 stderr, 3 the error channel's JSON status).
+A port-forward goes over SPDY/3.1, crictl's default, with the project's
+streaming client. What comes back is summarised for comparison, not checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -22,6 +25,8 @@ from wsproto.events import (
     RejectConnection,
     Request,
 )
+
+from pycrid.server.streaming.client import SpdyPortForward, UpgradeRefused, read_all
 
 SUBPROTOCOL = "v5.channel.k8s.io"
 CHANNELS = {1: "stdout", 2: "stderr", 3: "status"}
@@ -78,3 +83,31 @@ def _take(seen: dict[str, Any], message: bytes) -> None:
             seen["status"] = body
     elif name is not None:
         seen[name] += body
+
+
+def http_get_through_port_forward(url: str, port: int, timeout: float = 20.0) -> dict[str, Any]:
+    """One HTTP GET to ``port`` in the pod through the port-forward session at ``url``.
+
+    Returns the response's status line and whether the error stream stayed
+    empty, or what failed.
+    """
+
+    async def session() -> dict[str, Any]:
+        forward = await SpdyPortForward.open(url)
+        try:
+            data, error = await forward.connect(port)
+            await data.write(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
+            response = await read_all(data)
+            data.reset()  # as client-go does once the pod's side has ended
+            problem = await read_all(error)
+        finally:
+            await forward.close()
+        status_line = response.split(b"\r\n", 1)[0].decode(errors="replace")
+        return {"status_line": status_line, "error_stream": problem.decode(errors="replace")}
+
+    try:
+        return asyncio.run(asyncio.wait_for(session(), timeout))
+    except UpgradeRefused as e:
+        return {"rejected": e.status}
+    except (OSError, TimeoutError) as e:
+        return {"error": type(e).__name__}

@@ -1,5 +1,8 @@
-"""Streaming clients for tests: remotecommand and port-forward over SPDY/3.1, and
-remotecommand over WebSocket v5, speaking to a URL returned by Exec, Attach or PortForward.
+"""Streaming clients: remotecommand and port-forward over SPDY/3.1, and remotecommand
+over WebSocket v5, speaking to a URL returned by Exec, Attach or PortForward.
+
+The tests drive the streaming server with them, and ``pycrid compare`` drives
+any runtime's sessions with them.
 
 They behave like client-go's executors: the SPDY client offers v5..v1 and opens
 the error, stdin, stdout, stderr and resize streams in that order; the
@@ -271,7 +274,9 @@ class SpdyPortForward:
     @classmethod
     async def open(cls, url: str, tls: ssl.SSLContext | None = None) -> SpdyPortForward:
         conn = await spdy_connect(url, ("portforward.k8s.io",), tls)
-        assert conn.protocol == "portforward.k8s.io", conn.protocol
+        if conn.protocol != "portforward.k8s.io":
+            await conn.close()
+            raise UpgradeRefused(101, {}, f"answered protocol {conn.protocol!r}".encode())
         return cls(conn)
 
     @classmethod
