@@ -42,10 +42,15 @@ def test_a_running_pod_has_cadvisor_metrics_with_cpu_and_memory(pods: Pods) -> N
 
     def busy_enough() -> cri.PodSandboxMetrics | None:
         found = pod_metrics()
-        if found is None:
+        if found is None or not found.container_metrics:
             return None
-        cpu = by_name(list(found.metrics)).get("container_cpu_usage_seconds_total")
-        return found if cpu and cpu[0].value.value >= 1 else None
+        # The pod's and the container's figures are sampled apart: wait for both.
+        samples = [found.metrics, *(c.metrics for c in found.container_metrics)]
+        for metrics in samples:
+            cpu = by_name(list(metrics)).get("container_cpu_usage_seconds_total")
+            if not cpu or cpu[0].value.value < 1:
+                return None
+        return found
 
     found = wait_for(busy_enough, "a second of CPU in the pod's metrics")
     pod = by_name(list(found.metrics))
