@@ -2,7 +2,7 @@
 
 The adapters observe them directly, through module-level metrics in
 prometheus_client's default registry; the server exposes that registry, so
-nothing here imports ``pycrid.server``.
+the seam still runs one way (the server knows the adapters, not the reverse).
 """
 
 from __future__ import annotations
