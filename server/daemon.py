@@ -96,6 +96,9 @@ async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
     server, health_servicer = build_server(adapter, streaming)
     endpoint = _metrics_endpoint(config, adapter)
     adapter_started = False
+    # Signals are caught from here on: one that comes while the daemon starts stops it
+    # as soon as it serves, instead of killing it half started.
+    stop = _catch_stop_signals()
     try:
         try:
             await streaming.start()
@@ -123,13 +126,14 @@ async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
             streaming.base_url,
         )
         sdnotify.ready(f"serving CRI on {config.listen} with the {adapter.name} adapter")
-        await _wait_for_signal()
+        await stop.wait()
         sdnotify.stopping()
         log.info("shutting down: finishing in-flight calls (at most %.0fs)", config.shutdown_grace)
         listener.stop_accepting()
         await _set_health(health_servicer, False)
         await server.stop(config.shutdown_grace)
     finally:
+        _release_stop_signals()
         await server.stop(None)
         await listener.close()
         await streaming.stop()
@@ -151,13 +155,19 @@ def _metrics_endpoint(config: Config, adapter: Adapter) -> MetricsEndpoint | Non
     return MetricsEndpoint(config.metrics.address, before_scrape)
 
 
-async def _wait_for_signal() -> None:
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _catch_stop_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, handled on the running loop."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+    return stop
+
+
+def _release_stop_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.remove_signal_handler(signum)

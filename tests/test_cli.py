@@ -117,7 +117,11 @@ def test_socket_path_taken_by_a_regular_file(tmp_path):
 
 
 def _start_fake_daemon(
-    tmp_path: Path, listen: str, name: str = "c", run_dir: str = "run-dir"
+    tmp_path: Path,
+    listen: str,
+    name: str = "c",
+    run_dir: str = "run-dir",
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     config = tmp_path / f"{name}.toml"
     config.write_text(
@@ -127,6 +131,7 @@ def _start_fake_daemon(
         [sys.executable, str(HERE / "serve_fake.py"), str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -172,6 +177,28 @@ def test_stale_socket_is_replaced(tmp_path):
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
     assert not os.path.exists(sock)
+
+
+def test_a_signal_while_starting_stops_the_daemon_cleanly(tmp_path):
+    sock = tmp_path / "pycrid.sock"
+    gate = tmp_path / "gate"
+    process = _start_fake_daemon(
+        tmp_path, f"unix://{sock}", env={"PYCRID_FAKE_START_GATE": str(gate)}
+    )
+    try:
+        for _ in range(400):
+            if (tmp_path / "gate.waiting").exists() or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        gate.touch()
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not sock.exists()
 
 
 def test_one_daemon_per_state_dir_and_per_run_dir(tmp_path):
