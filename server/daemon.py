@@ -16,7 +16,7 @@ from pycrid.adapters.config import Config
 from pycrid.api.cri import api_pb2, api_pb2_grpc
 from pycrid.server import sdnotify, statemetrics
 from pycrid.server.instancelock import InstanceLock
-from pycrid.server.instrument import InstrumentInterceptor
+from pycrid.server.instrument import add_instrumented_servicer
 from pycrid.server.listeners import listener_for
 from pycrid.server.metrics import PullSizes
 from pycrid.server.metricsendpoint import MetricsEndpoint, MetricsFailure
@@ -47,14 +47,20 @@ def build_server(
     adapter: Adapter, streaming: StreamingServer | None = None
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
     server = grpc.aio.server(
-        interceptors=[InstrumentInterceptor(CRI_SERVICES, PullSizes(adapter).after_pull)],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeServicer(adapter, streaming), server)
-    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageServicer(adapter), server)
+    after_pull = PullSizes(adapter).after_pull
+    add_instrumented_servicer(
+        server,
+        api_pb2_grpc.add_RuntimeServiceServicer_to_server,
+        RuntimeServicer(adapter, streaming),
+    )
+    add_instrumented_servicer(
+        server, api_pb2_grpc.add_ImageServiceServicer_to_server, ImageServicer(adapter), after_pull
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (

@@ -1,8 +1,8 @@
 """The one place where adapter errors become gRPC status codes.
 
-Every RPC handler of the daemon is wrapped here: the call is timed, counted
-in the Prometheus metrics (server/metrics.py), logged
-(debug for success, warning for failure) and the exceptions of
+Every CRI handler of the daemon is wrapped here, once, when it is registered:
+the call is timed, counted in the Prometheus metrics (server/metrics.py),
+logged (debug for success, warning for failure) and the exceptions of
 ``pycrid.adapters.errors`` are turned into status codes. The call's deadline is
 published through ``pycrid.adapters.deadline`` so that backend clients can pass
 it down.
@@ -160,45 +160,57 @@ def wrap_stream(
     return stream
 
 
-class InstrumentInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps the handlers of the CRI services (health and reflection pass through)."""
+def wrap_handler(
+    method: str, handler: grpc.RpcMethodHandler, after_pull: AfterPull | None = None
+) -> grpc.RpcMethodHandler:
+    """``handler`` timed, counted, logged and with its errors answered as status codes."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap_unary(method, handler.unary_unary, after_pull),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(method, handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
-    def __init__(self, services: tuple[str, ...], after_pull: AfterPull | None = None) -> None:
-        self._services = services
-        self._after_pull = after_pull
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-        """By method: the servicer's handler and its wrapper, made once (kubelet
-        calls the same few methods every second)."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap(method, handler)
-        if handler is not None:
-            self._wrapped[method] = (handler, wrapped)
-        return wrapped
+class _Registrations:
+    """Stands in for a server to collect what a generated ``add_*_to_server`` registers."""
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        if handler is None or not method.lstrip("/").startswith(self._services):
-            return handler
-        short = method.rsplit("/", 1)[-1]
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(short, handler.unary_unary, self._after_pull),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(short, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """The generated code registers each service twice; the method table is enough."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.services[service] = handlers
+
+
+def add_instrumented_servicer(
+    server: grpc.aio.Server,
+    add_to_server: Callable[[Any, Any], None],
+    servicer: Any,
+    after_pull: AfterPull | None = None,
+) -> None:
+    """Register ``servicer`` as ``add_to_server`` would, with every handler wrapped.
+
+    The handlers are wrapped once here rather than by a server interceptor: an
+    interceptor runs Python code to look up the handler on every call, and
+    kubelet makes the same few calls every second on every node.
+    """
+    registrations = _Registrations()
+    add_to_server(servicer, registrations)
+    for service, handlers in registrations.services.items():
+        wrapped = {
+            name: wrap_handler(name, handler, after_pull) for name, handler in handlers.items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        server.add_registered_method_handlers(service, wrapped)
