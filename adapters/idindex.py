@@ -17,26 +17,26 @@ class IdIndex:
 
     def __init__(self, kind: str, ids: Iterable[str] = ()) -> None:
         self._kind = kind
-        self._ids: list[str] = sorted(set(ids))
+        self._members: set[str] = set(ids)
+        """The same IDs as a set: full IDs, what kubelet passes, are found without a search."""
+        self._ids: list[str] = sorted(self._members)
 
     def add(self, full_id: str) -> None:
-        pos = bisect.bisect_left(self._ids, full_id)
-        if pos == len(self._ids) or self._ids[pos] != full_id:
-            self._ids.insert(pos, full_id)
+        if full_id not in self._members:
+            self._members.add(full_id)
+            bisect.insort(self._ids, full_id)
 
     def discard(self, full_id: str) -> None:
-        pos = bisect.bisect_left(self._ids, full_id)
-        if pos < len(self._ids) and self._ids[pos] == full_id:
-            del self._ids[pos]
+        if full_id in self._members:
+            self._members.discard(full_id)
+            del self._ids[bisect.bisect_left(self._ids, full_id)]
 
     def replace(self, ids: Iterable[str]) -> None:
-        self._ids = sorted(set(ids))
+        self._members = set(ids)
+        self._ids = sorted(self._members)
 
     def __contains__(self, full_id: object) -> bool:
-        if not isinstance(full_id, str):
-            return False
-        pos = bisect.bisect_left(self._ids, full_id)
-        return pos < len(self._ids) and self._ids[pos] == full_id
+        return isinstance(full_id, str) and full_id in self._members
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._ids))
@@ -62,6 +62,8 @@ class IdIndex:
         """
         if not prefix:
             raise InvalidArgument(f"{self._kind} ID must not be empty")
+        if prefix in self._members:
+            return prefix  # a full ID wins over the longer IDs it is a prefix of
         found = self.matching(prefix)
         if not found:
             raise NotFound(f"{self._kind} {prefix!r} not found")

@@ -23,6 +23,19 @@ def admits(wanted: Any, object_id: str, state: int, labels: Mapping[str, str]) -
     )
 
 
+def passes_all(wanted: Any) -> bool:
+    """True for a ContainerFilter or PodSandboxFilter that sets nothing: kubelet's relist.
+
+    Lists check it once, not ``admits`` per object.
+    """
+    return not (
+        wanted.id
+        or wanted.HasField("state")
+        or wanted.label_selector
+        or getattr(wanted, "pod_sandbox_id", "")
+    )
+
+
 def admits_stats(
     wanted: Any, object_id: str, labels: Mapping[str, str], sandbox_id: str = ""
 ) -> bool:

@@ -62,18 +62,21 @@ AfterPull = Callable[[Any], Awaitable[None]]
 class _Outcome:
     """Logs and counts one finished call; counts it in flight until then."""
 
-    def __init__(self, method: str) -> None:
+    __slots__ = ("finished", "in_flight", "method", "started")
+
+    def __init__(self, method: str, in_flight: Any) -> None:
         self.method = method
+        self.in_flight = in_flight
         self.started = time.monotonic()
         self.finished = False
-        metrics.IN_FLIGHT.labels(method).inc()
+        in_flight.inc()
 
     def record(self, code: grpc.StatusCode) -> float:
         """Count the call once, as answered with ``code``; its seconds."""
         elapsed = time.monotonic() - self.started
         if not self.finished:
             self.finished = True
-            metrics.IN_FLIGHT.labels(self.method).dec()
+            self.in_flight.dec()
             metrics.observe_call(self.method, code.name, elapsed)
         return elapsed
 
@@ -120,8 +123,12 @@ def wrap_unary(
     handler: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
     after_pull: AfterPull | None = None,
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    in_flight = metrics.in_flight(method)
+    if method != metrics.PULL_METHOD:
+        after_pull = None
+
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        outcome = _Outcome(method)
+        outcome = _Outcome(method, in_flight)
         _enter(context)
         try:
             response = await handler(request, context)
@@ -134,7 +141,7 @@ def wrap_unary(
         except Exception as error:  # every failure is answered, none kills the daemon
             await _fail(outcome, context, error)
         outcome.done(grpc.StatusCode.OK)
-        if after_pull is not None and method == metrics.PULL_METHOD:
+        if after_pull is not None:
             await _after_pull(after_pull, response)
         return response
 
@@ -144,8 +151,10 @@ def wrap_unary(
 def wrap_stream(
     method: str, handler: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
 ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+    in_flight = metrics.in_flight(method)
+
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        outcome = _Outcome(method)
+        outcome = _Outcome(method, in_flight)
         _enter(context)
         try:
             async for item in handler(request, context):

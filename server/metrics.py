@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -64,10 +65,25 @@ STREAMING_ACTIVE = Gauge(
 PULL_METHOD = "PullImage"
 
 
+_CallSeries = tuple[Any, Any]
+_call_series: dict[tuple[str, str], _CallSeries] = {}
+"""The counter and histogram children by (method, code), looked up once: kubelet
+makes the same few calls every second, and ``labels()`` takes a lock each time."""
+
+
+def in_flight(method: str) -> Any:
+    """The in-flight gauge of ``method``."""
+    return IN_FLIGHT.labels(method)
+
+
 def observe_call(method: str, code: str, seconds: float) -> None:
     """Count one finished CRI call (``code`` is the gRPC code's name, e.g. ``OK``)."""
-    REQUESTS.labels(method, code).inc()
-    REQUEST_SECONDS.labels(method, code).observe(seconds)
+    series = _call_series.get((method, code))
+    if series is None:
+        series = (REQUESTS.labels(method, code), REQUEST_SECONDS.labels(method, code))
+        _call_series[(method, code)] = series
+    series[0].inc()
+    series[1].observe(seconds)
     if method == PULL_METHOD:
         PULLS.inc()
         if code == "OK":

@@ -43,3 +43,15 @@ def test_add_discard_and_matching():
     index.discard("zz")
     assert "b1" not in index and "b2" in index
     assert len(index) == 1
+
+
+def test_replace_and_membership_agree_with_prefix_lookup():
+    index = IdIndex("pod sandbox", ["aa", "ab"])
+    index.replace(["ab", "ac"])
+    assert "aa" not in index and "ab" in index and 1 not in index
+    assert index.matching("a") == ["ab", "ac"]
+    assert index.resolve("ab") == "ab"
+    index.discard("ab")
+    assert index.resolve("a") == "ac"
+    index.add("ab")
+    assert list(index) == ["ab", "ac"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pycrid.adapters.listfilter import admits, labels_match
+from pycrid.adapters.listfilter import admits, labels_match, passes_all
 from pycrid.api.cri import api_pb2 as cri
 
 
@@ -17,6 +17,21 @@ def test_label_selector_needs_every_key_with_its_value() -> None:
 def test_an_empty_filter_admits_everything() -> None:
     assert admits(cri.ContainerFilter(), "c1", cri.CONTAINER_EXITED, {})
     assert admits(cri.PodSandboxFilter(), "p1", cri.SANDBOX_NOTREADY, {})
+
+
+def test_only_a_filter_that_sets_nothing_passes_all() -> None:
+    assert passes_all(cri.ContainerFilter())
+    assert passes_all(cri.PodSandboxFilter())
+    assert not passes_all(cri.ContainerFilter(id="c1"))
+    assert not passes_all(cri.ContainerFilter(pod_sandbox_id="p1"))
+    assert not passes_all(cri.PodSandboxFilter(label_selector={"app": "web"}))
+    # A state of 0 that is set is a filter (CONTAINER_CREATED, SANDBOX_READY).
+    assert not passes_all(
+        cri.ContainerFilter(state=cri.ContainerStateValue(state=cri.CONTAINER_CREATED))
+    )
+    assert not passes_all(
+        cri.PodSandboxFilter(state=cri.PodSandboxStateValue(state=cri.SANDBOX_READY))
+    )
 
 
 def test_id_state_and_labels_must_all_match() -> None:

@@ -27,7 +27,7 @@ from pycrid.adapters.docker.namedcreate import create_container
 from pycrid.adapters.docker.sandboxes import release_leftover, remove_docker_container
 from pycrid.adapters.docker.store import ContainerRecord
 from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
-from pycrid.adapters.listfilter import admits
+from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node.programs import check_program
 from pycrid.api.cri import api_pb2 as cri
 
@@ -302,13 +302,14 @@ class DockerContainers:
         if unsettled:
             await asyncio.gather(*(self._settle(record) for record in unsettled))
         wanted = request.filter
+        everything = passes_all(wanted)
         containers = []
         for record in list(self.ctx.store.containers.values()):
             if record.id not in self.ctx.container_ids:
                 continue  # still being created
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue
-            if admits(wanted, record.id, record.state, record.config.labels):
+            if everything or admits(wanted, record.id, record.state, record.config.labels):
                 containers.append(criviews.container(record))
         return cri.ListContainersResponse(containers=containers)
 

@@ -28,7 +28,7 @@ from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
 from pycrid.adapters.errors import CRIError, InvalidArgument, NotFound
-from pycrid.adapters.listfilter import admits
+from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
@@ -316,10 +316,11 @@ class DockerSandboxes:
     ) -> cri.ListPodSandboxResponse:
         await self.containers.refresh_all()
         wanted = request.filter
+        everything = passes_all(wanted)
         items = []
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.sandbox_ids:
                 continue  # still being set up
-            if admits(wanted, record.id, record.state, record.config.labels):
+            if everything or admits(wanted, record.id, record.state, record.config.labels):
                 items.append(criviews.pod_sandbox(record))
         return cri.ListPodSandboxResponse(items=items)

@@ -38,7 +38,7 @@ from pycrid.adapters.errors import (
     Internal,
     NotFound,
 )
-from pycrid.adapters.listfilter import admits
+from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, confined
 from pycrid.adapters.node.imageref import repo_digest_for
 from pycrid.adapters.node.programs import check_program
@@ -441,6 +441,7 @@ class OciContainers:
         self, request: cri.ListContainersRequest
     ) -> cri.ListContainersResponse:
         wanted = request.filter
+        everything = passes_all(wanted)
         containers = []
         exited = self.ctx.exited()
         for record in list(self.ctx.store.containers.values()):
@@ -450,7 +451,7 @@ class OciContainers:
                 continue
             if record.id in exited:
                 await self.refresh(record)
-            if admits(wanted, record.id, record.state, record.config.labels):
+            if everything or admits(wanted, record.id, record.state, record.config.labels):
                 containers.append(criviews.container(record))
         return cri.ListContainersResponse(containers=containers)
 

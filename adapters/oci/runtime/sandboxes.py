@@ -33,7 +33,7 @@ from google.protobuf import json_format
 from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.errors import AlreadyExists, CRIError, Internal, InvalidArgument
-from pycrid.adapters.listfilter import admits
+from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove_rootfs
@@ -381,12 +381,13 @@ class OciSandboxes:
         self, request: cri.ListPodSandboxRequest
     ) -> cri.ListPodSandboxResponse:
         wanted = request.filter
+        everything = passes_all(wanted)
         items = []
         exited = self.ctx.exited()
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.sandbox_ids:
                 continue  # still being made
             self.refresh(record, exited)
-            if admits(wanted, record.id, record.state, record.config.labels):
+            if everything or admits(wanted, record.id, record.state, record.config.labels):
                 items.append(criviews.pod_sandbox(record))
         return cri.ListPodSandboxResponse(items=items)
