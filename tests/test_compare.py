@@ -272,3 +272,22 @@ def test_plot_without_matplotlib_says_how_to_install(
     assert err == f"pycrid compare: error: {plot.INSTALL_HINT}"
     assert "pip install 'pycrid[plot]'" in err
     assert command.INTERRUPTED == 130
+
+
+def test_the_catalog_names_the_scenarios_in_suite_order():
+    from pycrid.server.compare import catalog, scenarios
+
+    assert tuple(s.name for s in scenarios.SCENARIOS) == catalog.NAMES
+
+
+def test_the_pycrid_command_loads_no_comparison_code_until_compare_runs():
+    import subprocess
+    import sys
+
+    check = (
+        "import sys, pycrid.server.cli, pycrid.server.daemon\n"
+        "loaded = [m for m in sys.modules if m.startswith('pycrid.server.compare.')]\n"
+        "assert sorted(loaded) == ['pycrid.server.compare.catalog',\n"
+        "                          'pycrid.server.compare.command'], loaded"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)

@@ -9,12 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pycrid.server import exitcodes
-from pycrid.server.compare import plot as plotlib
-from pycrid.server.compare.report import FORMATS, render
-from pycrid.server.compare.rules import RulesError, load_rules
-from pycrid.server.compare.run import Options, compare
-from pycrid.server.compare.scenarios import DEFAULT_IMAGES, NAMES, select
-from pycrid.server.compare.sides import SideError, parse_side
+from pycrid.server.compare.catalog import DEFAULT_IMAGES, FORMATS, NAMES
 
 INTERRUPTED = 130
 
@@ -98,6 +93,14 @@ def _fail(message: str, status: int = exitcodes.USAGE) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the parser above is built by every pycrid command, the daemon too.
+    from pycrid.server.compare import plot as plotlib
+    from pycrid.server.compare.report import render
+    from pycrid.server.compare.rules import RulesError, load_rules
+    from pycrid.server.compare.run import Options, compare
+    from pycrid.server.compare.scenarios import select
+    from pycrid.server.compare.sides import SideError, parse_side
+
     try:
         parse_side(args.a, "A")
         parse_side(args.b, "B")

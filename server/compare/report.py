@@ -9,7 +9,6 @@ from typing import Any
 from pycrid.server.compare.diff import Difference
 from pycrid.server.compare.timings import Timing
 
-FORMATS = ("table", "markdown", "json")
 WIDTH = 48
 
 

@@ -18,14 +18,6 @@ from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.compare.observe import LABEL, Abort, Probe
 from pycrid.server.compare.streams import exec_over_websocket, http_get_through_port_forward
 
-DEFAULT_IMAGES = {
-    "busybox": "registry.k8s.io/e2e-test-images/busybox:1.29-2",
-    "web": "registry.k8s.io/e2e-test-images/httpd:2.4.39-4",
-    "pause": "registry.k8s.io/pause:3.10",
-    # Pulled and removed by the images scenario; nothing else uses it.
-    "removable": "gcr.io/k8s-staging-cri-tools/test-image-3:latest",
-    "missing": "registry.k8s.io/e2e-test-images/pycrid-compare-missing:1",
-}
 UNKNOWN_ID = "f" * 64
 NAMESPACE = "pycrid-compare"
 WAIT = 60.0
