@@ -53,3 +53,18 @@ def test_floor_answers_from_its_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
             floor.runtime.ContainerStatus(cri.ContainerStatusRequest(container_id="c"), timeout=10)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert floor.process.poll() is not None
+
+
+def test_the_echo_probe_round_trips_and_reaps_its_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    relist = load_relist(monkeypatch)
+    children_before = _children(os.getpid())
+    assert relist.echo_ms(0.0, rounds=3) > 0
+    assert _children(os.getpid()) == children_before
+
+
+def _children(pid: int) -> set[str]:
+    from pathlib import Path
+
+    return set(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
