@@ -370,11 +370,14 @@ def idle_relist(daemon_pid: int, rt: Any, floor: Floor, pods: list[Pod], seconds
     rounds = Timings()
 
     def relist() -> None:
+        # Each round starts from half a second of quiet, the floor's as the daemon's:
+        # a round that ran right after the other would find the machine awake.
         started = time.monotonic()
         for tick in range(seconds):
-            time.sleep(max(0.0, started + tick - time.monotonic()))
             first = tick * max(1, len(pods) // 10)
+            time.sleep(max(0.0, started + tick - time.monotonic()))
             rounds.time("pycrid", lambda first=first: relist_round(rt, pods, first))
+            time.sleep(max(0.0, started + tick + 0.5 - time.monotonic()))
             rounds.time("floor", lambda first=first: relist_round(floor.runtime, pods, first))
         time.sleep(max(0.0, started + seconds - time.monotonic()))
 
