@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(exitcodes.USAGE)
 
 
-def _config_flags() -> argparse.ArgumentParser:
+def _config_flags() -> _Parser:
     d = Config()
     flags = _Parser(add_help=False)
     add = flags.add_argument

@@ -118,8 +118,8 @@ def _scalar(
     map_field: FieldDescriptor | None = None,
 ) -> None:
     if isinstance(value, str | bytes):
-        nul = "\x00" if isinstance(value, str) else b"\x00"
-        require(nul not in value, f"{path} must not contain a NUL byte")
+        has_nul = "\x00" in value if isinstance(value, str) else b"\x00" in value
+        require(not has_nul, f"{path} must not contain a NUL byte")
         name = (map_field or field).name
         limit = MAX_LONG_STRING if name in LONG_FIELDS and not key_of_map else MAX_STRING
         require(len(value) <= limit, f"{path} is longer than {limit} characters")

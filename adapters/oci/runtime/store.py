@@ -237,5 +237,5 @@ class RuntimeStore:
                 except (KeyError, ValueError, TypeError, json_format.ParseError) as e:
                     problems.append(f"{kind}/{entry.name}: {e}")
                     continue
-                table[record.id] = record  # type: ignore[index]
+                table[record.id] = record  # type: ignore[index,assignment]
         return problems
