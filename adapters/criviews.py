@@ -8,7 +8,7 @@ messages from any record with the attributes below.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar, cast
 
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -156,6 +156,17 @@ def container_status(record: ContainerRecord, message: str = "") -> cri.Containe
     )
     status.resources.linux.CopyFrom(record.resources)
     return status
+
+
+def event_statuses(
+    pod: PodRecord | None,
+    containers: Iterable[ContainerRecord],
+    message: Callable[[Any], str],
+) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
+    """The statuses a container event carries: its pod's (None once the pod is gone) and
+    those of the pod's containers, each with the message the adapter keeps for it."""
+    pod_status = pod_sandbox_status(pod) if pod is not None else None
+    return pod_status, [container_status(record, message(record)) for record in containers]
 
 
 def container_attributes(record: ContainerRecord) -> cri.ContainerAttributes:

@@ -32,3 +32,12 @@ def test_a_container_is_listed_from_its_kept_view_until_its_state_changes() -> N
     assert running is not first
     assert running.state == cri.CONTAINER_RUNNING
     assert first.state == cri.CONTAINER_CREATED  # a view handed out is never changed
+
+
+def test_an_event_carries_its_containers_with_their_messages_and_no_pod_once_gone() -> None:
+    container = record()
+    container.error = "exec format error"
+    pod, containers = criviews.event_statuses(None, [container], lambda r: r.error)
+    assert pod is None
+    assert [(c.id, c.message) for c in containers] == [("c1", "exec format error")]
+    assert criviews.event_statuses(None, [], lambda r: "") == (None, [])

@@ -44,11 +44,8 @@ class DockerEvents:
         self, sandbox_id: str
     ) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
         store = self.ctx.store
-        sandbox = store.sandboxes.get(sandbox_id)
-        pod = criviews.pod_sandbox_status(sandbox) if sandbox is not None else None
-        containers = [
-            criviews.container_status(record, record.error)
-            for record in store.containers_of(sandbox_id)
-            if record.id in self.ctx.container_ids
-        ]
-        return pod, containers
+        return criviews.event_statuses(
+            store.sandboxes.get(sandbox_id),
+            [c for c in store.containers_of(sandbox_id) if c.id in self.ctx.container_ids],
+            lambda record: record.error,
+        )
