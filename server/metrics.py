@@ -2,7 +2,7 @@
 
 They live in prometheus_client's default registry, beside the adapters'
 backend and CNI metrics and the process collector; ``metricsendpoint`` serves
-that registry. ``observe_call`` is fed by the interceptor (instrument.py) for
+that registry. ``observe_call`` is fed by the handler wrappers (instrument.py) for
 every CRI call, so every adapter gets the same figures.
 """
 

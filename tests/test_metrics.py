@@ -1,4 +1,4 @@
-"""The Prometheus metrics: counted by the interceptor, served on /metrics."""
+"""The Prometheus metrics: counted by the handler wrappers, served on /metrics."""
 
 from __future__ import annotations
 
