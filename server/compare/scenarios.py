@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.compare.observe import LABEL, Abort, Probe
+from pycrid.server.compare.observe import CALL_TIMEOUT, LABEL, Abort, Probe
 from pycrid.server.compare.streams import exec_over_websocket, http_get_through_port_forward
 
 UNKNOWN_ID = "f" * 64
@@ -463,6 +465,11 @@ def errors(p: Probe) -> None:
         p.rt.CreateContainer,
         cri.CreateContainerRequest(pod_sandbox_id=pod, config=nameless, sandbox_config=config),
     )
+    p.call(
+        "ContainerStatus(ambiguous prefix)",
+        p.rt.ContainerStatus,
+        cri.ContainerStatusRequest(container_id=_ambiguous_prefix(p, pod, config)),
+    )
     first = container_config(p, "twice", ["sleep", "3600"])
     answer = p.call(
         "CreateContainer(twice: first)",
@@ -483,6 +490,31 @@ def errors(p: Probe) -> None:
             container_id=answer.container_id if answer else unknown, cmd=["sleep", "10"], timeout=1
         ),
     )
+
+
+def _ambiguous_prefix(p: Probe, pod: str, config: cri.PodSandboxConfig) -> str:
+    """One hex digit that starts the IDs of two containers in ``pod``.
+
+    Containers are made (not started) until two IDs share their first digit:
+    at most 17 on any runtime. These calls are not compared, since each side
+    needs its own number of them.
+    """
+    by_digit: dict[str, str] = {}
+    for index in range(17):
+        request = cri.CreateContainerRequest(
+            pod_sandbox_id=pod,
+            config=container_config(p, f"prefix-{index}", ["true"]),
+            sandbox_config=config,
+        )
+        try:
+            answer = p.rt.CreateContainer(request, timeout=CALL_TIMEOUT)
+        except grpc.RpcError as e:
+            raise Abort(f"CreateContainer(prefix-{index}): {e.code().name}: {e.details()}") from e
+        digit = answer.container_id[:1]
+        if digit in by_digit:
+            return digit
+        by_digit[digit] = answer.container_id
+    raise Abort("17 containers and no two IDs start alike: the IDs are not hexadecimal")
 
 
 def idempotence(p: Probe) -> None:
@@ -566,7 +598,11 @@ SCENARIOS = (
     Scenario("pod-lifecycle", "a pod with two containers from run to remove", pod_lifecycle),
     Scenario("exit-reasons", "Completed, Error and OOMKilled", exit_reasons),
     Scenario("security-context", "read-only rootfs, users, capabilities", security_context),
-    Scenario("errors", "unknown IDs, missing image, invalid configs: their codes", errors),
+    Scenario(
+        "errors",
+        "unknown IDs, an ambiguous prefix, missing image, invalid configs: their codes",
+        errors,
+    ),
     Scenario("idempotence", "stop and remove twice, and of unknown IDs", idempotence),
     Scenario("streaming", "exec with a tty and port-forward through the URLs", streaming),
 )
