@@ -147,6 +147,32 @@ def test_the_log_symlink_becomes_a_cri_file_up_to_the_last_whole_line(tmp_path):
     assert docker_log.exists()
 
 
+def test_the_files_docker_rotated_come_first_oldest_first_gzipped_or_not(tmp_path):
+    import gzip
+
+    docker_log = tmp_path / "abc-json.log"
+    (tmp_path / "abc-json.log.2.gz").write_bytes(
+        gzip.compress(json_line("2026-01-01T00:00:01Z", "first\n"))
+    )
+    (tmp_path / "abc-json.log.1").write_bytes(json_line("2026-01-01T00:00:02Z", "second\n"))
+    (tmp_path / "abc-json.log.4").write_bytes(json_line("2026-01-01T00:00:00Z", "not kept\n"))
+    docker_log.write_bytes(json_line("2026-01-01T00:00:03Z", "third\n"))
+    assert adopt.docker_log_files(docker_log) == [
+        tmp_path / "abc-json.log.2.gz",
+        tmp_path / "abc-json.log.1",
+        docker_log,
+    ]
+    log_path = tmp_path / "0.log"
+    log_path.symlink_to(docker_log)
+    position, _ = adopt.convert_log(log_path, docker_log, 16 * 1024)
+    assert log_path.read_bytes() == (
+        b"2026-01-01T00:00:01Z stdout F first\n"
+        b"2026-01-01T00:00:02Z stdout F second\n"
+        b"2026-01-01T00:00:03Z stdout F third\n"
+    )
+    assert position.since() == "1767225603.000000000"
+
+
 async def cri_dockerd_pod(docker: FakeDocker, name: str, uid: str, running: bool = True) -> str:
     """A pause container labelled and named the way cri-dockerd does it."""
     labels = {

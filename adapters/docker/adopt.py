@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import itertools
 import json
 import logging
 import os
@@ -412,27 +414,58 @@ async def _network(ctx: DockerContext, found: Found, config: cri.PodSandboxConfi
     return network
 
 
+def docker_log_files(docker_log: Path) -> list[Path]:
+    """Docker's json-file log and the files it rotated, oldest first.
+
+    With ``max-file`` above 1 Docker keeps ``LOG.1`` (the newest rotated) up to
+    ``LOG.N``, gzipped as ``LOG.K.gz`` when ``compress`` is on.
+    """
+    rotated = []
+    for number in itertools.count(1):
+        plain = docker_log.with_name(f"{docker_log.name}.{number}")
+        packed = docker_log.with_name(f"{plain.name}.gz")
+        if plain.exists():
+            rotated.append(plain)
+        elif packed.exists():
+            rotated.append(packed)
+        else:
+            break
+    return [*reversed(rotated), docker_log]
+
+
+def _read_log_lines(path: Path, current: bool) -> list[bytes]:
+    """The whole lines of one of Docker's log files; a rotated file has only whole lines."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    return lines[:-1] if current else [line for line in lines if line]
+
+
 def convert_log(log_path: Path, docker_log: Path, max_line: int) -> tuple[Position, CriLogEncoder]:
     """Replace the symlink at ``log_path`` by a CRI-format file of Docker's JSON log.
 
-    Returns where the copy stopped (the last whole line read), for the log
-    copier to go on from there: nothing lost, nothing twice.
+    The files Docker rotated come first, so that the container's whole kept
+    output is in the CRI file. Returns where the copy stopped (the last whole
+    line of the current log), for the log copier to go on from there: nothing
+    lost, nothing twice.
     """
     encoder = CriLogEncoder(max_line)
     position = Position()
     out = bytearray()
-    with open(docker_log, "rb") as f:
-        data = f.read()
-    for line in data.split(b"\n")[:-1]:  # the last piece is unfinished (or empty)
-        try:
-            entry = json.loads(line)
-            timestamp = parse_timestamp(entry["time"])
-            message = str(entry.get("log", "")).encode()
-            stream = entry.get("stream") or "stdout"
-        except (ValueError, KeyError, TypeError):
-            continue
-        out += encoder.feed(timestamp, stream, message)
-        position.advance(timestamp)
+    files = docker_log_files(docker_log)
+    for path in files:
+        # The last piece of the current log is unfinished (or empty).
+        for line in _read_log_lines(path, current=path == docker_log):
+            try:
+                entry = json.loads(line)
+                timestamp = parse_timestamp(entry["time"])
+                message = str(entry.get("log", "")).encode()
+                stream = entry.get("stream") or "stdout"
+            except (ValueError, KeyError, TypeError):
+                continue
+            out += encoder.feed(timestamp, stream, message)
+            position.advance(timestamp)
     temporary = log_path.with_name(f".{log_path.name}.adopting")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     try:
