@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pycrid.adapters.containerevents import ContainerEvents
 from pycrid.api.cri import api_pb2 as cri
@@ -48,6 +49,13 @@ class EventFeed:
     def seed(self, object_id: str, stage: int) -> None:
         """An object found at start-up, already at ``stage``: nothing is sent for it."""
         self._sent[object_id] = stage
+
+    def seed_store(self, sandboxes: Iterable[Any], containers: Iterable[Any]) -> None:
+        """Seed every recovered record (``ready`` pods, containers with a CRI ``state``)."""
+        for sandbox in sandboxes:
+            self.seed(sandbox.id, STARTED if sandbox.ready else STOPPED)
+        for container in containers:
+            self.seed(container.id, int(container.state))
 
     def container(self, container_id: str, sandbox_id: str, state: int, started: bool) -> None:
         """The container is in CRI ``state``; ``started`` when it ever ran."""

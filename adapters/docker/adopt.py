@@ -453,8 +453,7 @@ def convert_log(log_path: Path, docker_log: Path, max_line: int) -> tuple[Positi
     encoder = CriLogEncoder(max_line)
     position = Position()
     out = bytearray()
-    files = docker_log_files(docker_log)
-    for path in files:
+    for path in docker_log_files(docker_log):
         # The last piece of the current log is unfinished (or empty).
         for line in _read_log_lines(path, current=path == docker_log):
             try:

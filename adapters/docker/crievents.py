@@ -11,7 +11,7 @@ from pycrid.adapters import criviews
 from pycrid.adapters.containerevents import ContainerEvents
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
-from pycrid.adapters.eventfeed import STARTED, STOPPED, EventFeed
+from pycrid.adapters.eventfeed import EventFeed
 from pycrid.api.cri import api_pb2 as cri
 
 
@@ -24,10 +24,7 @@ class DockerEvents:
     def start(self) -> None:
         """Seed the feed with the recovered objects, then follow the store."""
         store = self.ctx.store
-        for sandbox in store.sandboxes.values():
-            self.feed.seed(sandbox.id, STARTED if sandbox.ready else STOPPED)
-        for container in store.containers.values():
-            self.feed.seed(container.id, int(container.state))
+        self.feed.seed_store(store.sandboxes.values(), store.containers.values())
         store.on_change = self.note
         store.on_gone = self.feed.deleted
 

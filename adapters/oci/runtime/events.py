@@ -16,7 +16,7 @@ import logging
 
 from pycrid.adapters import criviews
 from pycrid.adapters.containerevents import ContainerEvents
-from pycrid.adapters.eventfeed import STARTED, STOPPED, EventFeed
+from pycrid.adapters.eventfeed import EventFeed
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes
@@ -41,10 +41,7 @@ class OciEvents:
     def start(self) -> None:
         """Seed the feed with the recovered objects, then follow the store and the exits."""
         store = self.ctx.store
-        for sandbox in store.sandboxes.values():
-            self.feed.seed(sandbox.id, STARTED if sandbox.ready else STOPPED)
-        for container in store.containers.values():
-            self.feed.seed(container.id, int(container.state))
+        self.feed.seed_store(store.sandboxes.values(), store.containers.values())
         store.saved = self.note
         store.forgotten = self.feed.deleted
         self._task = asyncio.get_running_loop().create_task(self._watch_exits(), name="oci exits")
