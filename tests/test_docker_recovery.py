@@ -62,6 +62,9 @@ class FakeLogCopiers:
     def checkpointed(self) -> list[str]:
         return []
 
+    def remove_leftovers(self) -> None:
+        pass
+
     def forget(self, container_id: str) -> None:
         pass
 

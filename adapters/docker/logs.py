@@ -390,6 +390,10 @@ class LogCopiers:
         with contextlib.suppress(FileNotFoundError):
             self.checkpoint_path(container_id).unlink()
 
+    def remove_leftovers(self) -> None:
+        """At start-up: the temporary files of checkpoint writes a kill interrupted."""
+        atomicfile.remove_leftovers(self.checkpoint_dir)
+
     def checkpointed(self) -> list[str]:
         """The containers that have a log checkpoint."""
         try:

@@ -38,6 +38,8 @@ PARALLEL = 8
 
 
 async def recover(ctx: DockerContext) -> None:
+    ctx.store.checkpoints.remove_leftovers()
+    ctx.log_copiers.remove_leftovers()
     try:
         listed = await ctx.client.list_containers(naming.instance_filter(ctx.instance))
     except CRIError as e:

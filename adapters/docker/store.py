@@ -186,6 +186,11 @@ class Checkpoints:
     def _path(self, directory: Path, object_id: str) -> Path:
         return directory / f"{object_id}.json"
 
+    def remove_leftovers(self) -> None:
+        """At start-up: the temporary files of writes a kill interrupted."""
+        for directory in (self.sandboxes, self.containers):
+            atomicfile.remove_leftovers(directory)
+
     async def save_sandbox(self, sandbox_id: str, network: NetworkState) -> None:
         await atomicfile.write_json_async(
             self._path(self.sandboxes, sandbox_id), {"network": network.to_dict()}

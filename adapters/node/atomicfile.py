@@ -10,11 +10,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+TEMPORARY_SUFFIX = ".partial"
+"""Ends the name of a file being written; one left by a crash is removed by ``remove_leftovers``."""
+
 
 def write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -31,6 +34,24 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_leftovers(directory: Path) -> int:
+    """Remove the temporary files that writes killed half-way left in ``directory``.
+
+    Only when no write can be under way (at start-up). Returns how many there were.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(TEMPORARY_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -229,6 +229,7 @@ class RuntimeStore:
             if not directory.is_dir():
                 continue
             for entry in sorted(directory.iterdir()):
+                atomicfile.remove_leftovers(entry)
                 raw = atomicfile.read_json(entry / RECORD)
                 if raw is None:
                     continue  # a directory whose record was never written: an orphan
