@@ -503,3 +503,28 @@ async def test_pulls_are_coalesced_and_dropped_when_nobody_waits(fake, tmp_path:
         assert images.store.records() == []
     finally:
         await images.close()
+
+
+async def test_an_image_in_use_is_not_removed(fake, tmp_path: Path) -> None:
+    """As Docker refuses it; once nothing runs on it, it goes."""
+    registry, endpoint = fake
+    layer = layer_tar({"f": b"x"}, "gzip")
+    publish_image(registry, "used", [(*layer, mf.OCI_LAYER_GZIP)])
+    config = Config(
+        registries={"example.test": RegistryConfig(mirrors=[endpoint.base_url], upstream=False)}
+    )
+    running: set[str] = set()
+    images = OciImages(config, tmp_path / "oci", in_use=lambda: running)
+    await images.start()
+    try:
+        spec = cri.ImageSpec(image="example.test/team/app:used")
+        image_id = (await images.pull_image(cri.PullImageRequest(image=spec))).image_ref
+        running.add(image_id)
+        with pytest.raises(errors.FailedPrecondition, match="in use"):
+            await images.remove_image(cri.RemoveImageRequest(image=spec))
+        assert images.store.get(image_id) is not None
+        running.clear()
+        await images.remove_image(cri.RemoveImageRequest(image=spec))
+        assert images.store.get(image_id) is None
+    finally:
+        await images.close()
