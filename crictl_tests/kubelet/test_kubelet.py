@@ -301,6 +301,28 @@ def test_qos_classes_get_the_cgroups_kubelet_asks_for(
         assert limit == memory
 
 
+def test_stats_summary_has_figures_for_every_running_pod(node: KubeletNode) -> None:
+    """kubelet's summary comes from pycrid's stats calls and ImageFsInfo."""
+    steady(node)
+
+    def summary() -> dict[str, Any] | None:
+        found = node.read_only("/stats/summary")
+        pods = {p["podRef"]["name"]: p for p in found.get("pods", [])}
+        app = pods.get(full_name("burstable"), {}).get("containers", [{}])[0]
+        return found if app.get("cpu", {}).get("usageCoreNanoSeconds") else None
+
+    found = wait_for(summary, "pod figures in /stats/summary", 60, 2)
+    image_fs = found["node"]["runtime"]["imageFs"]
+    assert image_fs["capacityBytes"] > 0 and image_fs["usedBytes"] > 0, image_fs
+    pods = {p["podRef"]["name"]: p for p in found["pods"]}
+    for name in ("init-probes", "streams", "besteffort", "burstable", "guaranteed", "volumes"):
+        pod = pods[full_name(name)]
+        for container in pod["containers"]:
+            assert container["memory"]["workingSetBytes"] > 0, (name, container)
+            assert container["cpu"]["usageCoreNanoSeconds"] > 0, (name, container)
+            assert container["logs"]["usedBytes"] >= 0, (name, container)
+
+
 def test_container_over_its_memory_limit_is_oom_killed(node: KubeletNode) -> None:
     def terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
         return container_status(pod, "hog")["state"].get("terminated")
@@ -368,7 +390,7 @@ def test_removed_manifest_stops_gracefully_and_is_collected(
     # still shows the container running, and run its preStop hook again in a
     # container that has just exited: pycrid answers FAILED_PRECONDITION.
     cri_errors_allowed += [
-        r"ExecSync \w+ 'sh -c echo prestop .* code = FailedPrecondition desc = container \w+ is "
+        r"ExecSync \w+ 'sh -c echo prestop .* code = FailedPrecondition desc = (?i:container) \w+ is "
         r"not running",
         r"preStop hook for container \"app\" failed: .* code = FailedPrecondition",
     ]
