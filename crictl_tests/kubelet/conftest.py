@@ -7,6 +7,7 @@ machine without it skips the suite, CI fails it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,38 @@ def cri_errors_allowed(bare_node: KubeletNode) -> Iterator[list[str]]:
     unexpected = [e.line for e in bare_node.cri_errors() if not e.matches(allowed)]
     assert unexpected == [], "kubelet logged failed CRI calls:\n" + "\n".join(unexpected)
     assert bare_node.healthz(), "kubelet's /healthz is not ok"
+
+
+_RESULTS: list[tuple[str, str]] = []
+"""(test, outcome) of every kubelet check run in this session."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember each kubelet check's outcome (setup and teardown failures count too)."""
+    if "kubelet/test_" not in report.nodeid:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        outcome = "error" if report.when != "call" and report.failed else report.outcome
+        _RESULTS.append((report.nodeid.split("::", 1)[1], outcome))
+
+
+def _on(adapter: str, test: str) -> bool:
+    params = test.partition("[")[2].removesuffix("]").split("-")
+    return adapter in params
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The kubelet suite's checks, line by line and per adapter, in CI's log."""
+    if not _RESULTS:
+        return
+    terminalreporter.section("kubelet suite")
+    for test, outcome in _RESULTS:
+        terminalreporter.write_line(f"{outcome.upper():8} {test}")
+    for adapter in ADAPTERS:
+        outcomes = [o for t, o in _RESULTS if _on(adapter, t)]
+        if not outcomes:
+            continue
+        passed = outcomes.count("passed")
+        terminalreporter.write_line(
+            f"kubelet suite on {adapter}: {passed} of {len(outcomes)} passed"
+        )

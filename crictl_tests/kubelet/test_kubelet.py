@@ -285,6 +285,7 @@ def app_cgroups(node: KubeletNode, name: str) -> tuple[str, dict[str, str]]:
         ("burstable", "/kubepods/burstable/pod{uid}/", 102, -1, 64 * MiB),
         ("guaranteed", "/kubepods/pod{uid}/", 204, 20000, 48 * MiB),
     ],
+    ids=["besteffort", "burstable", "guaranteed"],
 )
 def test_qos_classes_get_the_cgroups_kubelet_asks_for(
     node: KubeletNode, name: str, parent: str, shares: int, quota: int, memory: int | None
@@ -390,8 +391,8 @@ def test_removed_manifest_stops_gracefully_and_is_collected(
     # still shows the container running, and run its preStop hook again in a
     # container that has just exited: pycrid answers FAILED_PRECONDITION.
     cri_errors_allowed += [
-        r"ExecSync \w+ 'sh -c echo prestop .* code = FailedPrecondition desc = (?i:container) \w+ is "
-        r"not running",
+        r"ExecSync \w+ 'sh -c echo prestop .* code = FailedPrecondition "
+        r"desc = (?i:container) \w+ is not running",
         r"preStop hook for container \"app\" failed: .* code = FailedPrecondition",
     ]
     pod = ready_pod(node, "graceful")
