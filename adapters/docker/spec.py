@@ -13,10 +13,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pycrid.adapters.errors import InvalidArgument, Unimplemented
+from pycrid.adapters.node import clientfile
 from pycrid.adapters.node.hostfacts import CAPABILITY_NAMES, HostFacts
 from pycrid.api.cri import api_pb2 as cri
 
@@ -33,6 +33,7 @@ PROPAGATION = {
 }
 PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 SECCOMP_UNCONFINED = "seccomp=unconfined"
+MAX_SECCOMP_PROFILE_BYTES = clientfile.MIB  # as the oci adapter
 DOCKER_20_LAST_CAP = 37  # CAP_AUDIT_READ
 
 
@@ -393,14 +394,12 @@ def seccomp_option(security: cri.LinuxContainerSecurityContext) -> str:
 
 
 def _read_seccomp_profile(path: str) -> str:
-    if not path or not os.path.isabs(path):
-        raise InvalidArgument(f"seccomp localhost profile {path!r} must be an absolute path")
+    what = f"seccomp profile {path[:64]!r}"
+    data = clientfile.read_regular(path, MAX_SECCOMP_PROFILE_BYTES, what)
     try:
-        profile = json.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise InvalidArgument(f"seccomp profile {path} does not exist") from None
-    except (OSError, ValueError) as e:
-        raise InvalidArgument(f"cannot read seccomp profile {path}: {e}") from None
+        profile = json.loads(data)
+    except ValueError as e:
+        raise InvalidArgument(f"{what} is not JSON: {e}") from None
     return json.dumps(profile, separators=(",", ":"))
 
 

@@ -247,16 +247,9 @@ class OciContainers:
         check_program(generated.spec["process"]["args"][0], "the container's program")
         log_path = record.log_path or str(bundle / "output.log")
         if record.log_path:
-            # conmon follows symlinks: the file is made here first, below the
-            # pod's log directory and without following any.
-            root = sandbox.config.log_directory
-            fd = confined.open_beneath(
-                root,
-                os.path.relpath(record.log_path, root),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o640,
-            )
-            os.close(fd)
+            # conmon follows symlinks and waits on a FIFO: the file is made here
+            # first, below the pod's log directory and following none.
+            confined.make_file(sandbox.config.log_directory, record.log_path)
         record.pid = await ctx.conmon.create(
             record.id,
             bundle,
@@ -488,6 +481,9 @@ class OciContainers:
     ) -> cri.ReopenContainerLogResponse:
         record = await self.running(request.container_id)
         if record.log_path:
+            sandbox = self.ctx.store.sandbox(record.sandbox_id)
+            # conmon follows symlinks: the file is made here first (see _create).
+            confined.make_file(sandbox.config.log_directory, record.log_path)
             await conmon.reopen_log(self.ctx.bundle(record.id), record.log_path)
         return cri.ReopenContainerLogResponse()
 
