@@ -30,6 +30,7 @@ from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import confined
 from pycrid.adapters.node.programs import check_program
+from pycrid.adapters.pidtarget import same_pod_target
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
@@ -72,7 +73,12 @@ class DockerContainers:
         options = config.linux.security_context.namespace_options
         target = ""
         if options.pid == cri.TARGET:
-            target = ctx.container_ids.resolve(options.target_id)
+            target = same_pod_target(
+                options.target_id,
+                sandbox.id,
+                ctx.container_ids.resolve,
+                lambda full: ctx.store.container(full).sandbox_id,
+            )
         name = naming.container_name(config.metadata, sandbox.config.metadata, ctx.instance)
         plan = spec.ContainerPlan(
             image_id=image["Id"],

@@ -52,6 +52,7 @@ from pycrid.adapters.oci.runtime.mounts import image_volumes
 from pycrid.adapters.oci.runtime.resources import linux_resources
 from pycrid.adapters.oci.runtime.spec import container_spec
 from pycrid.adapters.oci.runtime.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.pidtarget import same_pod_target
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.oci")
@@ -134,6 +135,14 @@ class OciContainers:
         if not sandbox.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
         config = request.config
+        options = config.linux.security_context.namespace_options
+        if options.pid == cri.TARGET:
+            same_pod_target(
+                options.target_id,
+                sandbox.id,
+                ctx.container_ids.resolve,
+                lambda full: ctx.store.container(full).sandbox_id,
+            )
         meta = config.metadata
         existing = next(
             (
@@ -268,7 +277,7 @@ class OciContainers:
         options = config.linux.security_context.namespace_options
         if options.pid != cri.TARGET:
             return 0
-        target = self.ctx.store.containers.get(options.target_id)
+        target = self.ctx.store.containers.get(self.ctx.container_ids.resolve(options.target_id))
         if target is None:
             raise NotFound(f"target container {options.target_id[:13]} not found")
         return target.pid
