@@ -227,3 +227,33 @@ async def test_configured_limits_are_enforced_by_the_server(tmp_path: Path):
             assert adapter.calls == []
     finally:
         await server.stop(None)
+
+
+NUL_ID = "abc\x00def"
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_"),
+    [
+        ("StartContainer", cri.StartContainerRequest(container_id=NUL_ID)),
+        ("StopContainer", cri.StopContainerRequest(container_id=NUL_ID)),
+        ("RemoveContainer", cri.RemoveContainerRequest(container_id=NUL_ID)),
+        ("ContainerStatus", cri.ContainerStatusRequest(container_id=NUL_ID)),
+        ("ReopenContainerLog", cri.ReopenContainerLogRequest(container_id=NUL_ID)),
+        ("ExecSync", cri.ExecSyncRequest(container_id=NUL_ID, cmd=["true"])),
+        ("StopPodSandbox", cri.StopPodSandboxRequest(pod_sandbox_id=NUL_ID)),
+        ("RemovePodSandbox", cri.RemovePodSandboxRequest(pod_sandbox_id=NUL_ID)),
+        ("PodSandboxStatus", cri.PodSandboxStatusRequest(pod_sandbox_id=NUL_ID)),
+        (
+            "ListContainers",
+            cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=NUL_ID)),
+        ),
+        ("ListPodSandbox", cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(id=NUL_ID))),
+    ],
+)
+async def test_a_nul_byte_in_an_id_is_always_invalid(served, rpc, request_):
+    _, runtime, _ = served
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(runtime, rpc)(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "NUL" in (caught.value.details() or "")

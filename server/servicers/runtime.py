@@ -124,6 +124,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         for field, index in fields:
             prefix = getattr(list_filter, field, "")
             if prefix:
+                validate.object_id(prefix, f"filter {field}")
                 matches = index.matching(prefix)
                 if len(matches) != 1:
                     return False

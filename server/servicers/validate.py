@@ -165,6 +165,7 @@ def _scalar(
 def object_id(value: str, what: str) -> None:
     """A sandbox or container ID (or a prefix of one)."""
     require(len(value) <= MAX_ID, f"{what} ID {shown(value)} is too long")
+    require("\x00" not in value, f"{what} ID {shown(value)} must not contain a NUL byte")
 
 
 def name(value: str, what: str, limit: int = MAX_NAME) -> None:
