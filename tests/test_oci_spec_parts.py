@@ -515,7 +515,18 @@ def test_user_namespace_modes() -> None:
             "GID mapping must start at container ID 0",
         ),
         (userns(uids=[cri.IDMapping(host_id=1000, length=0)]), "length 0"),
-        (userns(uids=[cri.IDMapping(host_id=0xFFFFFFFF, length=2)]), "out of range"),
+        (
+            userns(uids=[cri.IDMapping(host_id=0xFFFFFFFF, length=2)]),
+            "host_id 4294967295 with length 2 reaches beyond host ID 4294967294",
+        ),
+        (
+            userns(gids=[cri.IDMapping(host_id=0xFFFFFF00, length=0x100)]),
+            "GID mapping.s host_id 4294967040 with length 256 reaches beyond",
+        ),
+        (
+            userns(uids=[cri.IDMapping(host_id=0, length=65536)]),
+            "host_id 0 would make the container's root the host's root",
+        ),
     ],
 )
 def test_invalid_user_namespaces(options: cri.NamespaceOption, message: str) -> None:

@@ -100,6 +100,7 @@ def sandbox_create_body(config: cri.PodSandboxConfig, plan: SandboxPlan) -> dict
     linux = config.linux
     security = linux.security_context
     namespaces = security.namespace_options
+    refuse_user_namespace(namespaces)
     host_config: dict[str, Any] = {
         "NetworkMode": plan.network_mode,
         "IpcMode": "host" if namespaces.ipc == cri.NODE else "shareable",
@@ -293,9 +294,17 @@ def namespace_modes(options: cri.NamespaceOption, plan: ContainerPlan) -> dict[s
         if not plan.pid_target_id:
             raise InvalidArgument("PID namespace mode TARGET needs a target_id")
         modes["PidMode"] = f"container:{plan.pid_target_id}"
-    if options.HasField("userns_options") and options.userns_options.mode != cri.NODE:
-        raise Unimplemented("user namespaces are not supported by the docker adapter")
+    refuse_user_namespace(options)
     return modes
+
+
+def refuse_user_namespace(options: cri.NamespaceOption) -> None:
+    """Docker runs every container in the node's user namespace; any other mode,
+    whatever its mappings, is UNIMPLEMENTED (the pod's and each container's)."""
+    if options.HasField("userns_options") and options.userns_options.mode != cri.NODE:
+        raise Unimplemented(
+            "user namespaces other than NODE are not supported by the docker adapter"
+        )
 
 
 def mounts(cri_mounts: list[cri.Mount], resolv_conf_path: str = "") -> list[dict[str, Any]]:
