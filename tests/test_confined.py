@@ -149,3 +149,21 @@ def test_cri_log_file_without_a_root_refuses_a_fifo_at_once(tmp_path: Path) -> N
             CriLogFile(tmp_path / "0.log")
     finally:
         os.close(reader)
+
+
+def test_a_failed_reopen_keeps_the_old_file(tmp_path: Path) -> None:
+    root = tmp_path / "pod"
+    log = CriLogFile(root / "0.log", root=str(root))
+    try:
+        (root / "0.log").rename(root / "0.log.1")
+        os.mkfifo(root / "0.log")
+        with pytest.raises(InvalidArgument, match="FIFO"):
+            log.reopen()
+        log.write(b"still here\n")
+        assert (root / "0.log.1").read_bytes() == b"still here\n"
+        (root / "0.log").unlink()
+        log.reopen()
+        log.write(b"new\n")
+        assert (root / "0.log").read_bytes() == b"new\n"
+    finally:
+        log.close()

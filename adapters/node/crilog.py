@@ -291,9 +291,19 @@ class CriLogFile:
         return os.fstat(self._fd).st_size
 
     def reopen(self) -> None:
-        """Close the current file and open (creating it if needed) the one at ``path``."""
-        self.close()
-        self._open()
+        """Open (creating it if needed) the file at ``path`` in place of the current one.
+
+        When the new file cannot be opened (a FIFO there, say), the current
+        one stays open and in use, and the error is raised.
+        """
+        old, self._fd = self._fd, None
+        try:
+            self._open()
+        except BaseException:
+            self._fd = old
+            raise
+        if old is not None:
+            os.close(old)
 
     def close(self) -> None:
         if self._fd is not None:
