@@ -291,7 +291,7 @@ def test_exec_sync_answers_when_the_command_exits(
         took = time.monotonic() - began
         print(f"ExecSync of a command leaving a background child (timeout {timeout}): {took:.2f}s")
         assert (response.exit_code, response.stdout) == (0, b"started\n")
-        assert took < 5.0
+        assert took < 8.0  # Docker itself answers 2 to 4 s after the command exits
 
 
 def test_user_namespaces_as_the_docs_say(pods: Pods) -> None:
