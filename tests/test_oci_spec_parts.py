@@ -719,3 +719,13 @@ def test_a_device_directory_gives_its_nodes(tmp_path: Path) -> None:
     assert "/dev/null" in paths
     assert not any(p.startswith(("/dev/pts/", "/dev/shm/")) for p in paths)
     assert "/dev/console" not in paths
+
+
+def test_a_huge_device_directory_is_refused_without_walking_it_all(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"d{i}").mkdir()
+        for j in range(10):
+            (tmp_path / f"d{i}" / f"f{j}").touch()
+    with pytest.raises(InvalidArgument, match="more than 100 entries"):
+        nodes_under(str(tmp_path), "/dev/x", limit=100)
+    assert nodes_under(str(tmp_path), "/dev/x", limit=400) == []
