@@ -167,3 +167,24 @@ def test_a_failed_reopen_keeps_the_old_file(tmp_path: Path) -> None:
         assert (root / "0.log").read_bytes() == b"new\n"
     finally:
         log.close()
+
+
+def test_remove_beneath_removes_a_planted_symlink_or_fifo_only(tmp_path: Path) -> None:
+    root = tmp_path / "pod"
+    (root / "app").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (root / "app" / "0.log.tmp").symlink_to(victim)
+    confined.remove_beneath(str(root), str(root / "app" / "0.log.tmp"))
+    assert not (root / "app" / "0.log.tmp").is_symlink() and victim.read_text() == "keep"
+    os.mkfifo(root / "app" / "0.log.tmp")
+    confined.remove_beneath(str(root), str(root / "app" / "0.log.tmp"))
+    assert not (root / "app" / "0.log.tmp").exists()
+    confined.remove_beneath(str(root), str(root / "app" / "0.log.tmp"))  # nothing: fine
+    confined.remove_beneath(str(root), str(root / "none" / "0.log.tmp"))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.tmp").write_text("keep")
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InvalidArgument):
+        confined.remove_beneath(str(root), str(root / "link" / "x.tmp"))
+    assert (tmp_path / "elsewhere" / "x.tmp").exists()

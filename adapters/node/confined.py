@@ -58,6 +58,38 @@ def open_beneath(root: str, relative: str, flags: int, mode: int = 0o640) -> int
         os.close(fd)
 
 
+def remove_beneath(root: str, path: str) -> None:
+    """Remove whatever non-directory is at ``path`` (absolute, below ``root``), if anything,
+    without following a symlink on the way."""
+    relative = os.path.relpath(path, root)
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or "\0" in path:
+        raise InvalidArgument(f"{relative[:64]!r} is not a path inside {root[:64]!r}")
+    try:
+        fd = os.open(root, DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InvalidArgument(
+            f"log directory {root[:64]!r} cannot be opened: {e.strerror}"
+        ) from None
+    try:
+        for part in parts[:-1]:
+            try:
+                parent, fd = fd, _open_at(fd, part, DIR_FLAGS, 0, relative)
+            except FileNotFoundError:
+                return
+            os.close(parent)
+        try:
+            os.unlink(parts[-1], dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            raise InvalidArgument(f"{relative[:64]!r} is a directory") from None
+    finally:
+        os.close(fd)
+
+
 def make_file(root: str, path: str, mode: int = 0o640) -> None:
     """Make the regular file at ``path`` (absolute, below ``root``) if it is missing,
     checked as ``open_beneath`` checks it: done before a container is made, so

@@ -491,8 +491,11 @@ class OciContainers:
         record = await self.running(request.container_id)
         if record.log_path:
             sandbox = self.ctx.store.sandbox(record.sandbox_id)
-            # conmon follows symlinks: the file is made here first (see _create).
+            # conmon follows symlinks: the file is made here first (see _create),
+            # and its temporary file goes, since conmon would open (and truncate)
+            # whatever is planted there, through a symlink or waiting on a FIFO.
             confined.make_file(sandbox.config.log_directory, record.log_path)
+            confined.remove_beneath(sandbox.config.log_directory, record.log_path + ".tmp")
             await conmon.reopen_log(self.ctx.bundle(record.id), record.log_path)
         return cri.ReopenContainerLogResponse()
 
