@@ -77,6 +77,41 @@ class OciConfig:
 
 
 @dataclass
+class LimitsConfig:
+    """Caps on what one request may ask for, checked before any work is done.
+
+    The defaults are beyond what kubelet sends: an environment above 6 MiB
+    cannot be passed to execve on any kernel, Kubernetes supports 5,000
+    services per namespace (7 variables each with service links), and pods
+    with hundreds of ports, mounts or devices are already rare.
+    """
+
+    max_request_bytes: int = 16 << 20
+    """Largest gRPC request the daemon reads; above it the call is RESOURCE_EXHAUSTED."""
+    max_env_vars: int = 65536
+    """Environment variables of one container."""
+    max_env_bytes: int = 8 << 20
+    """Their total size, names and values."""
+    max_port_mappings: int = 512
+    """Port mappings of one pod."""
+    max_mounts: int = 1024
+    """Mounts of one container."""
+    max_devices: int = 1024
+    """Devices of one container."""
+
+
+# (minimum, maximum) of each limit.
+LIMIT_RANGES = {
+    "max_request_bytes": (1 << 20, 1 << 30),
+    "max_env_vars": (1, 1 << 20),
+    "max_env_bytes": (1 << 10, 1 << 30),
+    "max_port_mappings": (0, 65535),
+    "max_mounts": (0, 1 << 16),
+    "max_devices": (0, 1 << 16),
+}
+
+
+@dataclass
 class RegistryConfig:
     mirrors: list[str] = field(default_factory=list)
     insecure: bool = False
@@ -106,6 +141,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
     oci: OciConfig = field(default_factory=OciConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     registries: dict[str, RegistryConfig] = field(default_factory=dict)
 
     @property
@@ -132,6 +168,7 @@ _SECTIONS = {
     "network": NetworkConfig,
     "docker": DockerConfig,
     "oci": OciConfig,
+    "limits": LimitsConfig,
 }
 
 
@@ -227,6 +264,10 @@ def validate(config: Config) -> None:
             f"oci.max_concurrent_downloads {config.oci.max_concurrent_downloads} "
             "is out of range (1 to 64)"
         )
+    for key, (low, high) in LIMIT_RANGES.items():
+        value = getattr(config.limits, key)
+        if not low <= value <= high:
+            raise ConfigError(f"limits.{key} {value} is out of range ({low} to {high})")
     if not 0 <= config.streaming.port <= 65535:
         raise ConfigError(f"streaming.port {config.streaming.port} is out of range (0 to 65535)")
     try:

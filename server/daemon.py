@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pycrid.adapters.base import Adapter, StartupError
-from pycrid.adapters.config import Config
+from pycrid.adapters.config import Config, LimitsConfig
 from pycrid.api.cri import api_pb2, api_pb2_grpc
 from pycrid.server import sdnotify, statemetrics
 from pycrid.server.instancelock import InstanceLock
@@ -28,6 +28,7 @@ log = logging.getLogger("pycrid")
 
 CRI_SERVICES = ("runtime.v1.RuntimeService", "runtime.v1.ImageService")
 MAX_MESSAGE_BYTES = 33 * 1024 * 1024  # ExecSync may carry 16 MiB on each of two streams
+"""Largest answer; the largest request is ``limits.max_request_bytes``."""
 
 
 def create_adapter(config: Config) -> Adapter:
@@ -44,19 +45,20 @@ def create_adapter(config: Config) -> Adapter:
 
 
 def build_server(
-    adapter: Adapter, streaming: StreamingServer | None = None
+    adapter: Adapter, streaming: StreamingServer | None = None, limits: LimitsConfig | None = None
 ) -> tuple[grpc.aio.Server, health.HealthServicer]:
+    limits = limits or LimitsConfig()
     server = grpc.aio.server(
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", limits.max_request_bytes),
         ],
     )
     after_pull = PullSizes(adapter).after_pull
     add_instrumented_servicer(
         server,
         api_pb2_grpc.add_RuntimeServiceServicer_to_server,
-        RuntimeServicer(adapter, streaming),
+        RuntimeServicer(adapter, streaming, limits),
     )
     add_instrumented_servicer(
         server, api_pb2_grpc.add_ImageServiceServicer_to_server, ImageServicer(adapter), after_pull
@@ -99,7 +101,7 @@ async def _serve_locked(config: Config, adapter: Adapter | None) -> None:
     listener.prepare()
     # The streaming server starts first: a bad address fails before the backend is touched.
     streaming = StreamingServer(config.streaming, runtime=adapter.streaming)
-    server, health_servicer = build_server(adapter, streaming)
+    server, health_servicer = build_server(adapter, streaming, config.limits)
     endpoint = _metrics_endpoint(config, adapter)
     adapter_started = False
     # Signals are caught from here on: one that comes while the daemon starts stops it

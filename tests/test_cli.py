@@ -226,6 +226,7 @@ def test_one_daemon_per_state_dir_and_per_run_dir(tmp_path):
             str(tmp_path / "run-dir"),
         )
         assert_fails_with(result, "uses run directory")
+        assert not (tmp_path / "state3").exists()  # the refused daemon made it, and took it back
         # The same state directory through the command: one line naming the holder.
         result = pycrid(
             "serve",

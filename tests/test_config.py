@@ -78,6 +78,12 @@ def test_missing_default_file_means_defaults(tmp_path, monkeypatch):
         ('[streaming]\naddress = "localhost"', "is not an IP address"),
         ("[oci]\npull_progress_timeout = 0", "oci.pull_progress_timeout 0 is out of range"),
         ("[oci]\nmax_concurrent_downloads = 0", "out of range (1 to 64)"),
+        ("[limits]\nmax_env_vars = 0", "limits.max_env_vars 0 is out of range"),
+        ("[limits]\nmax_request_bytes = 1024", "limits.max_request_bytes 1024 is out of range"),
+        ("[limits]\nmax_port_mappings = 70000", "limits.max_port_mappings 70000 is out of"),
+        ("[limits]\nmax_mounts = -1", "limits.max_mounts -1 is out of range"),
+        ("[limits]\nmax_devices = 1.5", "limits.max_devices must be a int"),
+        ("[limits]\nmax_env = 5", "unknown key limits.'max_env'"),
         ('state_dir = "var/lib/pycrid"', "state_dir must be an absolute path"),
         ('run_dir = "run"', "run_dir must be an absolute path"),
         ('[network]\ncni_bin_dirs = ["bin"]', "network.cni_bin_dirs must be an absolute"),
@@ -161,3 +167,11 @@ def test_log_format_and_log_file_are_checked():
         parse_config({"log_format": "xml"})
     with pytest.raises(ConfigError, match="log_file must be an absolute path"):
         parse_config({"log_file": "pycrid.log"})
+
+
+def test_limits_have_defaults_and_can_be_set(tmp_path):
+    assert load_config(write(tmp_path, "")).limits.max_env_vars == 65536
+    text = "[limits]\nmax_env_vars = 10\nmax_env_bytes = 2048\nmax_port_mappings = 0"
+    limits = load_config(write(tmp_path, text)).limits
+    assert (limits.max_env_vars, limits.max_env_bytes, limits.max_port_mappings) == (10, 2048, 0)
+    assert limits.max_mounts == 1024

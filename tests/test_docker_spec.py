@@ -357,3 +357,17 @@ def test_resources_and_oom_score_clamping() -> None:
     assert "OomScoreAdj" not in spec.update_body(res, spec.HostFacts())
     swap = cri.LinuxContainerResources(memory_limit_in_bytes=100, memory_swap_limit_in_bytes=200)
     assert spec.resources(swap, spec.HostFacts())["MemorySwap"] == 200
+
+
+@pytest.mark.parametrize("mode", [cri.POD, cri.CONTAINER, cri.TARGET])
+@pytest.mark.parametrize(
+    "mappings",
+    [[], [cri.IDMapping(host_id=0, container_id=0, length=1)], [cri.IDMapping(length=0)]],
+)
+def test_a_pod_user_namespace_is_unimplemented_whatever_its_mappings(mode, mappings) -> None:
+    config = cri.PodSandboxConfig()
+    config.linux.security_context.namespace_options.userns_options.CopyFrom(
+        cri.UserNamespace(mode=mode, uids=mappings, gids=mappings)
+    )
+    with pytest.raises(Unimplemented, match="user namespaces other than NODE"):
+        spec.sandbox_create_body(config, sandbox_plan())

@@ -11,6 +11,7 @@ import pytest
 
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import set_call_deadline
+from pycrid.adapters.oci.runtime import execsync
 from pycrid.adapters.oci.runtime.execsession import run_exec_session
 from pycrid.adapters.oci.runtime.runc import Runc, last_error, runc_error
 from pycrid.adapters.streaming import SessionIO
@@ -261,13 +262,16 @@ async def test_exec_sync_output_is_capped(kit: OciKit) -> None:
 @requires_runtime
 @bounded(30)
 async def test_exec_sync_background_child_holding_the_output(kit: OciKit) -> None:
-    """runc waits for the output to end; the timeout kills the orphan that holds it."""
+    """The exec is over when its process exits; a background child keeps running."""
     started = await kit.run(IDLE, stdin=True)
     namespace = pid_namespace(started)
-    command = ["sh", "-c", "sleep 4321 & echo started"]
-    with pytest.raises(errors.DeadlineExceeded):
-        await kit.runc.exec_sync(started.id, process(command), timeout=1)
-    assert sleeping(namespace) == []
+    command = ["sh", "-c", "sleep 4321 & echo started; exit 3"]
+    for timeout in (1, None):
+        began = time.monotonic()
+        result = await kit.runc.exec_sync(started.id, process(command), timeout=timeout)
+        assert (result.exit_code, result.stdout) == (3, b"started\n")
+        assert time.monotonic() - began < execsync.DRAIN_AFTER_EXIT + 1.5
+    assert len(sleeping(namespace)) == 2
     closed = ["sh", "-c", "sleep 4321 >/dev/null 2>&1 & echo started"]
     result = await kit.runc.exec_sync(started.id, process(closed), timeout=10)
     assert (result.exit_code, result.stdout) == (0, b"started\n")

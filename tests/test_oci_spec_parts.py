@@ -194,8 +194,8 @@ def test_localhost_profile_needs_an_absolute_path() -> None:
         seccomp.load_profile("relative.json")
 
 
-def test_unreadable_profile_is_invalid(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgument, match="cannot read"):
+def test_a_directory_profile_is_invalid(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="is a directory"):
         seccomp.load_profile(str(tmp_path))  # a directory
 
 
@@ -515,7 +515,18 @@ def test_user_namespace_modes() -> None:
             "GID mapping must start at container ID 0",
         ),
         (userns(uids=[cri.IDMapping(host_id=1000, length=0)]), "length 0"),
-        (userns(uids=[cri.IDMapping(host_id=0xFFFFFFFF, length=2)]), "out of range"),
+        (
+            userns(uids=[cri.IDMapping(host_id=0xFFFFFFFF, length=2)]),
+            "host_id 4294967295 with length 2 reaches beyond host ID 4294967294",
+        ),
+        (
+            userns(gids=[cri.IDMapping(host_id=0xFFFFFF00, length=0x100)]),
+            "GID mapping.s host_id 4294967040 with length 256 reaches beyond",
+        ),
+        (
+            userns(uids=[cri.IDMapping(host_id=0, length=65536)]),
+            "host_id 0 would make the container's root the host's root",
+        ),
     ],
 )
 def test_invalid_user_namespaces(options: cri.NamespaceOption, message: str) -> None:
@@ -708,3 +719,13 @@ def test_a_device_directory_gives_its_nodes(tmp_path: Path) -> None:
     assert "/dev/null" in paths
     assert not any(p.startswith(("/dev/pts/", "/dev/shm/")) for p in paths)
     assert "/dev/console" not in paths
+
+
+def test_a_huge_device_directory_is_refused_without_walking_it_all(tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"d{i}").mkdir()
+        for j in range(10):
+            (tmp_path / f"d{i}" / f"f{j}").touch()
+    with pytest.raises(InvalidArgument, match="more than 100 entries"):
+        nodes_under(str(tmp_path), "/dev/x", limit=100)
+    assert nodes_under(str(tmp_path), "/dev/x", limit=400) == []

@@ -194,3 +194,66 @@ async def test_identical_concurrent_run_pod_sandbox_calls_are_carried_out_once(s
     answers = [r.pod_sandbox_id for r in await asyncio.gather(*calls)]
     assert len(adapter.calls) == 2
     assert len(set(answers[:10])) == 1 and answers[10] != answers[0]
+
+
+async def test_configured_limits_are_enforced_by_the_server(tmp_path: Path):
+    from pycrid.adapters.config import LimitsConfig
+
+    adapter = FakeAdapter()
+    server, _ = build_server(adapter, None, LimitsConfig(max_request_bytes=1 << 20, max_mounts=1))
+    address = f"unix://{tmp_path}/limits.sock"
+    server.add_insecure_port(address)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            runtime = api_pb2_grpc.RuntimeServiceStub(channel)
+            big = cri.RunPodSandboxRequest(
+                config=cri.PodSandboxConfig(annotations={f"a{i}": "x" * 1000 for i in range(2000)})
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await runtime.RunPodSandbox(big)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            config = cri.ContainerConfig(
+                metadata=cri.ContainerMetadata(name="a"),
+                image=cri.ImageSpec(image="busybox"),
+                mounts=[cri.Mount(container_path="/a"), cri.Mount(container_path="/b")],
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await runtime.CreateContainer(
+                    cri.CreateContainerRequest(pod_sandbox_id="p", config=config)
+                )
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "limits.max_mounts" in (caught.value.details() or "")
+            assert adapter.calls == []
+    finally:
+        await server.stop(None)
+
+
+NUL_ID = "abc\x00def"
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_"),
+    [
+        ("StartContainer", cri.StartContainerRequest(container_id=NUL_ID)),
+        ("StopContainer", cri.StopContainerRequest(container_id=NUL_ID)),
+        ("RemoveContainer", cri.RemoveContainerRequest(container_id=NUL_ID)),
+        ("ContainerStatus", cri.ContainerStatusRequest(container_id=NUL_ID)),
+        ("ReopenContainerLog", cri.ReopenContainerLogRequest(container_id=NUL_ID)),
+        ("ExecSync", cri.ExecSyncRequest(container_id=NUL_ID, cmd=["true"])),
+        ("StopPodSandbox", cri.StopPodSandboxRequest(pod_sandbox_id=NUL_ID)),
+        ("RemovePodSandbox", cri.RemovePodSandboxRequest(pod_sandbox_id=NUL_ID)),
+        ("PodSandboxStatus", cri.PodSandboxStatusRequest(pod_sandbox_id=NUL_ID)),
+        (
+            "ListContainers",
+            cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=NUL_ID)),
+        ),
+        ("ListPodSandbox", cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(id=NUL_ID))),
+    ],
+)
+async def test_a_nul_byte_in_an_id_is_always_invalid(served, rpc, request_):
+    _, runtime, _ = served
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(runtime, rpc)(request_)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "NUL" in (caught.value.details() or "")

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from google.protobuf.message import Message
 
+from pycrid.adapters.config import LimitsConfig
 from pycrid.adapters.errors import InvalidArgument
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.servicers import validate
@@ -242,3 +243,63 @@ def test_programs_and_cgroup_parents_are_paths_the_kernel_takes() -> None:
 def test_messages_quote_a_bounded_prefix() -> None:
     assert validate.shown("abc") == "'abc'"
     assert len(validate.shown(MIB)) < validate.SHOWN + 10
+
+
+SMALL = LimitsConfig(
+    max_env_vars=3, max_env_bytes=40, max_port_mappings=2, max_mounts=1, max_devices=1
+)
+
+
+def env(n: int, value: bytes = b"v") -> list[cri.KeyValue]:
+    return [cri.KeyValue(key=f"K{i}", value=value) for i in range(n)]
+
+
+def test_limits_admit_what_is_at_the_limit() -> None:
+    validate.container_config(container(envs=env(3)), SMALL)
+    ports = [cri.PortMapping(container_port=80 + i) for i in range(2)]
+    validate.sandbox_config(pod(port_mappings=ports), SMALL)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"envs": env(4)}, "envs has 4 entries, more than the limit of 3 (limits.max_env_vars)"),
+        ({"envs": env(2, b"x" * 30)}, "more than the limit of 40 (limits.max_env_bytes)"),
+        (
+            {"mounts": [cri.Mount(container_path=f"/m{i}") for i in range(2)]},
+            "mounts has 2 entries, more than the limit of 1 (limits.max_mounts)",
+        ),
+        (
+            {"devices": [cri.Device(container_path="/dev/x", host_path="/dev/null")] * 2},
+            "devices has 2 entries, more than the limit of 1 (limits.max_devices)",
+        ),
+    ],
+)
+def test_container_limits_name_the_field_and_the_limit(fields: dict, named: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate.container_config(container(**fields), SMALL)
+    assert named in str(caught.value)
+
+
+def test_port_mappings_above_the_limit_are_refused() -> None:
+    ports = [cri.PortMapping(container_port=80 + i) for i in range(3)]
+    with pytest.raises(InvalidArgument, match=r"port_mappings has 3 entries.*max_port_mappings"):
+        validate.sandbox_config(pod(port_mappings=ports), SMALL)
+
+
+def test_limits_are_checked_before_the_message_is_walked() -> None:
+    """100,000 variables are refused by their count, without looking at each."""
+    import time
+
+    config = container(envs=env(100_000))
+    config.envs[-1].key = "bad\0name"  # the walk would name this instead
+    started = time.monotonic()
+    with pytest.raises(InvalidArgument, match="max_env_vars"):
+        validate.container_config(config)
+    assert time.monotonic() - started < 0.5
+
+
+def test_default_limits_admit_a_large_kubelet_pod() -> None:
+    """5,000 services with service links: 35,000 variables."""
+    envs = [cri.KeyValue(key=f"SVC_{i}_SERVICE_HOST", value=b"10.96.0.1") for i in range(35_000)]
+    validate.container_limits(container(envs=envs), LimitsConfig())

@@ -28,7 +28,9 @@ from pycrid.adapters.docker.sandboxes import release_leftover, remove_docker_con
 from pycrid.adapters.docker.store import ContainerRecord
 from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits, passes_all
+from pycrid.adapters.node import confined
 from pycrid.adapters.node.programs import check_program
+from pycrid.adapters.pidtarget import same_pod_target
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker")
@@ -65,10 +67,18 @@ class DockerContainers:
         if not config.command and config.args and not image.get("Config", {}).get("Entrypoint"):
             check_program(config.args[0], "args[0]")  # the image runs args as its command
         log_path = log_path_of(sandbox.config, config)
+        if log_path:
+            # Refused now rather than after Docker has started the container.
+            confined.make_file(sandbox.config.log_directory, log_path)
         options = config.linux.security_context.namespace_options
         target = ""
         if options.pid == cri.TARGET:
-            target = ctx.container_ids.resolve(options.target_id)
+            target = same_pod_target(
+                options.target_id,
+                sandbox.id,
+                ctx.container_ids.resolve,
+                lambda full: ctx.store.container(full).sandbox_id,
+            )
         name = naming.container_name(config.metadata, sandbox.config.metadata, ctx.instance)
         plan = spec.ContainerPlan(
             image_id=image["Id"],

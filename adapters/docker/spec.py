@@ -13,10 +13,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pycrid.adapters.errors import InvalidArgument, Unimplemented
+from pycrid.adapters.node import clientfile
 from pycrid.adapters.node.hostfacts import CAPABILITY_NAMES, HostFacts
 from pycrid.api.cri import api_pb2 as cri
 
@@ -33,6 +33,7 @@ PROPAGATION = {
 }
 PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 SECCOMP_UNCONFINED = "seccomp=unconfined"
+MAX_SECCOMP_PROFILE_BYTES = clientfile.MIB  # as the oci adapter
 DOCKER_20_LAST_CAP = 37  # CAP_AUDIT_READ
 
 
@@ -99,6 +100,7 @@ def sandbox_create_body(config: cri.PodSandboxConfig, plan: SandboxPlan) -> dict
     linux = config.linux
     security = linux.security_context
     namespaces = security.namespace_options
+    refuse_user_namespace(namespaces)
     host_config: dict[str, Any] = {
         "NetworkMode": plan.network_mode,
         "IpcMode": "host" if namespaces.ipc == cri.NODE else "shareable",
@@ -292,9 +294,17 @@ def namespace_modes(options: cri.NamespaceOption, plan: ContainerPlan) -> dict[s
         if not plan.pid_target_id:
             raise InvalidArgument("PID namespace mode TARGET needs a target_id")
         modes["PidMode"] = f"container:{plan.pid_target_id}"
-    if options.HasField("userns_options") and options.userns_options.mode != cri.NODE:
-        raise Unimplemented("user namespaces are not supported by the docker adapter")
+    refuse_user_namespace(options)
     return modes
+
+
+def refuse_user_namespace(options: cri.NamespaceOption) -> None:
+    """Docker runs every container in the node's user namespace; any other mode,
+    whatever its mappings, is UNIMPLEMENTED (the pod's and each container's)."""
+    if options.HasField("userns_options") and options.userns_options.mode != cri.NODE:
+        raise Unimplemented(
+            "user namespaces other than NODE are not supported by the docker adapter"
+        )
 
 
 def mounts(cri_mounts: list[cri.Mount], resolv_conf_path: str = "") -> list[dict[str, Any]]:
@@ -393,14 +403,12 @@ def seccomp_option(security: cri.LinuxContainerSecurityContext) -> str:
 
 
 def _read_seccomp_profile(path: str) -> str:
-    if not path or not os.path.isabs(path):
-        raise InvalidArgument(f"seccomp localhost profile {path!r} must be an absolute path")
+    what = f"seccomp profile {path[:64]!r}"
+    data = clientfile.read_regular(path, MAX_SECCOMP_PROFILE_BYTES, what)
     try:
-        profile = json.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise InvalidArgument(f"seccomp profile {path} does not exist") from None
-    except (OSError, ValueError) as e:
-        raise InvalidArgument(f"cannot read seccomp profile {path}: {e}") from None
+        profile = json.loads(data)
+    except ValueError as e:
+        raise InvalidArgument(f"{what} is not JSON: {e}") from None
     return json.dumps(profile, separators=(",", ":"))
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycrid.adapters.node import confined
+from pycrid.adapters.node.clientfile import require_regular
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -255,7 +256,14 @@ class CriLogFile:
             self._fd = confined.open_beneath(self.root, relative, flags, self._mode)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, flags | os.O_NOFOLLOW, self._mode)
+        fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, self._mode)
+        try:
+            require_regular(fd, f"log file {str(self.path)[:64]!r}")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
 
     @property
     def closed(self) -> bool:
@@ -283,9 +291,19 @@ class CriLogFile:
         return os.fstat(self._fd).st_size
 
     def reopen(self) -> None:
-        """Close the current file and open (creating it if needed) the one at ``path``."""
-        self.close()
-        self._open()
+        """Open (creating it if needed) the file at ``path`` in place of the current one.
+
+        When the new file cannot be opened (a FIFO there, say), the current
+        one stays open and in use, and the error is raised.
+        """
+        old, self._fd = self._fd, None
+        try:
+            self._open()
+        except BaseException:
+            self._fd = old
+            raise
+        if old is not None:
+            os.close(old)
 
     def close(self) -> None:
         if self._fd is not None:

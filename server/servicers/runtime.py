@@ -22,6 +22,7 @@ from pycrid.adapters.base import (
     Stats,
     Streaming,
 )
+from pycrid.adapters.config import LimitsConfig
 from pycrid.adapters.errors import NotFound, Unimplemented
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.version import KUBELET_API_VERSION, RUNTIME_API_VERSION, RUNTIME_NAME
@@ -55,9 +56,15 @@ def served(adapter: Adapter, concern: T | None, rpc: str) -> T:
 
 
 class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, adapter: Adapter, streaming: StreamingServer | None = None) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        streaming: StreamingServer | None = None,
+        limits: LimitsConfig | None = None,
+    ) -> None:
         self.adapter = adapter
         self.streaming_server = streaming
+        self.limits = limits or LimitsConfig()
         self.creates = SingleFlight()
         """RunPodSandbox and CreateContainer: identical requests are carried out once."""
 
@@ -117,6 +124,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
         for field, index in fields:
             prefix = getattr(list_filter, field, "")
             if prefix:
+                validate.object_id(prefix, f"filter {field}")
                 matches = index.matching(prefix)
                 if len(matches) != 1:
                     return False
@@ -159,7 +167,7 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def RunPodSandbox(
         self, request: cri.RunPodSandboxRequest, context: Context
     ) -> cri.RunPodSandboxResponse:
-        validate.sandbox_config(request.config)
+        validate.sandbox_config(request.config, self.limits)
         sandboxes = self._sandboxes("RunPodSandbox")
         return await self.creates.run(
             _key("RunPodSandbox", request), lambda: sandboxes.run_pod_sandbox(request)
@@ -226,7 +234,8 @@ class RuntimeServicer(api_pb2_grpc.RuntimeServiceServicer):
     async def CreateContainer(
         self, request: cri.CreateContainerRequest, context: Context
     ) -> cri.CreateContainerResponse:
-        validate.container_config(request.config)
+        validate.container_config(request.config, self.limits)
+        validate.sandbox_limits(request.sandbox_config, self.limits)
         validate.message(request.sandbox_config, "sandbox_config.")
         resolved = cri.CreateContainerRequest()
         resolved.CopyFrom(request)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from pycrid.adapters.config import LimitsConfig
 from pycrid.adapters.errors import InvalidArgument
 from pycrid.adapters.node.imageref import parse_reference
 from pycrid.adapters.node.programs import check_program
@@ -85,6 +86,36 @@ def require(condition: bool, message: str) -> None:
         raise InvalidArgument(message)
 
 
+# Limits on counts and sizes: checked first, before any walk of the message.
+
+DEFAULT_LIMITS = LimitsConfig()
+
+
+def _count(count: int, limit: int, what: str, key: str) -> None:
+    require(
+        count <= limit,
+        f"{what} has {count} entries, more than the limit of {limit} (limits.{key})",
+    )
+
+
+def sandbox_limits(config: cri.PodSandboxConfig, limits: LimitsConfig) -> None:
+    _count(
+        len(config.port_mappings), limits.max_port_mappings, "port_mappings", "max_port_mappings"
+    )
+
+
+def container_limits(config: cri.ContainerConfig, limits: LimitsConfig) -> None:
+    _count(len(config.envs), limits.max_env_vars, "envs", "max_env_vars")
+    _count(len(config.mounts), limits.max_mounts, "mounts", "max_mounts")
+    _count(len(config.devices), limits.max_devices, "devices", "max_devices")
+    size = sum(len(env.key) + len(env.value) + 2 for env in config.envs)  # "=" and NUL
+    require(
+        size <= limits.max_env_bytes,
+        f"envs total {size} bytes, more than the limit of {limits.max_env_bytes} "
+        "(limits.max_env_bytes)",
+    )
+
+
 # Whole-message checks.
 
 
@@ -134,6 +165,7 @@ def _scalar(
 def object_id(value: str, what: str) -> None:
     """A sandbox or container ID (or a prefix of one)."""
     require(len(value) <= MAX_ID, f"{what} ID {shown(value)} is too long")
+    require("\x00" not in value, f"{what} ID {shown(value)} must not contain a NUL byte")
 
 
 def name(value: str, what: str, limit: int = MAX_NAME) -> None:
@@ -309,7 +341,8 @@ def namespace_options(options: cri.NamespaceOption, what: str) -> None:
 # Whole requests.
 
 
-def sandbox_config(config: cri.PodSandboxConfig) -> None:
+def sandbox_config(config: cri.PodSandboxConfig, limits: LimitsConfig = DEFAULT_LIMITS) -> None:
+    sandbox_limits(config, limits)
     message(config, "config.")
     meta = config.metadata
     require(config.HasField("metadata"), "sandbox config must have metadata")
@@ -350,7 +383,8 @@ def sandbox_config(config: cri.PodSandboxConfig) -> None:
         resources(linux.resources, "sandbox resources")
 
 
-def container_config(config: cri.ContainerConfig) -> None:
+def container_config(config: cri.ContainerConfig, limits: LimitsConfig = DEFAULT_LIMITS) -> None:
+    container_limits(config, limits)
     message(config, "config.")
     require(config.HasField("metadata"), "container config must have metadata")
     name(config.metadata.name, "container metadata.name")

@@ -3,8 +3,9 @@
 ``get_exec``, ``get_attach`` and ``get_port_forward`` cache a CRI request
 under a single-use token and return the absolute URL the client connects to.
 A connection to ``/exec/<token>``, ``/attach/<token>`` or
-``/portforward/<token>`` (GET or POST) consumes the token and is upgraded to
-SPDY/3.1 or to a WebSocket, whichever the client asked for.
+``/portforward/<token>`` (GET or POST) is upgraded to SPDY/3.1 or to a
+WebSocket, whichever the client asked for; the token is spent once the
+handshake is accepted (``_claim``).
 """
 
 from __future__ import annotations

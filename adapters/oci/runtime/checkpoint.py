@@ -9,6 +9,7 @@ answer is UNIMPLEMENTED, with that reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tarfile
@@ -36,7 +37,14 @@ def checkpoint_args(container_id: str, image_dir: Path, work_dir: Path) -> list[
 def pack(archive: Path, image_dir: Path, spec: Path) -> None:
     """``checkpoint/`` (CRIU's images) and ``config.dump`` (the runtime spec), atomically."""
     partial = archive.with_name(f".{archive.name}.partial")
-    with tarfile.open(partial, "w") as tar:
+    # A new file: whatever was planted at the temporary name (a FIFO, a
+    # symlink) is replaced, never opened or followed.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(partial)
+    fd = os.open(
+        partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+    )
+    with os.fdopen(fd, "wb") as file, tarfile.open(fileobj=file, mode="w") as tar:
         tar.add(image_dir, arcname="checkpoint")
         if spec.exists():
             tar.add(spec, arcname="config.dump")

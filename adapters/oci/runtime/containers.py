@@ -52,6 +52,7 @@ from pycrid.adapters.oci.runtime.mounts import image_volumes
 from pycrid.adapters.oci.runtime.resources import linux_resources
 from pycrid.adapters.oci.runtime.spec import container_spec
 from pycrid.adapters.oci.runtime.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.pidtarget import same_pod_target
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.oci")
@@ -134,6 +135,14 @@ class OciContainers:
         if not sandbox.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
         config = request.config
+        options = config.linux.security_context.namespace_options
+        if options.pid == cri.TARGET:
+            same_pod_target(
+                options.target_id,
+                sandbox.id,
+                ctx.container_ids.resolve,
+                lambda full: ctx.store.container(full).sandbox_id,
+            )
         meta = config.metadata
         existing = next(
             (
@@ -247,16 +256,9 @@ class OciContainers:
         check_program(generated.spec["process"]["args"][0], "the container's program")
         log_path = record.log_path or str(bundle / "output.log")
         if record.log_path:
-            # conmon follows symlinks: the file is made here first, below the
-            # pod's log directory and without following any.
-            root = sandbox.config.log_directory
-            fd = confined.open_beneath(
-                root,
-                os.path.relpath(record.log_path, root),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o640,
-            )
-            os.close(fd)
+            # conmon follows symlinks and waits on a FIFO: the file is made here
+            # first, below the pod's log directory and following none.
+            confined.make_file(sandbox.config.log_directory, record.log_path)
         record.pid = await ctx.conmon.create(
             record.id,
             bundle,
@@ -275,7 +277,7 @@ class OciContainers:
         options = config.linux.security_context.namespace_options
         if options.pid != cri.TARGET:
             return 0
-        target = self.ctx.store.containers.get(options.target_id)
+        target = self.ctx.store.containers.get(self.ctx.container_ids.resolve(options.target_id))
         if target is None:
             raise NotFound(f"target container {options.target_id[:13]} not found")
         return target.pid
@@ -488,6 +490,12 @@ class OciContainers:
     ) -> cri.ReopenContainerLogResponse:
         record = await self.running(request.container_id)
         if record.log_path:
+            sandbox = self.ctx.store.sandbox(record.sandbox_id)
+            # conmon follows symlinks: the file is made here first (see _create),
+            # and its temporary file goes, since conmon would open (and truncate)
+            # whatever is planted there, through a symlink or waiting on a FIFO.
+            confined.make_file(sandbox.config.log_directory, record.log_path)
+            confined.remove_beneath(sandbox.config.log_directory, record.log_path + ".tmp")
             await conmon.reopen_log(self.ctx.bundle(record.id), record.log_path)
         return cri.ReopenContainerLogResponse()
 

@@ -18,6 +18,8 @@ from pycrid.api.cri import api_pb2 as cri
 
 SKIPPED_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
 """Directories of /dev that hold no device the container should get (or are mounts)."""
+MAX_WALKED = 16384
+"""Entries a device directory may hold, all levels together (a host's /dev has hundreds)."""
 ALLOW_ALL = {"allow": True, "access": "rwm"}
 DENY_ALL = {"allow": False, "access": "rwm"}
 """The first cgroup rule of every container; runc then allows its own default nodes."""
@@ -43,17 +45,36 @@ def device_node(path: str, container_path: str = "") -> dict[str, Any] | None:
     }
 
 
-def nodes_under(path: str, container_path: str) -> list[dict[str, Any]]:
-    """Every device node at or below ``path``, placed below ``container_path``."""
+def nodes_under(path: str, container_path: str, limit: int = MAX_WALKED) -> list[dict[str, Any]]:
+    """Every device node at or below ``path``, placed below ``container_path``.
+
+    A directory is walked through at most ``limit`` entries, else InvalidArgument:
+    a device path of ``/`` must not walk the whole filesystem.
+    """
+    return _nodes_under(path, container_path, [limit], path, limit)
+
+
+def _nodes_under(
+    path: str, container_path: str, budget: list[int], named: str, limit: int
+) -> list[dict[str, Any]]:
     if not os.path.isdir(path):
         node = device_node(path, container_path)
         return [node] if node else []
     found = []
-    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+    with os.scandir(path) as listing:
+        entries = []
+        for entry in listing:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise InvalidArgument(
+                    f"device {named[:64]} is a directory of more than {limit} entries"
+                )
+            entries.append(entry)
+    for entry in sorted(entries, key=lambda e: e.name):
         target = os.path.join(container_path, entry.name)
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in SKIPPED_DIRS:
-                found += nodes_under(entry.path, target)
+                found += _nodes_under(entry.path, target, budget, named, limit)
         elif entry.name != "console":
             try:
                 node = device_node(entry.path, target)

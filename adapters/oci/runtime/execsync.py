@@ -5,10 +5,15 @@ ExecSync's answer is one gRPC message, and kubelet refuses messages over
 64 KiB for the rest of the message); beyond that the bytes are read and
 dropped, so the command never blocks on a full pipe, and the cut is logged.
 
-Output is read until both pipes end. A non-detached ``runc exec`` copies the
+The exec is over when its process exits, not when every holder of its
+output pipes has closed them (``sh -c 'sleep 40 & echo started'`` answers at
+once, as with Docker and CRI-O). A non-detached ``runc exec`` copies the
 process's output through pipes of its own and exits only once they have
-ended: a background child that keeps them open keeps the exec going, as it
-does with containerd, until it exits or the timeout kills it.
+ended, so ExecSync runs ``runc exec --detach`` under a small reaper
+(``REAPER``): a child subreaper, which the exec'd process is handed to when
+runc exits, and whose exit status is that process's. The output is then read
+for ``DRAIN_AFTER_EXIT`` more, what background children keep open is left to
+them.
 
 A timed-out command is killed from the host: its PID comes from runc's pid
 file; it and all its descendants are stopped with SIGSTOP (so none can fork
@@ -40,11 +45,42 @@ from pycrid.adapters.oci.runtime import fdio
 
 log = logging.getLogger("pycrid.oci.exec")
 
-DRAIN_AFTER_EXIT = 2.0  # seconds for the output to end once runc has exited
+DRAIN_AFTER_EXIT = 2.0  # seconds for the output to end once the process has exited
 KILL_WAIT = 10.0  # seconds for a killed exec to be gone
 RUNC_EXIT_WAIT = 2.0  # seconds for runc to reap a killed exec and exit by itself
 REAP_WAIT = 1.0  # seconds a killed process may stay a zombie before it counts as gone
 POLL_INTERVAL = 0.02
+
+
+REAPER = """
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+pid_file, argv = sys.argv[1], sys.argv[2:]
+runc = os.fork()
+if runc == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+code = os.waitstatus_to_exitcode(os.waitpid(runc, 0)[1])
+if code != 0:
+    sys.exit(255)
+with open(pid_file) as f:
+    pid = int(f.read().strip())
+while True:
+    try:
+        found, status = os.waitpid(-1, 0)
+    except ChildProcessError:
+        sys.exit(255)
+    if found == pid:
+        code = os.waitstatus_to_exitcode(status)
+        sys.exit(128 - code if code < 0 else code)
+"""
+"""Runs ``runc exec --detach`` (its argv) and exits with the exec'd process's status.
+
+As a child subreaper it inherits that process once runc exits; 255 when runc
+failed, as a non-detached runc exec answers then.
+"""
 
 
 @dataclass(frozen=True)
@@ -165,6 +201,11 @@ def _stat_fields(pid: int | str) -> list[bytes]:
     return stat[stat.rfind(b")") + 2 :].split()
 
 
+def _parent(pid: int) -> int:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
 def _session_members(session: int) -> list[int]:
     members = []
     for entry in os.listdir("/proc"):
@@ -185,7 +226,9 @@ def _kill_session(pid: int, runc_pid: int, init_pid: int) -> list[int]:
     other session unless reused by a new session leader, which would be alive.
     """
     fields = _stat_fields(pid)
-    leader = len(fields) > 1 and int(fields[1]) == runc_pid
+    parent = int(fields[1]) if len(fields) > 1 else 0
+    # runc's child, or the reaper's (REAPER: itself the parent of runc).
+    leader = bool(parent) and (parent == runc_pid or _parent(parent) == runc_pid)
     if not leader and fields:
         return []  # the number now belongs to some other process
     targets = [pid] if leader else []

@@ -44,8 +44,17 @@ def _mapping(mappings: list[cri.IDMapping], kind: str) -> list[dict[str, int]]:
     mapping = mappings[0]
     if mapping.container_id != 0:
         raise InvalidArgument(f"the {kind} mapping must start at container ID 0")
-    if mapping.length < 1 or mapping.host_id + mapping.length > MAX_HOST_ID:
+    if mapping.host_id == 0:
+        raise InvalidArgument(
+            f"the {kind} mapping's host_id 0 would make the container's root the host's root"
+        )
+    if not 1 <= mapping.length < MAX_HOST_ID:
         raise InvalidArgument(f"the {kind} mapping's length {mapping.length} is out of range")
+    if mapping.host_id + mapping.length > MAX_HOST_ID - 1:  # (uid_t)-1 is no ID
+        raise InvalidArgument(
+            f"the {kind} mapping's host_id {mapping.host_id} with length {mapping.length} "
+            f"reaches beyond host ID {MAX_HOST_ID - 2}"
+        )
     return [{"containerID": 0, "hostID": mapping.host_id, "size": mapping.length}]
 
 

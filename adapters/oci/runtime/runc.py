@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import shutil
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -202,12 +203,18 @@ class Runc:
         await self.run(["update", "--resources", "-", container_id], stdin=body)
 
     async def spawn_exec(
-        self, container_id: str, process: dict[str, Any], stdio: execsync.Stdio
+        self,
+        container_id: str,
+        process: dict[str, Any],
+        stdio: execsync.Stdio,
+        reaped: bool = False,
     ) -> execsync.ExecProcess:
         """Start ``runc exec`` of ``process`` (an OCI Process) wired to ``stdio``.
 
         runc is the leader of a process group of its own; the exec'd process
-        is its child. The caller must ``close()`` the returned object.
+        is its child. With ``reaped``, ``runc exec --detach`` runs under
+        ``execsync.REAPER`` instead, which leads the group, and whose exit is
+        the process's. The caller must ``close()`` the returned object.
         """
         try:
             self.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -220,8 +227,13 @@ class Runc:
             args = ["exec", "--process", str(process_file), "--pid-file", str(work / "pid")]
             if stdio.tty:
                 args.append("--tty")
+            if reaped:
+                args.append("--detach")
+            argv = self._argv([*args, container_id], log_file=work / "runc.log")
+            if reaped:
+                argv = [sys.executable, "-I", "-S", "-c", execsync.REAPER, str(work / "pid"), *argv]
             proc = await asyncio.create_subprocess_exec(
-                *self._argv([*args, container_id], log_file=work / "runc.log"),
+                *argv,
                 stdin=stdio.stdin,
                 stdout=stdio.stdout,
                 stderr=stdio.stderr,
@@ -251,7 +263,7 @@ class Runc:
         limit = _exec_limit(timeout)
         stdio, ours = execsync.pipes()
         try:
-            execution = await self.spawn_exec(container_id, process, stdio)
+            execution = await self.spawn_exec(container_id, process, stdio, reaped=True)
         finally:
             fdio.close(stdio.stdout, stdio.stderr)
         try:
@@ -273,7 +285,9 @@ class Runc:
     ) -> int:
         collecting = asyncio.ensure_future(execsync.collect(execution, ours, output))
         try:
-            return await asyncio.wait_for(asyncio.shield(collecting), limit)
+            # The limit is the process's; what it left open is drained for a bounded time.
+            await asyncio.wait_for(asyncio.shield(execution.proc.wait()), limit)
+            return await collecting
         except (TimeoutError, asyncio.CancelledError) as e:
             # Kill even when the caller gave up, and past the call's deadline.
             with without_deadline():

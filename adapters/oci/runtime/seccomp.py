@@ -19,11 +19,11 @@ know, so the newest system calls can be listed safely.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 from pycrid.adapters.errors import InvalidArgument
+from pycrid.adapters.node import clientfile
 from pycrid.api.cri import api_pb2 as cri
 
 SecurityContext: TypeAlias = cri.LinuxContainerSecurityContext | cri.LinuxSandboxSecurityContext
@@ -44,7 +44,7 @@ NAMESPACE_FLAGS = (
 )
 PERSONALITIES = (0x0, 0x0008, 0x20000, 0x20008, 0xFFFFFFFF)
 """PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32 and the query value."""
-MAX_PROFILE_BYTES = 1 << 20
+MAX_PROFILE_BYTES = clientfile.MIB
 ACTIONS = frozenset(
     {
         "SCMP_ACT_KILL",
@@ -279,17 +279,7 @@ def seccomp_for(
 
 def load_profile(path: str) -> dict[str, Any]:
     """A Localhost profile: an OCI ``linux.seccomp`` object in a JSON file."""
-    if not path or not os.path.isabs(path):
-        raise InvalidArgument(f"seccomp profile {path[:64]!r} is not an absolute path")
-    try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_PROFILE_BYTES + 1)
-    except FileNotFoundError:
-        raise InvalidArgument(f"seccomp profile {path[:64]} does not exist") from None
-    except OSError as e:
-        raise InvalidArgument(f"cannot read seccomp profile {path[:64]}: {e.strerror}") from None
-    if len(data) > MAX_PROFILE_BYTES:
-        raise InvalidArgument(f"seccomp profile {path[:64]} is larger than 1 MiB")
+    data = clientfile.read_regular(path, MAX_PROFILE_BYTES, f"seccomp profile {path[:64]!r}")
     try:
         profile = json.loads(data)
     except ValueError as e:
