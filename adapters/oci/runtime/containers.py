@@ -29,7 +29,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from pycrid.adapters import criviews
+from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.errors import (
     AlreadyExists,
@@ -167,6 +167,7 @@ class OciContainers:
             resources=config.linux.resources,
         )
         await ctx.store.save_container(record)
+        faults.reach("oci.create.after-record")
         try:
             await self._make(record, sandbox, image)
         except BaseException:
@@ -269,6 +270,7 @@ class OciContainers:
             name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
             runtime=runtime,
         )
+        faults.reach("oci.create.after-conmon-create")
         await ctx.store.save_container(record)
 
     def _target_pid(self, config: cri.ContainerConfig) -> int:
@@ -287,6 +289,7 @@ class OciContainers:
     ) -> cri.StartContainerResponse:
         record = self.ctx.store.container(request.container_id)
         async with record.lock:
+            await self.settle_start(record)
             await self.refresh(record)
             if record.state != cri.CONTAINER_CREATED:
                 raise FailedPrecondition(
@@ -297,6 +300,11 @@ class OciContainers:
             self.sandboxes.refresh(sandbox)
             if not sandbox.ready:
                 raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
+            # The intent first: a crash after runc started the process but
+            # before the record says so is settled by settle_start.
+            record.starting_at = time.time_ns()
+            await self.ctx.store.save_container(record)
+            faults.reach("oci.start.before-runc-start")
             try:
                 await self.ctx.runc.start(record.id)
             except CRIError as e:
@@ -306,9 +314,31 @@ class OciContainers:
                 record.message = str(e)[:1024]
                 await self.ctx.store.save_container(record)
                 raise
+            faults.reach("oci.start.after-runc-start")
             record.started_at = time.time_ns()
             await self.ctx.store.save_container(record)
         return cri.StartContainerResponse()
+
+    async def settle_start(self, record: ContainerRecord) -> None:
+        """Decide, from runc, a start that was asked for but never recorded.
+
+        runc says "created" while the process still waits for ``runc start``:
+        the start did not happen and the container stays CREATED. Any other
+        answer means it did (the process runs, or ran and conmon saw it exit),
+        so the container is RUNNING from the moment the start was asked for,
+        and ``refresh`` reads its exit when it comes.
+        """
+        if not record.starting_at or record.started_at or record.finished_at:
+            return
+        state = await self.ctx.runc.state(record.id)
+        if state is not None and state.status == "created":
+            log.info("container %s: its start never happened", record.id[:13])
+            record.starting_at = 0
+        else:
+            status = state.status if state is not None else "gone"
+            log.info("container %s was started (runc: %s)", record.id[:13], status)
+            record.started_at = record.starting_at
+        await self.ctx.store.save_container(record)
 
     # StopContainer and RemoveContainer.
 
@@ -333,10 +363,12 @@ class OciContainers:
                 image = self.images.config(self.images.find(record.image_id))
             with contextlib.suppress(NotFound, FailedPrecondition):
                 await self.ctx.runc.kill(record.id, stop_signal(record.config, image))
+            faults.reach("oci.stop.after-signal")
             if await self._wait_exit(record, timeout):
                 return
         with contextlib.suppress(NotFound, FailedPrecondition):
             await self.ctx.runc.kill(record.id, signal.SIGKILL, all_processes=True)
+        faults.reach("oci.stop.after-sigkill")
         if not await self._wait_exit(record, KILL_WAIT):
             log.warning("container %s: no exit reported after SIGKILL", record.id[:13])
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from pycrid.adapters import criviews
+from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.errors import AlreadyExists, CRIError, Internal, InvalidArgument
 from pycrid.adapters.listfilter import admits, passes_all
@@ -126,6 +126,7 @@ class OciSandboxes:
             network=NetworkState(mode="host" if host_network else "cni"),
         )
         await ctx.store.save_sandbox(record)
+        faults.reach("oci.run.after-record")
         try:
             await self._bring_up(record, image, network_list)
         except BaseException:
@@ -188,6 +189,7 @@ class OciSandboxes:
             name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
             runtime=runtime,
         )
+        faults.reach("oci.run.after-conmon-create")
         await ctx.store.save_sandbox(record)
         if network_list is not None:
             netns.pin(record.pid, ctx.networks.netns_path(record.id))
@@ -196,7 +198,9 @@ class OciSandboxes:
                 await ctx.store.save_sandbox(record)
 
             await ctx.networks.set_up(record.id, record.config, network_list, record.network, save)
+        faults.reach("oci.run.before-runc-start")
         await ctx.runc.start(record.id)
+        faults.reach("oci.run.after-runc-start")
         record.network.ready = True
         record.ready = True
         await ctx.store.save_sandbox(record)
@@ -273,13 +277,23 @@ class OciSandboxes:
         return cri.StopPodSandboxResponse()
 
     async def _stop(self, record: SandboxRecord) -> None:
+        """The intent on disk first (NOTREADY, stopping), then each step; the
+        steps are idempotent, so a StopPodSandbox after a crash finishes them."""
+        if record.id not in self.ctx.store.sandboxes:
+            return  # removed while this call waited for the pod's lock
+        if record.ready or not record.stopping:
+            record.ready = False
+            record.stopping = True
+            await self.ctx.store.save_sandbox(record)
+        faults.reach("oci.stoppod.after-intent")
         for container in self.ctx.store.containers_of(record.id):
             await self.containers.stop_one(container.id, 0)
-        await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
-        await self._kill_pause(record)
-        record.ready = False
-        if record.id in self.ctx.store.sandboxes:
+        faults.reach("oci.stoppod.after-containers")
+        if not record.network.torn_down:
+            await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
             await self.ctx.store.save_sandbox(record)
+        faults.reach("oci.stoppod.after-network")
+        await self._kill_pause(record)
 
     async def _kill_pause(self, record: SandboxRecord) -> None:
         state = await self.ctx.runc.state(record.id)
