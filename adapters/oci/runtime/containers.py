@@ -41,11 +41,12 @@ from pycrid.adapters.errors import (
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, confined
 from pycrid.adapters.node.imageref import repo_digest_for
+from pycrid.adapters.node.logfileerror import log_file_error
 from pycrid.adapters.node.programs import check_program
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.images.store import ImageRecord
-from pycrid.adapters.oci.runtime import conmon, userns
+from pycrid.adapters.oci.runtime import conmon, rootfscheck, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.mounts import image_volumes
@@ -246,17 +247,23 @@ class OciContainers:
         for note in [*notes, *generated.notes]:
             log.info("container %s: %s", record.id[:13], note)
         check_program(generated.spec["process"]["args"][0], "the container's program")
+        await asyncio.to_thread(
+            rootfscheck.check_process, rootfs, generated.spec, _program_field(config, image_config)
+        )
         log_path = record.log_path or str(bundle / "output.log")
         if record.log_path:
             # conmon follows symlinks: the file is made here first, below the
             # pod's log directory and without following any.
             root = sandbox.config.log_directory
-            fd = confined.open_beneath(
-                root,
-                os.path.relpath(record.log_path, root),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o640,
-            )
+            try:
+                fd = confined.open_beneath(
+                    root,
+                    os.path.relpath(record.log_path, root),
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                    0o640,
+                )
+            except OSError as e:
+                raise log_file_error(root, config.log_path, e) from None
             os.close(fd)
         record.pid = await ctx.conmon.create(
             record.id,
@@ -549,6 +556,15 @@ class OciContainers:
         return cri.ExecSyncResponse(
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )
+
+
+def _program_field(config: cri.ContainerConfig, image: ImageConfig) -> str:
+    """Which field named the program the container runs, for an error message."""
+    if config.command:
+        return "command[0]"
+    if config.args and not image.entrypoint:
+        return "args[0]"
+    return "the image's ENTRYPOINT/CMD"
 
 
 def _image_ref(requested: str, image: ImageRecord) -> str:

@@ -40,6 +40,7 @@ from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove
 from pycrid.adapters.oci.runtime import conmon, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
+from pycrid.adapters.oci.runtime.namespaces import check_sysctls
 from pycrid.adapters.oci.runtime.spec import PodFacts, sandbox_spec
 from pycrid.adapters.oci.runtime.store import SandboxRecord
 from pycrid.api.cri import api_pb2 as cri
@@ -103,6 +104,7 @@ class OciSandboxes:
         config = request.config
         if request.runtime_handler not in HANDLERS:
             raise InvalidArgument(f"runtime handler {request.runtime_handler[:64]!r} is unknown")
+        check_sysctls(config)
         host_network = config.linux.security_context.namespace_options.network == cri.NODE
         network_list = None
         if not host_network:
