@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from pycrid.adapters.errors import CRIError, Internal, NotFound, backend_failure
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.runc import RuncState
@@ -89,3 +91,60 @@ def test_intent_fields_survive_the_record_file() -> None:
     )
     again = SandboxRecord.from_json(pod.to_json())
     assert again.stopping and again.state == cri.SANDBOX_NOTREADY
+
+
+class StartingRunc(FakeRunc):
+    """runc whose start fails, with the container running (or not) afterwards."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.starts = 0
+
+    async def start(self, container_id: str) -> None:
+        self.starts += 1
+        raise Internal("runc start: cannot start an already running container")
+
+
+async def start_with(tmp_path: Path, status: str) -> tuple[ContainerRecord, Any]:
+    concern, ctx = containers(tmp_path, status)
+    ctx.runc = StartingRunc(status)
+    concern.sandboxes = SimpleNamespace(refresh=lambda record: None)
+    pod = SandboxRecord(
+        id="s" * 64,
+        config=cri.PodSandboxConfig(),
+        runtime_handler="",
+        created_at=1,
+        network=NetworkState(mode="host"),
+        ready=True,
+    )
+    ctx.store.sandboxes[pod.id] = pod
+    container = record()
+    ctx.store.containers[container.id] = container
+    with contextlib.suppress(CRIError):
+        await concern.start_container(cri.StartContainerRequest(container_id=container.id))
+    return container, ctx
+
+
+async def test_a_failed_start_of_a_container_that_runs_is_running(tmp_path: Path) -> None:
+    container, ctx = await start_with(tmp_path, "running")
+    assert ctx.runc.starts == 1
+    assert container.state == cri.CONTAINER_RUNNING and container.exit_code == 0
+
+
+async def test_a_failed_start_of_a_container_that_does_not_run_has_exited(
+    tmp_path: Path,
+) -> None:
+    container, _ = await start_with(tmp_path, "stopped")
+    assert container.state == cri.CONTAINER_EXITED
+    assert (container.exit_code, container.reason) == (128, "StartError")
+    assert container.message.startswith(f"container {container.id[:13]} could not be started")
+
+
+def test_backend_failures_carry_pycrids_words_first() -> None:
+    words = "pod x could not be started"
+    with pytest.raises(Internal) as wrapped, backend_failure(words):
+        raise Internal("runc start: boom")
+    assert str(wrapped.value) == "pod x could not be started: runc start: boom"
+    with pytest.raises(NotFound) as kept, backend_failure(words):
+        raise NotFound("gone")
+    assert str(kept.value) == "gone"

@@ -37,6 +37,7 @@ from pycrid.adapters.errors import (
     FailedPrecondition,
     Internal,
     NotFound,
+    backend_failure,
 )
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, confined
@@ -265,18 +266,19 @@ class OciContainers:
             except OSError as e:
                 raise log_file_error(root, config.log_path, e) from None
             os.close(fd)
-        record.pid = await ctx.conmon.create(
-            record.id,
-            bundle,
-            log_path,
-            ctx.exit_dir,
-            container_dir,
-            tty=config.tty,
-            stdin=config.stdin,
-            stdin_once=config.stdin_once,
-            name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
-            runtime=runtime,
-        )
+        with backend_failure(f"container {record.id[:13]} could not be created"):
+            record.pid = await ctx.conmon.create(
+                record.id,
+                bundle,
+                log_path,
+                ctx.exit_dir,
+                container_dir,
+                tty=config.tty,
+                stdin=config.stdin,
+                stdin_once=config.stdin_once,
+                name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
+                runtime=runtime,
+            )
         faults.reach("oci.create.after-conmon-create")
         await ctx.store.save_container(record)
 
@@ -313,8 +315,15 @@ class OciContainers:
             await self.ctx.store.save_container(record)
             faults.reach("oci.start.before-runc-start")
             try:
-                await self.ctx.runc.start(record.id)
+                with backend_failure(f"container {record.id[:13]} could not be started"):
+                    await self.ctx.runc.start(record.id)
             except CRIError as e:
+                if await self._runs(record):
+                    # runc started it, then reported a failure (or another start
+                    # after a crash got there first): it runs, so it is RUNNING.
+                    record.started_at = record.starting_at
+                    await self.ctx.store.save_container(record)
+                    return cri.StartContainerResponse()
                 record.started_at = record.finished_at = time.time_ns()
                 record.exit_code = 128
                 record.reason = "StartError"
@@ -325,6 +334,12 @@ class OciContainers:
             record.started_at = time.time_ns()
             await self.ctx.store.save_container(record)
         return cri.StartContainerResponse()
+
+    async def _runs(self, record: ContainerRecord) -> bool:
+        with contextlib.suppress(CRIError):
+            state = await self.ctx.runc.state(record.id)
+            return state is not None and state.status in ("running", "paused")
+        return False
 
     async def settle_start(self, record: ContainerRecord) -> None:
         """Decide, from runc, a start that was asked for but never recorded.
@@ -506,7 +521,8 @@ class OciContainers:
                 raise FailedPrecondition(f"container {record.id[:13]} has exited")
             notes: list[str] = []
             resources = linux_resources(request.linux, self.ctx.node, notes)
-            await self.ctx.runc.update(record.id, resources)
+            with backend_failure(f"container {record.id[:13]}: resources could not be updated"):
+                await self.ctx.runc.update(record.id, resources)
             merged = cri.LinuxContainerResources()
             merged.CopyFrom(request.linux)
             if not merged.oom_score_adj:

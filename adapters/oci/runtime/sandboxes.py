@@ -32,7 +32,13 @@ from google.protobuf import json_format
 
 from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.errors import AlreadyExists, CRIError, Internal, InvalidArgument
+from pycrid.adapters.errors import (
+    AlreadyExists,
+    CRIError,
+    Internal,
+    InvalidArgument,
+    backend_failure,
+)
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -182,15 +188,16 @@ class OciSandboxes:
             )
         for note in generated.notes:
             log.info("pod sandbox %s: %s", record.id[:13], note)
-        record.pid = await ctx.conmon.create(
-            record.id,
-            bundle,
-            str(bundle / "pause.log"),
-            ctx.exit_dir,
-            ctx.store.sandbox_dir(record.id),
-            name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
-            runtime=runtime,
-        )
+        with backend_failure(f"pod sandbox {record.id[:13]} could not be created"):
+            record.pid = await ctx.conmon.create(
+                record.id,
+                bundle,
+                str(bundle / "pause.log"),
+                ctx.exit_dir,
+                ctx.store.sandbox_dir(record.id),
+                name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
+                runtime=runtime,
+            )
         faults.reach("oci.run.after-conmon-create")
         await ctx.store.save_sandbox(record)
         if network_list is not None:
@@ -201,7 +208,8 @@ class OciSandboxes:
 
             await ctx.networks.set_up(record.id, record.config, network_list, record.network, save)
         faults.reach("oci.run.before-runc-start")
-        await ctx.runc.start(record.id)
+        with backend_failure(f"pod sandbox {record.id[:13]} could not be started"):
+            await ctx.runc.start(record.id)
         faults.reach("oci.run.after-runc-start")
         record.network.ready = True
         record.ready = True
