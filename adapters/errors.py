@@ -7,6 +7,9 @@ and is answered INTERNAL.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class CRIError(Exception):
     """Base of the errors a CRI call may answer with."""
@@ -46,3 +49,12 @@ class Unimplemented(CRIError):
 
 class Internal(CRIError):
     """A failure of the backend that is none of the above."""
+
+
+@contextlib.contextmanager
+def backend_failure(what: str) -> Iterator[None]:
+    """Put pycrid's words (``what`` failed) before a backend's own in an Internal error."""
+    try:
+        yield
+    except Internal as e:
+        raise Internal(f"{what}: {e}") from e

@@ -107,6 +107,8 @@ class Daemon:
     config: dict[str, Any]
     process: subprocess.Popen[bytes] | None = None
     channel: grpc.Channel | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Set in the daemon's environment on top of the tests' own (PYCRID_FAULT_POINT)."""
     runtime: api_pb2_grpc.RuntimeServiceStub = field(init=False)
     images: api_pb2_grpc.ImageServiceStub = field(init=False)
 
@@ -134,6 +136,7 @@ class Daemon:
             stdout=log,
             stderr=log,
             start_new_session=True,
+            env={**os.environ, **self.env},
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -157,6 +157,24 @@ async def test_stop_stops_the_containers_then_the_pause_container(kit: Kit) -> N
     await kit.sandboxes.stop_pod_sandbox(cri.StopPodSandboxRequest(pod_sandbox_id="nothing"))
 
 
+async def test_a_stop_cut_short_leaves_the_pod_not_ready_and_a_second_stop_finishes(
+    kit: Kit,
+) -> None:
+    pod_id = await kit.run_pod()
+    app = await kit.create(pod_id, "app")
+    await kit.containers.start_container(cri.StartContainerRequest(container_id=app))
+    kit.docker.fail("stop_container", errors.Internal("dockerd went away"), target=app)
+    with pytest.raises(errors.Internal):
+        await kit.sandboxes.stop_pod_sandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    # The intent was on disk before the first irreversible step.
+    saved = json.loads((kit.state_dir / "sandboxes" / f"{pod_id}.json").read_text())
+    assert saved["network"]["ready"] is False
+    assert (await kit.pod_status(pod_id)).state == cri.SANDBOX_NOTREADY
+    await kit.sandboxes.stop_pod_sandbox(cri.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+    assert not kit.docker.containers[pod_id].running
+    assert not kit.docker.containers[app].running
+
+
 async def test_remove_takes_the_pod_and_its_containers_out_of_docker(kit: Kit) -> None:
     pod_id = await kit.run_pod()
     app = await kit.create(pod_id, "app")

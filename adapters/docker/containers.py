@@ -18,7 +18,7 @@ import time
 
 from google.protobuf import json_format
 
-from pycrid.adapters import criviews
+from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import set_call_deadline, without_deadline
 from pycrid.adapters.docker import adopt, inspectviews, naming, spec
 from pycrid.adapters.docker.context import DockerContext
@@ -99,6 +99,7 @@ class DockerContainers:
         container_id, retried = await create_container(ctx, body, name, config)
         if retried:
             return cri.CreateContainerResponse(container_id=container_id)
+        faults.reach("docker.create.after-create")
         record = ContainerRecord(
             id=container_id,
             sandbox_id=sandbox.id,
@@ -148,6 +149,7 @@ class DockerContainers:
                 raise FailedPrecondition(f"pod sandbox {record.sandbox_id[:13]} is not ready")
             try:
                 await self.ctx.client.start_container(record.id)
+                faults.reach("docker.start.after-docker-start")
             finally:
                 with without_deadline(), contextlib.suppress(NotFound):
                     await self._inspect(record)
@@ -183,6 +185,7 @@ class DockerContainers:
             try:
                 if record.state == cri.CONTAINER_RUNNING or not record.finished_known:
                     await self.ctx.client.stop_container(record.id, max(0, timeout))
+                    faults.reach("docker.stop.after-docker-stop")
                 await self._inspect(record)
             except NotFound:
                 self._forget(record.id)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pycrid.adapters import faults
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import inspectviews
 from pycrid.adapters.docker.api import DockerApi, ImageConfig, ImageInspect, ImageSummary
@@ -278,6 +279,7 @@ class DockerImages:
                 log.info("pulling %s failed after %.1fs: %s", source, progress.elapsed, e)
                 failures.append((source, e))
                 continue
+            faults.reach("docker.pull.after-pull")
             found = await self._name_as_requested(source, requested, existed)
             log.info(
                 "pulled %s%s: %s, %s in %.1fs",

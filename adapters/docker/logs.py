@@ -50,6 +50,7 @@ from pycrid.adapters.docker.api import AsyncStream, DockerApi
 from pycrid.adapters.docker.logmessages import LogMessage, LogStreamParser
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.crilog import DEFAULT_MAX_LINE, CriLogEncoder, CriLogFile
+from pycrid.adapters.node.logfileerror import log_file_error
 
 log = logging.getLogger("pycrid.docker.logs")
 
@@ -136,6 +137,10 @@ class _Copier:
             self.file = CriLogFile(self.log_path, root=self.log_root)
             identity, size = self.file.identity(), self.file.size()
         except OSError as e:
+            if self.log_root:
+                raise log_file_error(
+                    self.log_root, os.path.relpath(self.log_path, self.log_root), e
+                ) from e
             raise errors.Internal(f"cannot open log file {self.log_path}: {e}") from e
         if saved is not None and tuple(saved["file"]["identity"]) == identity:
             self.offset = saved["file"]["offset"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from pycrid.adapters import criviews
+from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.docker import adopt, inspectviews, naming, spec
 from pycrid.adapters.docker.api import ContainerInspect
@@ -132,6 +132,7 @@ class DockerSandboxes:
         sandbox_id, retried = await create_sandbox(ctx, body, name, config)
         if retried:
             return cri.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
+        faults.reach("docker.run.after-create")
         record = SandboxRecord(
             id=sandbox_id,
             config=config,
@@ -166,6 +167,7 @@ class DockerSandboxes:
             path.write_text(spec.resolv_conf(record.config.dns_config))
             path.chmod(0o644)
         await ctx.client.start_container(record.id)
+        faults.reach("docker.run.after-start")
         inspect = await ctx.client.inspect_container(record.id)
         record.update(inspect)
         record.created_at = naming.docker_time_ns(inspect.get("Created"))
@@ -224,9 +226,21 @@ class DockerSandboxes:
         return cri.StopPodSandboxResponse()
 
     async def _stop(self, record: SandboxRecord) -> None:
+        """The intent on disk first (the network not ready: the pod is NOTREADY),
+        then each step; they are idempotent, so a StopPodSandbox after a crash
+        finishes them."""
+        if record.id not in self.ctx.store.sandboxes:
+            return  # removed while this call waited for the pod's lock
+        if record.network.ready:
+            record.network.ready = False
+            await self.ctx.store.checkpoints.save_sandbox(record.id, record.network)
+            self.ctx.store.changed(record)
+        faults.reach("docker.stoppod.after-intent")
         for container in self.ctx.store.containers_of(record.id):
             await self.containers.stop_one(container.id, 0)
+        faults.reach("docker.stoppod.after-containers")
         await self._teardown_network(record)
+        faults.reach("docker.stoppod.after-network")
         try:
             await self.ctx.client.stop_container(record.id, PAUSE_STOP_TIMEOUT)
             record.update(await self.ctx.client.inspect_container(record.id))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pycrid.adapters import faults
 from pycrid.adapters.node import cni, netns
 from pycrid.api.cri import api_pb2 as cri
 
@@ -125,6 +126,7 @@ class PodNetworks:
             attachment(sandbox_id, config.metadata, state.netns),
             {"portMappings": state.port_mappings},
         )
+        faults.reach("network.after-cni-add")
         state.result = result
         state.ips = cni.result_ips(result)
 
@@ -146,6 +148,7 @@ class PodNetworks:
                 {"portMappings": state.port_mappings},
                 state.result,
             )
+            faults.reach("network.after-cni-del")
         await asyncio.to_thread(netns.unpin, self.netns_path(sandbox_id))
         state.ready = False
         state.torn_down = True

@@ -18,15 +18,17 @@ import base64
 import binascii
 import ipaddress
 import os
+import posixpath
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from pycrid.adapters.config import LimitsConfig
 from pycrid.adapters.errors import InvalidArgument
+from pycrid.adapters.node import hostresources
 from pycrid.adapters.node.imageref import parse_reference
 from pycrid.adapters.node.programs import check_program
 from pycrid.api.cri import api_pb2 as cri
@@ -49,6 +51,8 @@ MAX_CPU_PERIOD = 1_000_000  # microseconds, the kernel's limit
 MIN_CPU_QUOTA = 1000
 MAX_CPU_SHARES = 262_144
 MAX_BYTES = 2**62
+MAX_CPU_QUOTA = hostresources.MAX_CPU_QUOTA
+MIN_MEMORY = hostresources.MIN_MEMORY
 
 HOSTNAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SYSCTL = re.compile(r"^[a-z0-9_]+([./][a-z0-9_-]+)+$")
@@ -73,6 +77,24 @@ NAMESPACED_SYSCTLS = frozenset(
 )
 NAMESPACED_SYSCTL_PREFIXES = ("fs.mqueue.",)
 NETWORK_SYSCTL_PREFIX = "net."
+PROC_MOUNTS_ALLOWED = frozenset(
+    {
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/net/dev",
+        "/proc/sys/kernel/ns_last_pid",
+    }
+)
+"""What runc lets a mount cover in /proc (its checkProcMount)."""
+UTS_SYSCTLS = frozenset({"kernel.domainname", "kernel.hostname"})
+# The IPC namespace's sysctls take numbers (kernel.sem four of them).
+NUMBERS = re.compile(r"^\s*-?\d+(\s+-?\d+)*\s*$")
 
 
 def shown(value: object) -> str:
@@ -256,7 +278,7 @@ def dns_config(dns: cri.DNSConfig) -> None:
         )
 
 
-def sysctls(values: dict[str, str], host_network: bool) -> None:
+def sysctls(values: dict[str, str], host_network: bool, host_ipc: bool = False) -> None:
     for key, value in values.items():
         normalized = key.replace("/", ".")
         require(bool(SYSCTL.match(key)), f"sysctl {shown(key)} is not a sysctl name")
@@ -272,6 +294,20 @@ def sysctls(values: dict[str, str], host_network: bool) -> None:
                 or normalized.startswith(NAMESPACED_SYSCTL_PREFIXES),
                 f"sysctl {shown(key)} is not namespaced: it would change the whole host",
             )
+            if normalized not in UTS_SYSCTLS:
+                require(
+                    not host_ipc,
+                    f"sysctl {shown(key)} would change the host's IPC limits: "
+                    "the pod uses the host IPC namespace",
+                )
+                require(
+                    bool(NUMBERS.match(value)),
+                    f"sysctl {shown(key)} value {shown(value)} is not a number",
+                )
+        require(
+            hostresources.sysctl_exists(normalized),
+            f"sysctl {shown(key)} does not exist on this node",
+        )
         require(
             len(value) <= 4096 and not CONTROL.search(value.replace("\t", " ")),
             f"sysctl {shown(key)} has a value that is too long or has control characters",
@@ -285,8 +321,9 @@ def resources(res: cri.LinuxContainerResources, what: str = "resources") -> None
         f"{what}.cpu_period {res.cpu_period} is not within 1000..{MAX_CPU_PERIOD} microseconds",
     )
     require(
-        res.cpu_quota in (0, -1) or MIN_CPU_QUOTA <= res.cpu_quota <= MAX_BYTES,
-        f"{what}.cpu_quota {res.cpu_quota} is not -1, 0 or within {MIN_CPU_QUOTA}..{MAX_BYTES}",
+        res.cpu_quota in (0, -1) or MIN_CPU_QUOTA <= res.cpu_quota <= MAX_CPU_QUOTA,
+        f"{what}.cpu_quota {res.cpu_quota} is not -1, 0 or within "
+        f"{MIN_CPU_QUOTA}..{MAX_CPU_QUOTA} microseconds (the kernel's limit)",
     )
     require(
         0 <= res.cpu_shares <= MAX_CPU_SHARES,
@@ -299,17 +336,61 @@ def resources(res: cri.LinuxContainerResources, what: str = "resources") -> None
             f"{what}.{field} {value} is not -1, 0 or a size up to 2^62",
         )
     require(
+        res.memory_limit_in_bytes <= 0 or res.memory_limit_in_bytes >= MIN_MEMORY,
+        f"{what}.memory_limit_in_bytes {res.memory_limit_in_bytes} is below the minimum "
+        f"of {MIN_MEMORY} bytes (6 MiB)",
+    )
+    require(
         -1000 <= res.oom_score_adj <= 1000,
         f"{what}.oom_score_adj {res.oom_score_adj} is not within -1000..1000",
     )
-    for field in ("cpuset_cpus", "cpuset_mems"):
-        value = getattr(res, field)
-        require(
-            re.fullmatch(r"[0-9,\-]*", value) is not None,
-            f"{what}.{field} {shown(value)} is not a CPU list such as 0-3,7",
-        )
+    cpuset(res.cpuset_cpus, f"{what}.cpuset_cpus", "CPU", hostresources.online_cpus)
+    cpuset(res.cpuset_mems, f"{what}.cpuset_mems", "memory node", hostresources.online_memory_nodes)
+    sizes: dict[int, str] | None = None
     for limit in res.hugepage_limits:
         require(limit.limit >= 0, f"{what}.hugepage_limits must not be negative")
+        size = hostresources.page_size_bytes(limit.page_size)
+        require(
+            size is not None,
+            f"{what}.hugepage_limits page_size {shown(limit.page_size)} is not a size "
+            "such as 2MB or 1GB",
+        )
+        sizes = hostresources.huge_page_sizes() if sizes is None else sizes
+        require(
+            size in sizes,
+            f"{what}.hugepage_limits page_size {shown(limit.page_size)} is not a huge page "
+            f"size of this node ({', '.join(sorted(sizes.values())) or 'it has none'})",
+        )
+
+
+def cpuset(value: str, what: str, kind: str, available: Callable[[], set[int]]) -> None:
+    """A CPU or memory node list, every member of which the node has."""
+    if not value:
+        return
+    try:
+        wanted = hostresources.parse_list(value)
+    except hostresources.ListError as e:
+        raise InvalidArgument(f"{what} {shown(value)} is not a list such as 0-3,7: {e}") from None
+    have = available()
+    missing = sorted(wanted - have) if have else []
+    require(
+        not missing,
+        f"{what} {shown(value)} names {kind} {missing[0] if missing else ''} that this node "
+        f"does not have (it has {_ranges(have)})",
+    )
+
+
+def _ranges(numbers: set[int]) -> str:
+    """{0, 1, 2, 5} -> "0-2,5"."""
+    parts: list[str] = []
+    for n in sorted(numbers):
+        if parts and parts[-1].endswith(f"-{n - 1}"):
+            parts[-1] = parts[-1].rsplit("-", 1)[0] + f"-{n}"
+        elif parts and parts[-1] == str(n - 1):
+            parts[-1] = f"{n - 1}-{n}"
+        else:
+            parts.append(str(n))
+    return ",".join(parts)
 
 
 def linux_user(security: cri.LinuxContainerSecurityContext, what: str) -> None:
@@ -369,7 +450,8 @@ def sandbox_config(config: cri.PodSandboxConfig, limits: LimitsConfig = DEFAULT_
         path_lengths(linux.cgroup_parent, "cgroup_parent")
     security = linux.security_context
     host_network = security.namespace_options.network == cri.NODE
-    sysctls(dict(linux.sysctls), host_network)
+    host_ipc = security.namespace_options.ipc == cri.NODE
+    sysctls(dict(linux.sysctls), host_network, host_ipc)
     if security.HasField("run_as_user"):
         uid(security.run_as_user.value, "sandbox run_as_user")
     if security.HasField("run_as_group"):
@@ -399,6 +481,7 @@ def container_config(config: cri.ContainerConfig, limits: LimitsConfig = DEFAULT
     for mount in config.mounts:
         require(bool(mount.container_path), "every mount needs a container_path")
         absolute_path(mount.container_path, "mount container_path")
+        proc_mount(mount.container_path)
         if mount.host_path:
             absolute_path(mount.host_path, "mount host_path")
     for device in config.devices:
@@ -414,6 +497,17 @@ def container_config(config: cri.ContainerConfig, limits: LimitsConfig = DEFAULT
     namespace_options(security.namespace_options, "container")
     for path in [*security.masked_paths, *security.readonly_paths]:
         absolute_path(path, "masked or read-only path")
+
+
+def proc_mount(container_path: str) -> None:
+    """runc refuses mounts over /proc but for a few files that tools such as lxcfs
+    replace; refused here, before anything is made."""
+    path = posixpath.normpath(container_path)
+    require(
+        path != "/proc" and (not path.startswith("/proc/") or path in PROC_MOUNTS_ALLOWED),
+        f"mount container_path {shown(container_path)} is in /proc, where only "
+        f"{', '.join(sorted(PROC_MOUNTS_ALLOWED))} may be mounted",
+    )
 
 
 def device_mapping(device: cri.Device) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from pycrid.adapters import errors
+from pycrid.adapters import errors, faults
 from pycrid.adapters.config import Config
 from pycrid.adapters.node.imageref import Reference
 from pycrid.adapters.oci.images import manifest as mf
@@ -259,6 +259,7 @@ class Puller:
         for digest, content in blobs.items():
             if not self.store.has_blob(digest):
                 await self._run(self.store.write_blob, digest, content)
+        faults.reach("oci.pull.after-manifests")
         stats.layers_total = len(image_manifest.layers)
         stats.bytes_total = sum(layer.size for layer in image_manifest.layers)
         layers = await asyncio.gather(
@@ -278,7 +279,10 @@ class Puller:
             platform=str(config.platform),
             pulled_at=time.time_ns(),
         )
-        return await self._run(self.store.commit, record)
+        faults.reach("oci.pull.before-commit")
+        committed = await self._run(self.store.commit, record)
+        faults.reach("oci.pull.after-commit")
+        return committed
 
     @staticmethod
     def _parse(name: str, data: bytes, content_type: str) -> mf.Manifest | mf.Index:
@@ -385,6 +389,7 @@ class Puller:
             )
             stats.unpack_seconds += time.monotonic() - started
             stats.unpacked_bytes += result.size
+            faults.reach("oci.pull.after-unpack")
             await self._run(self.store.commit_snapshot, work, diff_id, result.size)
         except UnpackError as e:
             raise errors.InvalidArgument(f"pulling {name}: layer {layer.digest}: {e}") from None

@@ -29,7 +29,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from pycrid.adapters import criviews
+from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.errors import (
     AlreadyExists,
@@ -37,15 +37,17 @@ from pycrid.adapters.errors import (
     FailedPrecondition,
     Internal,
     NotFound,
+    backend_failure,
 )
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, confined
 from pycrid.adapters.node.imageref import repo_digest_for
+from pycrid.adapters.node.logfileerror import log_file_error
 from pycrid.adapters.node.programs import check_program
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.images.store import ImageRecord
-from pycrid.adapters.oci.runtime import conmon, userns
+from pycrid.adapters.oci.runtime import conmon, rootfscheck, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.mounts import image_volumes
@@ -176,6 +178,7 @@ class OciContainers:
             resources=config.linux.resources,
         )
         await ctx.store.save_container(record)
+        faults.reach("oci.create.after-record")
         try:
             await self._make(record, sandbox, image)
         except BaseException:
@@ -254,23 +257,32 @@ class OciContainers:
         for note in [*notes, *generated.notes]:
             log.info("container %s: %s", record.id[:13], note)
         check_program(generated.spec["process"]["args"][0], "the container's program")
+        await asyncio.to_thread(
+            rootfscheck.check_process, rootfs, generated.spec, _program_field(config, image_config)
+        )
         log_path = record.log_path or str(bundle / "output.log")
         if record.log_path:
             # conmon follows symlinks and waits on a FIFO: the file is made here
             # first, below the pod's log directory and following none.
-            confined.make_file(sandbox.config.log_directory, record.log_path)
-        record.pid = await ctx.conmon.create(
-            record.id,
-            bundle,
-            log_path,
-            ctx.exit_dir,
-            container_dir,
-            tty=config.tty,
-            stdin=config.stdin,
-            stdin_once=config.stdin_once,
-            name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
-            runtime=runtime,
-        )
+            root = sandbox.config.log_directory
+            try:
+                confined.make_file(root, record.log_path)
+            except OSError as e:
+                raise log_file_error(root, config.log_path, e) from None
+        with backend_failure(f"container {record.id[:13]} could not be created"):
+            record.pid = await ctx.conmon.create(
+                record.id,
+                bundle,
+                log_path,
+                ctx.exit_dir,
+                container_dir,
+                tty=config.tty,
+                stdin=config.stdin,
+                stdin_once=config.stdin_once,
+                name=f"{sandbox.config.metadata.name}_{config.metadata.name}",
+                runtime=runtime,
+            )
+        faults.reach("oci.create.after-conmon-create")
         await ctx.store.save_container(record)
 
     def _target_pid(self, config: cri.ContainerConfig) -> int:
@@ -289,6 +301,7 @@ class OciContainers:
     ) -> cri.StartContainerResponse:
         record = self.ctx.store.container(request.container_id)
         async with record.lock:
+            await self.settle_start(record)
             await self.refresh(record)
             if record.state != cri.CONTAINER_CREATED:
                 raise FailedPrecondition(
@@ -299,18 +312,58 @@ class OciContainers:
             self.sandboxes.refresh(sandbox)
             if not sandbox.ready:
                 raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
+            # The intent first: a crash after runc started the process but
+            # before the record says so is settled by settle_start.
+            record.starting_at = time.time_ns()
+            await self.ctx.store.save_container(record)
+            faults.reach("oci.start.before-runc-start")
             try:
-                await self.ctx.runc.start(record.id)
+                with backend_failure(f"container {record.id[:13]} could not be started"):
+                    await self.ctx.runc.start(record.id)
             except CRIError as e:
+                if await self._runs(record):
+                    # runc started it, then reported a failure (or another start
+                    # after a crash got there first): it runs, so it is RUNNING.
+                    record.started_at = record.starting_at
+                    await self.ctx.store.save_container(record)
+                    return cri.StartContainerResponse()
                 record.started_at = record.finished_at = time.time_ns()
                 record.exit_code = 128
                 record.reason = "StartError"
                 record.message = str(e)[:1024]
                 await self.ctx.store.save_container(record)
                 raise
+            faults.reach("oci.start.after-runc-start")
             record.started_at = time.time_ns()
             await self.ctx.store.save_container(record)
         return cri.StartContainerResponse()
+
+    async def _runs(self, record: ContainerRecord) -> bool:
+        with contextlib.suppress(CRIError):
+            state = await self.ctx.runc.state(record.id)
+            return state is not None and state.status in ("running", "paused")
+        return False
+
+    async def settle_start(self, record: ContainerRecord) -> None:
+        """Decide, from runc, a start that was asked for but never recorded.
+
+        runc says "created" while the process still waits for ``runc start``:
+        the start did not happen and the container stays CREATED. Any other
+        answer means it did (the process runs, or ran and conmon saw it exit),
+        so the container is RUNNING from the moment the start was asked for,
+        and ``refresh`` reads its exit when it comes.
+        """
+        if not record.starting_at or record.started_at or record.finished_at:
+            return
+        state = await self.ctx.runc.state(record.id)
+        if state is not None and state.status == "created":
+            log.info("container %s: its start never happened", record.id[:13])
+            record.starting_at = 0
+        else:
+            status = state.status if state is not None else "gone"
+            log.info("container %s was started (runc: %s)", record.id[:13], status)
+            record.started_at = record.starting_at
+        await self.ctx.store.save_container(record)
 
     # StopContainer and RemoveContainer.
 
@@ -335,10 +388,12 @@ class OciContainers:
                 image = self.images.config(self.images.find(record.image_id))
             with contextlib.suppress(NotFound, FailedPrecondition):
                 await self.ctx.runc.kill(record.id, stop_signal(record.config, image))
+            faults.reach("oci.stop.after-signal")
             if await self._wait_exit(record, timeout):
                 return
         with contextlib.suppress(NotFound, FailedPrecondition):
             await self.ctx.runc.kill(record.id, signal.SIGKILL, all_processes=True)
+        faults.reach("oci.stop.after-sigkill")
         if not await self._wait_exit(record, KILL_WAIT):
             log.warning("container %s: no exit reported after SIGKILL", record.id[:13])
 
@@ -469,7 +524,8 @@ class OciContainers:
                 raise FailedPrecondition(f"container {record.id[:13]} has exited")
             notes: list[str] = []
             resources = linux_resources(request.linux, self.ctx.node, notes)
-            await self.ctx.runc.update(record.id, resources)
+            with backend_failure(f"container {record.id[:13]}: resources could not be updated"):
+                await self.ctx.runc.update(record.id, resources)
             merged = cri.LinuxContainerResources()
             merged.CopyFrom(request.linux)
             if not merged.oom_score_adj:
@@ -525,6 +581,15 @@ class OciContainers:
         return cri.ExecSyncResponse(
             stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
         )
+
+
+def _program_field(config: cri.ContainerConfig, image: ImageConfig) -> str:
+    """Which field named the program the container runs, for an error message."""
+    if config.command:
+        return "command[0]"
+    if config.args and not image.entrypoint:
+        return "args[0]"
+    return "the image's ENTRYPOINT/CMD"
 
 
 def _image_ref(requested: str, image: ImageRecord) -> str:

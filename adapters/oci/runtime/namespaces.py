@@ -58,6 +58,22 @@ def _mapping(mappings: list[cri.IDMapping], kind: str) -> list[dict[str, int]]:
     return [{"containerID": 0, "hostID": mapping.host_id, "size": mapping.length}]
 
 
+UTS_SYSCTLS = frozenset({"kernel.hostname", "kernel.domainname"})
+
+
+def check_sysctls(config: cri.PodSandboxConfig) -> None:
+    """A pod on the host network shares the node's UTS namespace: its name sysctls
+    would rename the node (runc refuses them)."""
+    if config.linux.security_context.namespace_options.network != cri.NODE:
+        return
+    for key in config.linux.sysctls:
+        if key.replace("/", ".") in UTS_SYSCTLS:
+            raise InvalidArgument(
+                f"sysctl {key!r} would change the node's names: a pod on the host network "
+                "shares the node's UTS namespace"
+            )
+
+
 def sandbox_namespaces(
     options: cri.NamespaceOption, netns_path: str, userns: dict[str, Any] | None
 ) -> list[dict[str, str]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pycrid.adapters.node.cgroups import host_hierarchy
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.oci.runtime.devices import host_devices
 
@@ -39,6 +40,11 @@ class NodeFacts:
     swap_controller: bool = True
     """Whether memory+swap can be limited (v1 ``memory.memsw.*``, v2 ``memory.swap.max``)."""
     hugetlb_controller: bool = True
+    controllers: frozenset[str] | None = None
+    """The cgroup controllers mounted (v1) or available (v2); None: all of them.
+
+    A limit whose controller is missing is left out of the spec with a note,
+    as containerd does, instead of failing every container."""
     recursive_read_only: bool = True
     arch: str = "x86_64"
     """``uname -m`` of the node."""
@@ -52,11 +58,13 @@ class NodeFacts:
     @classmethod
     def probe(cls, host: HostFacts, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> NodeFacts:
         v2 = (CGROUP_ROOT / "cgroup.controllers").is_file()
+        controllers = _controllers(v2)
         return cls(
             host=host,
             cgroup_v2=v2,
             swap_controller=_swap_controller(v2),
-            hugetlb_controller=_hugetlb_controller(v2),
+            hugetlb_controller="hugetlb" in controllers,
+            controllers=controllers,
             recursive_read_only=_kernel_at_least(RRO_KERNEL),
             arch=platform.machine(),
             hostname=socket.gethostname(),
@@ -77,13 +85,15 @@ def _swap_controller(v2: bool) -> bool:
     return False
 
 
-def _hugetlb_controller(v2: bool) -> bool:
+def _controllers(v2: bool) -> frozenset[str]:
+    """What is mounted, not what has a directory: kubelet makes a directory for
+    every controller it knows, ``hugetlb`` too, where none is mounted."""
     if not v2:
-        return (CGROUP_ROOT / "hugetlb").is_dir()
+        return frozenset(host_hierarchy().v1)
     try:
-        return "hugetlb" in (CGROUP_ROOT / "cgroup.controllers").read_text().split()
+        return frozenset((CGROUP_ROOT / "cgroup.controllers").read_text().split())
     except OSError:
-        return False
+        return frozenset()
 
 
 def _kernel_at_least(version: tuple[int, int]) -> bool:

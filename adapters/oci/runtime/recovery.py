@@ -8,8 +8,11 @@ flowing; exits that happened meanwhile are in conmon's exit files and are
 picked up by ``OciContainers.refresh``.
 
 Half-made objects are recognised from their records: a pod that is not
-ready and whose network was never torn down did not finish RunPodSandbox; a
-container without a process did not finish CreateContainer. Both are
+ready, not being stopped, and whose network was never torn down did not
+finish RunPodSandbox; a container without a process did not finish
+CreateContainer. A container whose start was asked for but not recorded is
+settled with runc (``OciContainers.settle_start``); a pod whose stop began
+stays NOTREADY and the next StopPodSandbox finishes its teardown. Both are
 removed the way a failed call removes them. Each object is recovered on its
 own, with a time limit; one that fails is logged and skipped.
 """
@@ -29,6 +32,7 @@ from pycrid.adapters.oci.runtime import userns
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes, run_command
+from pycrid.adapters.oci.runtime.store import ContainerRecord
 
 log = logging.getLogger("pycrid.oci")
 
@@ -46,7 +50,7 @@ async def recover(ctx: OciContext, sandboxes: OciSandboxes, containers: OciConta
             log.warning("could not recover %s: %s", what, e)
 
     for record in list(ctx.store.sandboxes.values()):
-        if not record.ready and not record.network.torn_down:
+        if not record.ready and not record.stopping and not record.network.torn_down:
             log.info("pod sandbox %s was left half made; removing it", record.id[:13])
             for container in ctx.store.containers_of(record.id):
                 await one(container.id[:13], containers._remove(container))
@@ -56,7 +60,7 @@ async def recover(ctx: OciContext, sandboxes: OciSandboxes, containers: OciConta
             log.info("container %s was left half made; removing it", container.id[:13])
             await one(container.id[:13], containers._remove(container))
         else:
-            await one(container.id[:13], containers.refresh(container))
+            await one(container.id[:13], _settle(containers, container))
     ctx.sandbox_ids.replace(ctx.store.sandboxes)
     ctx.container_ids.replace(ctx.store.containers)
     await _remove_orphans(ctx)
@@ -65,6 +69,12 @@ async def recover(ctx: OciContext, sandboxes: OciSandboxes, containers: OciConta
         len(ctx.store.sandboxes),
         len(ctx.store.containers),
     )
+
+
+async def _settle(containers: OciContainers, container: ContainerRecord) -> None:
+    """A start the record has not seen decided from runc; an exit read from conmon's file."""
+    await containers.settle_start(container)
+    await containers.refresh(container)
 
 
 async def _remove_orphans(ctx: OciContext) -> None:

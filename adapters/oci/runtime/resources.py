@@ -4,8 +4,9 @@ Only what the CRI sets appears: a zero means "not set" in the CRI. As in
 containerd, a memory limit without a swap limit also caps memory+swap at the
 same value where the swap controller exists, so a container does not swap by
 default. ``unified`` (cgroup v2 files) cannot be honoured on a v1 host, so it
-is refused there rather than dropped. Hugepage limits are skipped, with a
-note, when the hugetlb controller is missing (containerd's default).
+is refused there rather than dropped. Limits whose cgroup controller the
+node lacks (hugetlb most often, also cpu, cpuset or memory) are skipped with a
+note, as containerd does by default, rather than failing every container.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ def linux_resources(
             raise InvalidArgument(f"{name} {getattr(res, name)} is negative")
     resources: dict[str, Any] = {}
     cpu = _cpu(res)
+    for controller, keys in (("cpu", ("shares", "quota", "period")), ("cpuset", ("cpus", "mems"))):
+        if _missing(node, controller) and any(k in cpu for k in keys):
+            notes.append(f"{controller} limits skipped: no {controller} cgroup controller")
+            for key in keys:
+                cpu.pop(key, None)
     if cpu:
         resources["cpu"] = cpu
     memory = _memory(res, node.swap_controller)
+    if memory and _missing(node, "memory"):
+        notes.append("memory limits skipped: no memory cgroup controller")
+        memory = {}
     if memory:
         resources["memory"] = memory
     if res.hugepage_limits:
@@ -43,6 +52,10 @@ def linux_resources(
             raise InvalidArgument("unified cgroup resources need a cgroup v2 host")
         resources["unified"] = dict(res.unified)
     return resources
+
+
+def _missing(node: NodeFacts, controller: str) -> bool:
+    return node.controllers is not None and controller not in node.controllers
 
 
 def _cpu(res: cri.LinuxContainerResources) -> dict[str, Any]:

@@ -30,9 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 
-from pycrid.adapters import criviews
+from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.errors import AlreadyExists, CRIError, Internal, InvalidArgument
+from pycrid.adapters.errors import (
+    AlreadyExists,
+    CRIError,
+    Internal,
+    InvalidArgument,
+    backend_failure,
+)
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -40,6 +46,7 @@ from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove
 from pycrid.adapters.oci.runtime import conmon, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
+from pycrid.adapters.oci.runtime.namespaces import check_sysctls
 from pycrid.adapters.oci.runtime.spec import PodFacts, sandbox_spec
 from pycrid.adapters.oci.runtime.store import SandboxRecord
 from pycrid.api.cri import api_pb2 as cri
@@ -103,6 +110,7 @@ class OciSandboxes:
         config = request.config
         if request.runtime_handler not in HANDLERS:
             raise InvalidArgument(f"runtime handler {request.runtime_handler[:64]!r} is unknown")
+        check_sysctls(config)
         host_network = config.linux.security_context.namespace_options.network == cri.NODE
         network_list = None
         if not host_network:
@@ -126,6 +134,7 @@ class OciSandboxes:
             network=NetworkState(mode="host" if host_network else "cni"),
         )
         await ctx.store.save_sandbox(record)
+        faults.reach("oci.run.after-record")
         try:
             await self._bring_up(record, image, network_list)
         except BaseException:
@@ -179,15 +188,17 @@ class OciSandboxes:
             )
         for note in generated.notes:
             log.info("pod sandbox %s: %s", record.id[:13], note)
-        record.pid = await ctx.conmon.create(
-            record.id,
-            bundle,
-            str(bundle / "pause.log"),
-            ctx.exit_dir,
-            ctx.store.sandbox_dir(record.id),
-            name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
-            runtime=runtime,
-        )
+        with backend_failure(f"pod sandbox {record.id[:13]} could not be created"):
+            record.pid = await ctx.conmon.create(
+                record.id,
+                bundle,
+                str(bundle / "pause.log"),
+                ctx.exit_dir,
+                ctx.store.sandbox_dir(record.id),
+                name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
+                runtime=runtime,
+            )
+        faults.reach("oci.run.after-conmon-create")
         await ctx.store.save_sandbox(record)
         if network_list is not None:
             netns.pin(record.pid, ctx.networks.netns_path(record.id))
@@ -196,7 +207,10 @@ class OciSandboxes:
                 await ctx.store.save_sandbox(record)
 
             await ctx.networks.set_up(record.id, record.config, network_list, record.network, save)
-        await ctx.runc.start(record.id)
+        faults.reach("oci.run.before-runc-start")
+        with backend_failure(f"pod sandbox {record.id[:13]} could not be started"):
+            await ctx.runc.start(record.id)
+        faults.reach("oci.run.after-runc-start")
         record.network.ready = True
         record.ready = True
         await ctx.store.save_sandbox(record)
@@ -273,13 +287,23 @@ class OciSandboxes:
         return cri.StopPodSandboxResponse()
 
     async def _stop(self, record: SandboxRecord) -> None:
+        """The intent on disk first (NOTREADY, stopping), then each step; the
+        steps are idempotent, so a StopPodSandbox after a crash finishes them."""
+        if record.id not in self.ctx.store.sandboxes:
+            return  # removed while this call waited for the pod's lock
+        if record.ready or not record.stopping:
+            record.ready = False
+            record.stopping = True
+            await self.ctx.store.save_sandbox(record)
+        faults.reach("oci.stoppod.after-intent")
         for container in self.ctx.store.containers_of(record.id):
             await self.containers.stop_one(container.id, 0)
-        await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
-        await self._kill_pause(record)
-        record.ready = False
-        if record.id in self.ctx.store.sandboxes:
+        faults.reach("oci.stoppod.after-containers")
+        if not record.network.torn_down:
+            await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
             await self.ctx.store.save_sandbox(record)
+        faults.reach("oci.stoppod.after-network")
+        await self._kill_pause(record)
 
     async def _kill_pause(self, record: SandboxRecord) -> None:
         state = await self.ctx.runc.state(record.id)

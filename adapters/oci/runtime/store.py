@@ -15,6 +15,12 @@ A container's state is derived from its times, as containerd does::
 A pod is READY from the moment its pause container runs and its network is
 up until StopPodSandbox, then NOTREADY until it is removed.
 
+Intent is written before each step that cannot be taken back, so that a
+crash between the step and the record's update is settled at the next
+start: ``starting_at`` before ``runc start`` (recovery asks runc whether the
+start happened), ``stopping`` before a pod's teardown (the pod is NOTREADY
+from then on and the next StopPodSandbox finishes the teardown).
+
 Records change only through ``save_*``; the CRI config in a record never
 changes after creation.
 """
@@ -50,6 +56,8 @@ class SandboxRecord:
     ready: bool = False
     pid: int = 0
     """The pause process (0 before it runs and after it exited)."""
+    stopping: bool = False
+    """StopPodSandbox began: the pod is NOTREADY and its teardown may be unfinished."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     @property
@@ -65,6 +73,7 @@ class SandboxRecord:
             "network": self.network.to_dict(),
             "ready": self.ready,
             "pid": self.pid,
+            "stopping": self.stopping,
         }
 
     @classmethod
@@ -77,6 +86,7 @@ class SandboxRecord:
             network=NetworkState.from_dict(raw.get("network") or {}),
             ready=bool(raw.get("ready")),
             pid=int(raw.get("pid", 0)),
+            stopping=bool(raw.get("stopping")),
         )
 
 
@@ -93,6 +103,8 @@ class ContainerRecord:
     created_at: int
     resources: cri.LinuxContainerResources = field(default_factory=cri.LinuxContainerResources)
     pid: int = 0
+    starting_at: int = 0
+    """When StartContainer asked runc to start it (written before it asks)."""
     started_at: int = 0
     finished_at: int = 0
     exit_code: int = 0
@@ -120,6 +132,7 @@ class ContainerRecord:
             "created_at": self.created_at,
             "resources": _to_json(self.resources),
             "pid": self.pid,
+            "starting_at": self.starting_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "exit_code": self.exit_code,
@@ -142,6 +155,7 @@ class ContainerRecord:
                 raw.get("resources") or {}, cri.LinuxContainerResources()
             ),
             pid=int(raw.get("pid", 0)),
+            starting_at=int(raw.get("starting_at", 0)),
             started_at=int(raw.get("started_at", 0)),
             finished_at=int(raw.get("finished_at", 0)),
             exit_code=int(raw.get("exit_code", 0)),
