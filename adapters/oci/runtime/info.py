@@ -80,6 +80,7 @@ class OciRuntimeInfo:
                 {
                     "stateDir": str(self.state_dir),
                     "runDir": self.config.run_dir,
+                    "cgroupManager": "systemd" if self.node.systemd_cgroups else "cgroupfs",
                     "cgroupParent": self.node.cgroup_parent,
                     "cgroupV2": self.node.cgroup_v2,
                     "podCIDR": self.pod_cidr.value,
@@ -106,9 +107,8 @@ class OciRuntimeInfo:
         return self._versions_seen
 
     async def runtime_config(self, request: cri.RuntimeConfigRequest) -> cri.RuntimeConfigResponse:
-        return cri.RuntimeConfigResponse(
-            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
-        )
+        driver = cri.SYSTEMD if self.node.systemd_cgroups else cri.CGROUPFS
+        return cri.RuntimeConfigResponse(linux=cri.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
     async def update_runtime_config(
         self, request: cri.UpdateRuntimeConfigRequest

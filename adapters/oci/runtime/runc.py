@@ -114,8 +114,13 @@ def time_limit(default: float | None = DEFAULT_TIMEOUT, what: str = "runc") -> f
 class Runc:
     """runc with a state root of pycrid's own."""
 
-    def __init__(self, binary: str, root: Path, scratch: Path | None = None) -> None:
+    def __init__(
+        self, binary: str, root: Path, scratch: Path | None = None, systemd_cgroup: bool = False
+    ) -> None:
         self.binary = binary
+        self.systemd_cgroup = systemd_cgroup
+        """``--systemd-cgroup``: cgroupsPath is ``slice:prefix:name`` and runc asks
+        systemd for the scope (create), its properties (update) and its removal."""
         self.root = Path(root)
         # process.json, pid and log files of execs; never inside the root,
         # where runc expects only container state directories.
@@ -123,6 +128,8 @@ class Runc:
 
     def _argv(self, args: Sequence[str], log_file: Path | None = None) -> list[str]:
         argv = [self.binary, "--root", str(self.root), "--log-format", "json"]
+        if self.systemd_cgroup:
+            argv.append("--systemd-cgroup")
         if log_file is not None:
             argv += ["--log", str(log_file)]
         return argv + list(args)
