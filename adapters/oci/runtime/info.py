@@ -78,6 +78,8 @@ class OciRuntimeInfo:
         if request.verbose:
             response.info["config"] = json.dumps(
                 {
+                    # kubeadm reads it to warn when its pause image differs.
+                    "sandboxImage": self.config.pause_image,
                     "stateDir": str(self.state_dir),
                     "runDir": self.config.run_dir,
                     "cgroupManager": "systemd" if self.node.systemd_cgroups else "cgroupfs",
