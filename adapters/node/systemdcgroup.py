@@ -25,6 +25,11 @@ def booted_with_systemd(run_dir: Path = SYSTEMD_RUN_DIR) -> bool:
     return run_dir.is_dir()
 
 
+def cgroup_manager(configured: str) -> str:
+    """The oci adapter's cgroup manager: the configured one, else systemd on a systemd host."""
+    return configured or ("systemd" if booted_with_systemd() else "cgroupfs")
+
+
 def slice_name(cgroup_parent: str, default: str) -> str:
     """The slice a CRI ``cgroup_parent`` names: its last component, a ``.slice`` unit.
 

@@ -56,9 +56,7 @@ class OciAdapter(Adapter):
             max_concurrent_downloads=config.oci.max_concurrent_downloads,
         )
         runc_binary = shutil.which("runc") or "runc"
-        manager = config.oci.cgroup_manager or (
-            "systemd" if systemdcgroup.booted_with_systemd() else "cgroupfs"
-        )
+        manager = systemdcgroup.cgroup_manager(config.oci.cgroup_manager)
         self.node = NodeFacts.probe(HostFacts.probe(), cgroup_manager=manager)
         systemd = self.node.systemd_cgroups
         self.ctx = OciContext(
