@@ -105,3 +105,15 @@ async def test_runtime_config_answers_the_driver_in_use(
     info = OciRuntimeInfo(Config(oci=OciConfig()), node, tmp_path)
     answer = await info.runtime_config(cri.RuntimeConfigRequest())
     assert answer.linux.cgroup_driver == driver
+
+
+def test_runc_never_sees_systemds_service_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pycrid.adapters.oci.runtime.runc import runc_environment
+
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    monkeypatch.setenv("WATCHDOG_USEC", "1000")
+    monkeypatch.setenv("PATH", "/usr/sbin:/usr/bin")
+    env = runc_environment()
+    assert "NOTIFY_SOCKET" not in env and "LISTEN_FDS" not in env and "WATCHDOG_USEC" not in env
+    assert env["PATH"] == "/usr/sbin:/usr/bin"

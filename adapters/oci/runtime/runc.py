@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -101,6 +102,20 @@ def last_error(logrus_output: str) -> str:
     return found
 
 
+SERVICE_VARIABLES = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_")
+
+
+def runc_environment() -> dict[str, str]:
+    """pycrid's environment without what systemd gave the service itself.
+
+    Under a ``Type=notify`` unit ``NOTIFY_SOCKET`` names pycrid's own socket to
+    systemd; runc takes it as a request to relay the container's sd_notify and
+    fails (``runc start``: "listen unixgram .../notify/notify.sock") when the
+    container was not created that way.
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_VARIABLES)}
+
+
 def time_limit(default: float | None = DEFAULT_TIMEOUT, what: str = "runc") -> float | None:
     """Seconds a command may take: what is left of the call's deadline, else ``default``."""
     left = seconds_left()
@@ -152,6 +167,7 @@ class Runc:
                 stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=runc_environment(),
                 start_new_session=True,
             )
         except OSError as e:
@@ -232,6 +248,7 @@ class Runc:
                 stdin=stdio.stdin,
                 stdout=stdio.stdout,
                 stderr=stdio.stderr,
+                env=runc_environment(),
                 start_new_session=True,
             )
         except OSError as e:
