@@ -25,6 +25,7 @@ ADAPTERS = ("docker", "oci")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 NETWORK_MODES = ("cni", "docker")
+CGROUP_MANAGERS = ("systemd", "cgroupfs")
 ADOPTABLE = ("cri-dockerd",)
 FD_SCHEME = "fd://"
 MAX_SECONDS = 24 * 3600.0
@@ -74,6 +75,8 @@ class OciConfig:
     """Seconds a pull may make no progress before it is cancelled."""
     max_concurrent_downloads: int = 3
     """Layers of one pull fetched at the same time."""
+    cgroup_manager: str = ""
+    """"systemd" or "cgroupfs"; empty: systemd when the host booted with systemd."""
 
 
 @dataclass
@@ -259,6 +262,8 @@ def validate(config: Config) -> None:
     _seconds("docker.startup_timeout", config.docker.startup_timeout)
     _seconds("docker.pull_progress_timeout", config.docker.pull_progress_timeout)
     _seconds("oci.pull_progress_timeout", config.oci.pull_progress_timeout)
+    if config.oci.cgroup_manager:
+        _choice("oci.cgroup_manager", config.oci.cgroup_manager, CGROUP_MANAGERS)
     if not 1 <= config.oci.max_concurrent_downloads <= 64:
         raise ConfigError(
             f"oci.max_concurrent_downloads {config.oci.max_concurrent_downloads} "

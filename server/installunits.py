@@ -47,6 +47,9 @@ def render_units(command: str, socket_activation: bool = True, group: str = "") 
         for line in service.splitlines():
             if line == "Requires=pycrid.socket":
                 continue
+            if line == "Also=pycrid.socket":
+                # Without a socket, boot must start it (and waits for its READY=1).
+                line = "WantedBy=multi-user.target"
             if line.startswith("ExecStart="):
                 line = line.replace(" --listen fd://", f" --group {group}" if group else "")
             lines.append(line.replace(" pycrid.socket", ""))

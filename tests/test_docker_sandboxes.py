@@ -254,3 +254,19 @@ async def test_verbose_status_tells_dockers_side(kit: Kit) -> None:
     assert info["network"]["mode"] == "docker"
     assert info["network"]["ips"] == [kit.docker.containers[pod_id].ip]
     assert info["pid"] == kit.docker.containers[pod_id].pid
+
+
+async def test_under_dockers_systemd_driver_pods_and_containers_get_the_slice_name(
+    kit: Kit,
+) -> None:
+    kit.ctx.cgroup_driver = "systemd"
+    slice_name = "kubepods-besteffort-poduid.slice"
+    linux = cri.LinuxPodSandboxConfig(
+        cgroup_parent=f"/kubepods.slice/kubepods-besteffort.slice/{slice_name}"
+    )
+    pod_id = await kit.run_pod("sd", linux=linux)
+    container_id = await kit.create(pod_id)
+    for docker_id in (pod_id, container_id):
+        host_config = kit.docker.containers[docker_id].body["HostConfig"]
+        assert isinstance(host_config, dict)
+        assert host_config["CgroupParent"] == slice_name

@@ -188,12 +188,22 @@ def test_units_say_what_the_issue_asks():
     assert "ListenStream=/run/pycrid/pycrid.sock" in unit_text("pycrid.socket").splitlines()
 
 
+def test_units_never_hold_the_boot_nor_drop_queued_connections():
+    socket_unit = unit_text("pycrid.socket").splitlines()
+    assert not any(line.startswith("PartOf=") for line in socket_unit)
+    assert "WantedBy=sockets.target" in socket_unit
+    service = render_units("/opt/pycrid/bin/pycrid")["pycrid.service"].splitlines()
+    assert "Also=pycrid.socket" in service
+    assert not any(line.startswith("WantedBy=") for line in service)
+
+
 def test_rendered_units_without_socket_activation():
     units = render_units("/opt/pycrid/bin/pycrid", socket_activation=False, group="kube")
     assert list(units) == ["pycrid.service"]
     service = units["pycrid.service"].splitlines()
     assert "ExecStart=/opt/pycrid/bin/pycrid serve --group kube" in service
     assert not any("pycrid.socket" in line for line in service)
+    assert "WantedBy=multi-user.target" in service
     with_socket = render_units("/opt/pycrid/bin/pycrid", group="kube")
     assert "SocketGroup=kube" in with_socket["pycrid.socket"].splitlines()
 

@@ -92,6 +92,8 @@ class DockerAdapter(Adapter):
 
     async def start(self) -> None:
         await self.client.connect(self.config.docker.startup_timeout)
+        self.ctx.cgroup_driver = str((await self.client.info()).get("CgroupDriver") or "cgroupfs")
+        log.info("dockerd uses the %s cgroup driver", self.ctx.cgroup_driver)
         for limit in spec.describe_limits(self.ctx.host):
             log.warning("%s", limit)
         self.info.load()

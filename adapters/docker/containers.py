@@ -94,6 +94,7 @@ class DockerContainers:
             ),
             pid_target_id=target,
             host=ctx.host,
+            systemd_cgroups=ctx.systemd_cgroups,
         )
         body = spec.container_create_body(config, plan)
         container_id, retried = await create_container(ctx, body, name, config)

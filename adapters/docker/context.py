@@ -33,6 +33,12 @@ class DockerContext:
     host: HostFacts
     log_copiers: LogCopiers
     """Writes each container's CRI log."""
+    cgroup_driver: str = "cgroupfs"
+    """dockerd's cgroup driver, "cgroupfs" or "systemd", read when the adapter starts."""
+
+    @property
+    def systemd_cgroups(self) -> bool:
+        return self.cgroup_driver == "systemd"
 
     def sandbox_dir(self, sandbox_id: str) -> Path:
         return self.run_dir / "sandboxes" / sandbox_id

@@ -354,6 +354,7 @@ class FakeDocker:
         self.programs: dict[str, Program] = dict(DEFAULT_PROGRAMS)
         self.runtimes = {"runc": {"path": "runc"}}
         self.root_dir = "/var/lib/docker"
+        self.cgroup_driver = "cgroupfs"
         """Docker's data root; writable layers are ``<root_dir>/overlay2/<id>/diff``."""
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self.down = False
@@ -522,7 +523,7 @@ class FakeDocker:
         return SystemInfo(
             DockerRootDir=self.root_dir,
             Driver="overlay2",
-            CgroupDriver="cgroupfs",
+            CgroupDriver=self.cgroup_driver,
             CgroupVersion="1",
             Runtimes={name: {"path": path["path"]} for name, path in self.runtimes.items()},
             DefaultRuntime="runc",

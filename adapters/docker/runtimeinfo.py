@@ -55,7 +55,9 @@ class DockerRuntimeInfo:
             features=cri.RuntimeFeatures(supplemental_groups_policy=False),
         )
         if request.verbose:
-            response.info["config"] = json.dumps(self.config.to_dict())
+            # kubeadm reads ``sandboxImage`` here to warn when its pause image differs.
+            config = {**self.config.to_dict(), "sandboxImage": self.config.pause_image}
+            response.info["config"] = json.dumps(config)
             response.info["podCIDR"] = self.pod_cidr.value
             response.info.update(self._cni_info())
             if runtime_ready:

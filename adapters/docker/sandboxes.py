@@ -127,6 +127,7 @@ class DockerSandboxes:
             runtime=runtime,
             publish_ports=mode == "docker",
             host=ctx.host,
+            systemd_cgroups=ctx.systemd_cgroups,
         )
         body = spec.sandbox_create_body(config, plan)
         sandbox_id, retried = await create_sandbox(ctx, body, name, config)

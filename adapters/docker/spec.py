@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pycrid.adapters.errors import InvalidArgument, Unimplemented
-from pycrid.adapters.node import clientfile
+from pycrid.adapters.node import clientfile, systemdcgroup
 from pycrid.adapters.node.hostfacts import CAPABILITY_NAMES, HostFacts
 from pycrid.api.cri import api_pb2 as cri
 
@@ -93,6 +93,8 @@ class SandboxPlan:
     publish_ports: bool = False
     extra_host_config: dict[str, Any] = field(default_factory=dict)
     host: HostFacts = field(default_factory=HostFacts)
+    systemd_cgroups: bool = False
+    """dockerd uses the systemd cgroup driver (``docker info``'s CgroupDriver)."""
 
 
 def sandbox_create_body(config: cri.PodSandboxConfig, plan: SandboxPlan) -> dict[str, Any]:
@@ -114,7 +116,9 @@ def sandbox_create_body(config: cri.PodSandboxConfig, plan: SandboxPlan) -> dict
     if namespaces.pid == cri.NODE:
         host_config["PidMode"] = "host"
     if linux.cgroup_parent:
-        host_config["CgroupParent"] = linux.cgroup_parent
+        host_config["CgroupParent"] = docker_cgroup_parent(
+            linux.cgroup_parent, plan.systemd_cgroups
+        )
     if linux.sysctls:
         host_config["Sysctls"] = dict(linux.sysctls)
     if plan.runtime:
@@ -156,6 +160,19 @@ def port_bindings(
     return exposed, bindings
 
 
+def docker_cgroup_parent(cgroup_parent: str, systemd: bool) -> str:
+    """The CRI's cgroup parent as dockerd's cgroup driver takes it.
+
+    Docker's systemd driver wants a slice's unit name and refuses a path; kubelet
+    gives the slice's full path (``/kubepods.slice/.../kubepods-besteffort-pod<uid>.slice``),
+    so only its last component is passed, as cri-dockerd does. The container then
+    runs in ``docker-<id>.scope`` inside that slice.
+    """
+    if not systemd:
+        return cgroup_parent
+    return systemdcgroup.slice_name(cgroup_parent, systemdcgroup.ROOT_SLICE)
+
+
 def resolv_conf(dns: cri.DNSConfig) -> str:
     """The text of a resolv.conf for the pod's DNS config."""
     lines = [f"nameserver {server}" for server in dns.servers]
@@ -185,6 +202,7 @@ class ContainerPlan:
     pid_target_id: str = ""
     """The full ID of the container whose PID namespace a TARGET-mode container joins."""
     host: HostFacts = field(default_factory=HostFacts)
+    systemd_cgroups: bool = False
 
 
 def container_create_body(config: cri.ContainerConfig, plan: ContainerPlan) -> dict[str, Any]:
@@ -248,7 +266,7 @@ def container_create_body(config: cri.ContainerConfig, plan: ContainerPlan) -> d
         host_config.update(privileged_host_config(plan.host))
     cgroup_parent = plan.sandbox_config.linux.cgroup_parent
     if cgroup_parent:
-        host_config["CgroupParent"] = cgroup_parent
+        host_config["CgroupParent"] = docker_cgroup_parent(cgroup_parent, plan.systemd_cgroups)
     if plan.runtime:
         host_config["Runtime"] = plan.runtime
     body["HostConfig"] = host_config

@@ -18,6 +18,8 @@ from pathlib import Path
 UNLIMITED_MEMORY = 1 << 62
 """Limits above this mean "no limit" (the kernel rounds the maximum down to a page)."""
 V1_CONTROLLERS = ("cpuacct", "memory", "pids")
+PROC = Path("/proc")
+"""Where /proc/<pid>/cgroup is read (tests point it at a synthetic tree)."""
 
 
 # Figures read from cgroup files.
@@ -273,7 +275,7 @@ def locate_process(hierarchy: Hierarchy, pid: int, container_id: str) -> CgroupP
     The runtime names the container's cgroup after its ID; a cgroup without
     the ID in its path is not the container's.
     """
-    text = _read(Path(f"/proc/{pid}/cgroup"))
+    text = _read(PROC / str(pid) / "cgroup")
     if text is None:
         return None
     found = hierarchy.locate(text)

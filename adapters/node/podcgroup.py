@@ -1,8 +1,10 @@
 """A pod's own cgroup (kubelet's pod cgroup, the CRI's ``cgroup_parent``), and its limits.
 
 Both adapters put each container's cgroup at ``<cgroup_parent>/<id>``
-(cgroupfs), so a pod with a parent of its own has a cgroup that holds
-exactly its pause and app containers: the pause process's cgroup's parent.
+(cgroupfs) or in a scope named after its ID in the pod's slice (systemd:
+``.../kubepods-burstable-pod<uid>.slice/pycrid-<id>.scope``, ``docker-<id>.scope``),
+so a pod with a parent of its own has a cgroup that holds exactly its pause
+and app containers: the pause process's cgroup's parent.
 A pod without one shares the node's default parent with every other pod;
 it has no cgroup of its own to limit.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pycrid.adapters.errors import FailedPrecondition
+from pycrid.adapters.node import cgroups
 from pycrid.adapters.node.cgroups import Hierarchy, parse_proc_cgroup
 from pycrid.api.cri import api_pb2 as cri
 
@@ -51,7 +54,7 @@ def pod_dirs(hierarchy: Hierarchy, pause_pid: int, member_ids: list[str]) -> dic
     and containers): then it is the pod's, not a directory other pods share.
     """
     try:
-        text = Path(f"/proc/{pause_pid}/cgroup").read_text()
+        text = (cgroups.PROC / str(pause_pid) / "cgroup").read_text()
     except OSError:
         raise FailedPrecondition("the pod's pause process is not running") from None
     dirs = process_dirs(hierarchy, text)
@@ -96,6 +99,30 @@ def limit_writes(
     if resources.memory_limit_in_bytes:
         writes.append(("", "memory.max", str(resources.memory_limit_in_bytes)))
     return writes
+
+
+def unit_properties(resources: cri.LinuxContainerResources) -> list[str]:
+    """The limits as systemd unit properties, for a pod slice under the systemd driver.
+
+    systemd writes them to the slice's files on either cgroup version (on v1
+    ``CPUWeight`` becomes ``cpu.shares`` and ``MemoryMax`` ``memory.limit_in_bytes``).
+    """
+    properties = []
+    if resources.cpu_quota or resources.cpu_period:
+        period = resources.cpu_period or 100000
+        properties.append(f"CPUQuotaPeriodSec={period}us")
+        if resources.cpu_quota > 0:
+            # systemd takes the quota as a percentage of one CPU, in whole percent.
+            percent = max(1, -(-resources.cpu_quota * 100 // period))
+            properties.append(f"CPUQuota={percent}%")
+        else:
+            properties.append("CPUQuota=")
+    if resources.cpu_shares:
+        weight = 1 + ((resources.cpu_shares - 2) * 9999) // 262142
+        properties.append(f"CPUWeight={max(1, min(10000, weight))}")
+    if resources.memory_limit_in_bytes:
+        properties.append(f"MemoryMax={resources.memory_limit_in_bytes}")
+    return properties
 
 
 def apply_limits(

@@ -15,7 +15,7 @@ from pathlib import Path
 from pycrid.adapters.base import Adapter, StartupError
 from pycrid.adapters.config import Config
 from pycrid.adapters.idindex import IdIndex
-from pycrid.adapters.node import cni
+from pycrid.adapters.node import cni, systemdcgroup
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.oci.images.service import OciImages, find_image
@@ -41,6 +41,8 @@ log = logging.getLogger("pycrid.oci")
 PROGRAMS = {"runc": "runc", "conmon": "conmon"}
 """The programs the runtime runs, and the Debian package of each."""
 CNI_PACKAGE = "containernetworking-plugins"
+CONMON_SLICE = "system.slice"
+"""Where each conmon's scope goes under the systemd driver (CRI-O's default too)."""
 
 
 class OciAdapter(Adapter):
@@ -56,13 +58,20 @@ class OciAdapter(Adapter):
             in_use=self._images_in_use,
         )
         runc_binary = shutil.which("runc") or "runc"
-        self.node = NodeFacts.probe(HostFacts.probe())
+        manager = systemdcgroup.cgroup_manager(config.oci.cgroup_manager)
+        self.node = NodeFacts.probe(HostFacts.probe(), cgroup_manager=manager)
+        systemd = self.node.systemd_cgroups
         self.ctx = OciContext(
             config=config,
             images=self.oci_images,
             store=RuntimeStore(self.store_root / "runtime"),
-            runc=Runc(runc_binary, run_dir / "runc"),
-            conmon=Conmon(shutil.which("conmon") or "conmon", runc_binary, run_dir / "runc"),
+            runc=Runc(runc_binary, run_dir / "runc", systemd_cgroup=systemd),
+            conmon=Conmon(
+                shutil.which("conmon") or "conmon",
+                runc_binary,
+                run_dir / "runc",
+                scope_slice=CONMON_SLICE if systemd else None,
+            ),
             networks=PodNetworks(cni.CniRunner(config.network.cni_bin_dirs), run_dir / "netns"),
             node=self.node,
             run_dir=run_dir,

@@ -9,6 +9,7 @@ import platform
 from pathlib import Path
 
 from pycrid.adapters.config import Config
+from pycrid.adapters.node import systemdcgroup
 from pycrid.server.backends import ProbeError, docker_info
 from pycrid.server.doctor.result import Result, failed, passed
 
@@ -39,7 +40,8 @@ def check_cgroups(config: Config) -> Result:
             return failed("cgroups", f"cgroup {version}; {e}", "start dockerd (see dockerd)")
         source = "dockerd's"
     else:
-        driver, source = "cgroupfs", "the oci adapter's"
+        driver = systemdcgroup.cgroup_manager(config.oci.cgroup_manager)
+        source = "the oci adapter's"
     return passed(
         "cgroups",
         f"cgroup {version}, {source} driver {driver} (kubelet 1.31+ reads it from "

@@ -65,7 +65,14 @@ CTL_REOPEN_LOG = 2
 
 
 class Conmon:
-    """conmon 2.1 running runc (cgroupfs driver)."""
+    """conmon 2.1 running runc, with runc's cgroupfs or systemd cgroup driver.
+
+    Under the systemd driver (``scope_slice`` set) each conmon starts in a
+    transient scope of its own in that slice, ``pycrid-conmon-<id>.scope``,
+    made by ``systemd-run --scope`` before conmon runs: stopping or restarting
+    pycrid.service then never touches a monitor, and systemd accounts for
+    each one (CRI-O's ``MoveConmonToCgroup`` does the same over D-Bus).
+    """
 
     def __init__(
         self,
@@ -74,13 +81,17 @@ class Conmon:
         runtime_root: Path,
         log_level: str = "warn",
         syslog: bool = False,
+        scope_slice: str | None = None,
+        systemd_run: str = "systemd-run",
     ) -> None:
         self.binary = binary
         self.runtime_binary = runtime_binary
         self.runtime_root = Path(runtime_root)
         self.log_level = log_level
         self.syslog = syslog
-        self.runc = Runc(runtime_binary, self.runtime_root)
+        self.scope_slice = scope_slice
+        self.systemd_run = systemd_run
+        self.runc = Runc(runtime_binary, self.runtime_root, systemd_cgroup=bool(scope_slice))
 
     def argv(
         self,
@@ -98,6 +109,7 @@ class Conmon:
         """conmon's command line for creating a container; ``runtime`` stands in
         for runc (a wrapper that runs it)."""
         argv = [
+            *self.scope_argv(container_id),
             self.binary,
             *("-b", str(bundle), "-c", container_id, "-u", container_id, "-n", name),
             *("-r", runtime or self.runtime_binary),
@@ -110,6 +122,8 @@ class Conmon:
         ]
         if self.syslog:
             argv.append("--syslog")
+        if self.scope_slice:
+            argv += ["--systemd-cgroup", "--runtime-arg", "--systemd-cgroup"]
         if tty:
             argv.append("-t")
         elif stdin:
@@ -117,6 +131,21 @@ class Conmon:
             if not stdin_once:
                 argv.append("--leave-stdin-open")
         return argv
+
+    def scope_argv(self, container_id: str) -> list[str]:
+        """What runs conmon in a scope of its own (systemd-run execs conmon in place,
+        so the PID, the environment and the inherited pipes stay conmon's)."""
+        if not self.scope_slice:
+            return []
+        return [
+            self.systemd_run,
+            "--scope",
+            "--quiet",
+            "--collect",
+            f"--unit={conmon_scope(container_id)}",
+            f"--slice={self.scope_slice}",
+            "--",
+        ]
 
     async def create(
         self,
@@ -240,6 +269,10 @@ class Conmon:
             log.warning("container %s: cleanup after a failed create: %s", container_id[:12], e)
         if cgroup:
             await _remove_cgroup_when_empty(cgroup)
+
+
+def conmon_scope(container_id: str) -> str:
+    return f"pycrid-conmon-{container_id}.scope"
 
 
 async def _remove_cgroup_when_empty(cgroup: str, wait: float = 2.0) -> None:

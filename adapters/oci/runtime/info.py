@@ -78,8 +78,11 @@ class OciRuntimeInfo:
         if request.verbose:
             response.info["config"] = json.dumps(
                 {
+                    # kubeadm reads it to warn when its pause image differs.
+                    "sandboxImage": self.config.pause_image,
                     "stateDir": str(self.state_dir),
                     "runDir": self.config.run_dir,
+                    "cgroupManager": "systemd" if self.node.systemd_cgroups else "cgroupfs",
                     "cgroupParent": self.node.cgroup_parent,
                     "cgroupV2": self.node.cgroup_v2,
                     "podCIDR": self.pod_cidr.value,
@@ -106,9 +109,8 @@ class OciRuntimeInfo:
         return self._versions_seen
 
     async def runtime_config(self, request: cri.RuntimeConfigRequest) -> cri.RuntimeConfigResponse:
-        return cri.RuntimeConfigResponse(
-            linux=cri.LinuxRuntimeConfiguration(cgroup_driver=cri.CGROUPFS)
-        )
+        driver = cri.SYSTEMD if self.node.systemd_cgroups else cri.CGROUPFS
+        return cri.RuntimeConfigResponse(linux=cri.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
     async def update_runtime_config(
         self, request: cri.UpdateRuntimeConfigRequest

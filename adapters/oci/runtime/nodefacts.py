@@ -29,6 +29,10 @@ containerd leaves ``cgroupsPath`` unset then, and runc nests the container
 under its caller's cgroup, which for pycrid would be the monitor's. A named
 parent keeps every pycrid container in one place, visible to an operator.
 """
+DEFAULT_SLICE = "pycrid.slice"
+"""The same place under the systemd cgroup driver: ``/pycrid.slice``."""
+CONTAINER_SCOPE_PREFIX = "pycrid"
+"""Containers run in ``pycrid-<id>.scope`` under the systemd driver."""
 RRO_KERNEL = (5, 12)
 """mount_setattr(2), which runc needs for recursive read-only mounts."""
 
@@ -50,15 +54,21 @@ class NodeFacts:
     """``uname -m`` of the node."""
     hostname: str = "localhost"
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
+    systemd_cgroups: bool = False
+    """runc's systemd cgroup driver: pods in slices, containers and monitors in scopes."""
     list_host_devices: Callable[[], list[dict[str, Any]]] = field(
         default=host_devices, compare=False
     )
     """Every device node of the host, in ``linux.devices`` form (privileged containers)."""
 
     @classmethod
-    def probe(cls, host: HostFacts, cgroup_parent: str = DEFAULT_CGROUP_PARENT) -> NodeFacts:
+    def probe(
+        cls, host: HostFacts, cgroup_manager: str = "cgroupfs", cgroup_parent: str = ""
+    ) -> NodeFacts:
+        """The node's facts; ``cgroup_manager`` is "systemd" or "cgroupfs"."""
         v2 = (CGROUP_ROOT / "cgroup.controllers").is_file()
         controllers = _controllers(v2)
+        systemd = cgroup_manager == "systemd"
         return cls(
             host=host,
             cgroup_v2=v2,
@@ -68,7 +78,8 @@ class NodeFacts:
             recursive_read_only=_kernel_at_least(RRO_KERNEL),
             arch=platform.machine(),
             hostname=socket.gethostname(),
-            cgroup_parent=cgroup_parent,
+            cgroup_parent=cgroup_parent or (DEFAULT_SLICE if systemd else DEFAULT_CGROUP_PARENT),
+            systemd_cgroups=systemd,
         )
 
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -102,6 +103,20 @@ def last_error(logrus_output: str) -> str:
     return found
 
 
+SERVICE_VARIABLES = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_")
+
+
+def runc_environment() -> dict[str, str]:
+    """pycrid's environment without what systemd gave the service itself.
+
+    Under a ``Type=notify`` unit ``NOTIFY_SOCKET`` names pycrid's own socket to
+    systemd; runc takes it as a request to relay the container's sd_notify and
+    fails (``runc start``: "listen unixgram .../notify/notify.sock") when the
+    container was not created that way.
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith(SERVICE_VARIABLES)}
+
+
 def time_limit(default: float | None = DEFAULT_TIMEOUT, what: str = "runc") -> float | None:
     """Seconds a command may take: what is left of the call's deadline, else ``default``."""
     left = seconds_left()
@@ -115,8 +130,13 @@ def time_limit(default: float | None = DEFAULT_TIMEOUT, what: str = "runc") -> f
 class Runc:
     """runc with a state root of pycrid's own."""
 
-    def __init__(self, binary: str, root: Path, scratch: Path | None = None) -> None:
+    def __init__(
+        self, binary: str, root: Path, scratch: Path | None = None, systemd_cgroup: bool = False
+    ) -> None:
         self.binary = binary
+        self.systemd_cgroup = systemd_cgroup
+        """``--systemd-cgroup``: cgroupsPath is ``slice:prefix:name`` and runc asks
+        systemd for the scope (create), its properties (update) and its removal."""
         self.root = Path(root)
         # process.json, pid and log files of execs; never inside the root,
         # where runc expects only container state directories.
@@ -124,6 +144,8 @@ class Runc:
 
     def _argv(self, args: Sequence[str], log_file: Path | None = None) -> list[str]:
         argv = [self.binary, "--root", str(self.root), "--log-format", "json"]
+        if self.systemd_cgroup:
+            argv.append("--systemd-cgroup")
         if log_file is not None:
             argv += ["--log", str(log_file)]
         return argv + list(args)
@@ -146,6 +168,7 @@ class Runc:
                 stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                env=runc_environment(),
                 start_new_session=True,
             )
         except OSError as e:
@@ -237,6 +260,7 @@ class Runc:
                 stdin=stdio.stdin,
                 stdout=stdio.stdout,
                 stderr=stdio.stderr,
+                env=runc_environment(),
                 start_new_session=True,
             )
         except OSError as e:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pycrid.adapters.errors import InvalidArgument, Unimplemented
+from pycrid.adapters.node import systemdcgroup
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.oci.runtime import mounts, process
 from pycrid.adapters.oci.runtime.capabilities import CapabilitySets, capability_sets
@@ -32,7 +33,7 @@ from pycrid.adapters.oci.runtime.namespaces import (
     sandbox_namespaces,
     user_namespace,
 )
-from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
+from pycrid.adapters.oci.runtime.nodefacts import CONTAINER_SCOPE_PREFIX, NodeFacts
 from pycrid.adapters.oci.runtime.resources import linux_resources
 from pycrid.adapters.oci.runtime.seccomp import seccomp_for
 from pycrid.adapters.oci.runtime.users import STRICT, ProcessUser, requested_user, resolve_user
@@ -353,7 +354,12 @@ def _bind_sys(userns: dict[str, Any] | None, pod_options: cri.NamespaceOption) -
 
 def cgroups_path(parent: str, node: NodeFacts, container_id: str) -> str:
     """``<parent>/<id>`` for runc's cgroupfs driver, always absolute; the CRI's
-    parent, else the node's default one."""
+    parent, else the node's default one. Under the systemd driver:
+    ``<slice>:pycrid:<id>``, the container's scope in the pod's slice."""
+    if node.systemd_cgroups:
+        return systemdcgroup.runc_cgroups_path(
+            parent, node.cgroup_parent, CONTAINER_SCOPE_PREFIX, container_id
+        )
     parent = parent or node.cgroup_parent
     if ".." in parent.split("/"):
         raise InvalidArgument(f"cgroup parent {parent[:64]!r} has '..'")
