@@ -25,7 +25,7 @@ class PodRecord(Protocol):
     network: NetworkState
 
     @property
-    def state(self) -> int: ...
+    def state(self) -> cri.PodSandboxState: ...
 
 
 class ContainerRecord(Protocol):
@@ -42,7 +42,7 @@ class ContainerRecord(Protocol):
     resources: cri.LinuxContainerResources
 
     @property
-    def state(self) -> int: ...
+    def state(self) -> cri.ContainerState: ...
 
     @property
     def reason(self) -> str: ...

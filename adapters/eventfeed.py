@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from pycrid.adapters.containerevents import ContainerEvents
 from pycrid.api.cri import api_pb2 as cri
@@ -32,7 +32,7 @@ STARTED = cri.CONTAINER_STARTED_EVENT
 STOPPED = cri.CONTAINER_STOPPED_EVENT
 DELETED = cri.CONTAINER_DELETED_EVENT
 
-_CONTAINER_STAGE = {
+_CONTAINER_STAGE: dict[int, int] = {
     cri.CONTAINER_CREATED: CREATED,
     cri.CONTAINER_RUNNING: STARTED,
     cri.CONTAINER_EXITED: STOPPED,
@@ -120,7 +120,7 @@ class EventFeed:
             self._last_pod[sandbox_id] = pod
         return cri.ContainerEventResponse(
             container_id=object_id,
-            container_event_type=stage,
+            container_event_type=cast(cri.ContainerEventType, stage),
             created_at=time.time_ns(),
             pod_sandbox_status=pod,
             containers_statuses=containers,

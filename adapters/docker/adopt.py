@@ -35,11 +35,10 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming
-from pycrid.adapters.docker.api import ContainerInspect, DockerApi, ImageInspect
+from pycrid.adapters.docker.api import ContainerInspect, ContainerSummary, DockerApi, ImageInspect
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.logs import Position
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
@@ -537,7 +536,7 @@ async def adopt(ctx: DockerContext) -> None:
             image_id, images[image_id], (inspect.get("Config") or {}).get("Image") or ""
         )
         config = container_config(inspect, name)
-        record = ContainerRecord(
+        adopted = ContainerRecord(
             id=container.id,
             sandbox_id=labels[SANDBOX_ID_LABEL],
             config=config,
@@ -549,13 +548,13 @@ async def adopt(ctx: DockerContext) -> None:
             resources=ctx.store.checkpoints.load_container_resources(container.id)
             or config.linux.resources,
         )
-        record.update(inspect)
+        adopted.update(inspect)
         try:
-            if record.log_path:
-                await _adopt_log(ctx, record, inspect)
+            if adopted.log_path:
+                await _adopt_log(ctx, adopted, inspect)
         except (CRIError, OSError) as e:
             log.warning("container %s: log not taken over: %s", container.id[:13], e)
-        ctx.store.containers[container.id] = record
+        ctx.store.containers[container.id] = adopted
     log.info(
         "adopted %d pod sandboxes and %d containers from cri-dockerd",
         len(adopted_sandboxes),
@@ -563,7 +562,7 @@ async def adopt(ctx: DockerContext) -> None:
     )
 
 
-async def listing(ctx: DockerContext) -> list[dict[str, Any]]:
+async def listing(ctx: DockerContext) -> list[ContainerSummary]:
     """``docker ps -a`` of pycrid's containers and, when adopting, cri-dockerd's."""
     listed = list(await ctx.client.list_containers(naming.instance_filter(ctx.instance)))
     if enabled(ctx):

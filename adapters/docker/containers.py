@@ -62,7 +62,7 @@ class DockerContainers:
         image = await ctx.images.inspect(config.image.image)
         if image is None:
             raise NotFound(f"image {config.image.image!r} not found")
-        if not config.command and config.args and not image.get("Config", {}).get("Entrypoint"):
+        if not config.command and config.args and not (image.get("Config") or {}).get("Entrypoint"):
             check_program(config.args[0], "args[0]")  # the image runs args as its command
         log_path = log_path_of(sandbox.config, config)
         options = config.linux.security_context.namespace_options

@@ -53,7 +53,7 @@ class SandboxRecord:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     @property
-    def state(self) -> int:
+    def state(self) -> cri.PodSandboxState:
         return cri.SANDBOX_READY if self.ready else cri.SANDBOX_NOTREADY
 
     def to_json(self) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class ContainerRecord:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     @property
-    def state(self) -> int:
+    def state(self) -> cri.ContainerState:
         if self.finished_at:
             return cri.CONTAINER_EXITED
         if self.started_at:
