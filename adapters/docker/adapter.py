@@ -14,7 +14,6 @@ from pathlib import Path
 from pycrid.adapters.base import Adapter
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming, recovery, spec
-from pycrid.adapters.docker.checkpoint import DockerCheckpoints
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
@@ -83,7 +82,10 @@ class DockerAdapter(Adapter):
             stats=self.docker_stats,
             events=self.docker_events.hub,
             pod_resources=PodCgroupResources(store_members(self.ctx.store)),
-            checkpoints=DockerCheckpoints(self.client),
+            # CheckpointContainer is not supported: `docker checkpoint` needs CRIU and an
+            # experimental dockerd, and even then keeps its checkpoints in Docker's own
+            # store instead of the archive at the CRI's location that kubelet reads.
+            checkpoints=None,
             metrics=PodMetrics(self._pod_processes, self.docker_stats),
         )
 
