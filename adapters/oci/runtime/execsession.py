@@ -60,12 +60,6 @@ def _make_raw_with_onlcr(fd: int) -> None:
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
-def window_size(fd: int) -> tuple[int, int]:
-    """(width, height) of a terminal."""
-    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))
-    return cols, rows
-
-
 async def copy_out(fd: int, stream: OutputStream) -> None:
     """Copy from ``fd`` to the client until end of file."""
     while data := await fdio.read(fd):
