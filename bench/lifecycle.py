@@ -25,12 +25,12 @@ from pathlib import Path
 from common import TIMEOUT, Timings, bench_daemon, remove_pod, rss_kib, start_pod
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
+from pycrid.tools import scratchdaemon
 
 LIST_REPEATS = 20
 
 
-def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timings, int]:
+def run_level(daemon: scratchdaemon.Daemon, count: int, log_root: Path) -> tuple[Timings, int]:
     """Run ``count`` pods, list them repeatedly, remove them; (timings, RSS in KiB with pods up)."""
     rt = daemon.runtime
     timings = Timings()

@@ -76,7 +76,7 @@ from common import (
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
-from pycrid.crictl_tests import harness
+from pycrid.tools import scratchdaemon
 
 READ_CALLS = ("ListPodSandbox", "ListContainers", "PodSandboxStatus", "ContainerStatus")
 LIFECYCLE_CALLS = (
@@ -401,7 +401,7 @@ def idle_relist(daemon_pid: int, rt: Any, floor: Floor, pods: list[Pod], seconds
 
 def time_lifecycle(rt: Any, images: Any, pod: Pod, repeats: int, timings: Timings) -> None:
     """critest-style: a container created, started, stopped and removed; image calls."""
-    image = cri.ImageSpec(image=harness.BUSYBOX_IMAGE)
+    image = cri.ImageSpec(image=scratchdaemon.BUSYBOX_IMAGE)
 
     def create(attempt: int) -> str:
         return rt.CreateContainer(

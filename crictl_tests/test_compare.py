@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import tomli_w
 
+from crictl_tests import harness
+from crictl_tests.harness import Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.harness import Daemon
 from pycrid.server.compare.observe import LABEL
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "test_registry")

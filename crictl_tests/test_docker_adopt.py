@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from crictl_tests.dockerpods import CALL_TIMEOUT, ip_allocations, wait_for
+from crictl_tests.harness import LOCAL_REGISTRY, Daemon, write_cni_conf
 from pycrid.adapters.docker.naming import docker_time_ns
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.podnetwork import attachment
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import CALL_TIMEOUT, ip_allocations, wait_for
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, Daemon, write_cni_conf
 
 BRIDGE = "pycrid-ad0"
 SUBNET = "10.89.91.0/24"

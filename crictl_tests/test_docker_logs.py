@@ -20,13 +20,13 @@ from pathlib import Path
 import docker
 import pytest
 
+from crictl_tests.dockerpods import Pods, files_under, open_pods, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.node import crilog
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, files_under, open_pods, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 
 LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
 WAIT = 60.0  # upper bound of every wait below; tests never assert on time

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import Pods, open_pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
+from crictl_tests import harness
+from crictl_tests.dockerpods import Pods, open_pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 ADAPTERS = ["docker", "oci"]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import grpc
 
+from crictl_tests.dockerpods import Pods, rpc_code
 from pycrid.adapters.node.cgroups import host_hierarchy
 from pycrid.adapters.node.podcgroup import process_dirs
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, rpc_code
 
 
 def test_update_pod_sandbox_resources_sets_the_pod_cgroups_limits(pods: Pods) -> None:
