@@ -1,6 +1,6 @@
 """The CRI's views of pods and containers, built the same way by every adapter.
 
-Each adapter keeps its own records (Docker labels and checkpoints, the oci
+Each adapter keeps its own records (Docker labels and state files, the oci
 runtime's store), but what the CRI answers about a pod or a container is
 the same message filled from the same facts. These functions build those
 messages from any record with the attributes below.

@@ -13,7 +13,7 @@ from pycrid.adapters import criviews
 from pycrid.adapters.docker import stats
 from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
 from pycrid.adapters.docker.stats import DockerStats
-from pycrid.adapters.docker.store import Checkpoints, ContainerRecord, Store
+from pycrid.adapters.docker.store import ContainerRecord, StateFiles, Store
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cgroups, criusage, layersize, procnet
@@ -462,7 +462,7 @@ def stats_rpcs(tmp_path: Path) -> tuple[DockerStats, FakeDocker, Refresher]:
     refresher = Refresher()
     ctx = SimpleNamespace(
         client=docker,
-        store=Store(Checkpoints(tmp_path / "state")),
+        store=Store(StateFiles(tmp_path / "state")),
         container_ids=IdIndex("container"),
         sandbox_ids=IdIndex("pod sandbox"),
     )

@@ -2,7 +2,7 @@
 
 Pods are pause containers and app containers join their namespaces, the way
 dockershim and cri-dockerd do it. Docker keeps the truth (labels on the
-containers); pycrid keeps only small checkpoint files beside it. This module
+containers); pycrid keeps only small state files beside it. This module
 only wires the concerns together; each lives in its own module.
 """
 
@@ -24,7 +24,7 @@ from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.docker.runtimeinfo import DockerRuntimeInfo
 from pycrid.adapters.docker.sandboxes import DockerSandboxes
 from pycrid.adapters.docker.stats import DockerStats
-from pycrid.adapters.docker.store import Checkpoints, Store
+from pycrid.adapters.docker.store import StateFiles, Store
 from pycrid.adapters.docker.streaming import DockerStreaming
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cni
@@ -42,7 +42,7 @@ class DockerAdapter(Adapter):
         self.client = DockerClient(config.docker.endpoint)
         state_dir = Path(config.state_dir) / "docker"
         run_dir = Path(config.run_dir) / "docker"
-        store = Store(Checkpoints(state_dir))
+        store = Store(StateFiles(state_dir))
         images = DockerImages(self.client, config, state_dir, live=lambda: store.live)
         self.logs = LogCopiers(self.client, state_dir)
         self.ctx = DockerContext(

@@ -197,7 +197,7 @@ class DockerContainers:
         log.info("container %s removed", container_id[:13])
 
     def _forget(self, container_id: str) -> None:
-        self.ctx.store.checkpoints.delete_container(container_id)
+        self.ctx.store.files.delete_container(container_id)
         if not self.ctx.log_copiers.is_copying(container_id):
             self.ctx.log_copiers.forget(container_id)
         record = self.ctx.store.containers.pop(container_id, None)
@@ -286,7 +286,7 @@ class DockerContainers:
             if gone in ctx.sandbox_ids:
                 await release_leftover(ctx, gone)
             ctx.container_ids.discard(gone)
-            ctx.store.checkpoints.delete_container(gone)
+            ctx.store.files.delete_container(gone)
             if not ctx.log_copiers.is_copying(gone):
                 ctx.log_copiers.forget(gone)
 
@@ -327,7 +327,7 @@ class DockerContainers:
             resources.CopyFrom(request.linux)
             if not resources.oom_score_adj:
                 resources.oom_score_adj = record.resources.oom_score_adj  # fixed at creation
-            await self.ctx.store.checkpoints.save_container_resources(record.id, resources)
+            await self.ctx.store.files.save_container_resources(record.id, resources)
             record.resources = resources
         return cri.UpdateContainerResourcesResponse()
 

@@ -2,14 +2,14 @@
 
 Assumptions: every pod and container pycrid made is a Docker container with
 this instance's labels (naming.py), which hold its whole CRI config; a pod's
-network state is in its checkpoint file, written before each step of
+network state is in its state file, written before each step of
 RunPodSandbox. Containers kept running while pycrid was down and keep
-running now; their log copiers resume from their own checkpoints.
+running now; their log copiers resume from their bookmarks.
 
 Each object is recovered on its own, with a time limit: one that cannot be
 read is logged and skipped, never fatal. Leftovers are cleaned up: a pod
-checkpoint whose container is gone gets its CNI DEL and netns pin released;
-a container checkpoint whose container is gone is deleted.
+state file whose container is gone gets its CNI DEL and netns pin released;
+a container state file whose container is gone is deleted.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PARALLEL = 8
 
 
 async def recover(ctx: DockerContext) -> None:
-    ctx.store.checkpoints.remove_leftovers()
+    ctx.store.files.remove_leftovers()
     ctx.log_copiers.remove_leftovers()
     try:
         listed = await ctx.client.list_containers(naming.instance_filter(ctx.instance))
@@ -100,9 +100,9 @@ async def _recover_one(
     created_at = naming.docker_time_ns(inspect.get("Created"))
     if owned.kind == naming.SANDBOX:
         assert isinstance(owned.config, cri.PodSandboxConfig)
-        network = ctx.store.checkpoints.load_sandbox(container_id)
+        network = ctx.store.files.load_sandbox(container_id)
         if network is None:
-            # Created but never checkpointed: the pod never got a network.
+            # Created but never saved: the pod never got a network.
             network = NetworkState(mode="unknown", torn_down=True)
         record = SandboxRecord(
             id=container_id,
@@ -119,7 +119,7 @@ async def _recover_one(
     if image_id not in images:
         images[image_id] = await ctx.images.inspect(image_id) if image_id else None
     image = images[image_id]
-    resources = ctx.store.checkpoints.load_container_resources(container_id)
+    resources = ctx.store.files.load_container_resources(container_id)
     container = ContainerRecord(
         id=container_id,
         sandbox_id=owned.sandbox_id,
@@ -136,7 +136,7 @@ async def _recover_one(
 
 async def _clean_leftovers(ctx: DockerContext) -> None:
     """Networks and files of pods and containers that Docker no longer has."""
-    for sandbox_id in ctx.store.checkpoints.sandbox_ids():
+    for sandbox_id in ctx.store.files.sandbox_ids():
         if sandbox_id in ctx.store.sandboxes:
             continue
         if adopt.was_adopted(ctx, sandbox_id) and await _still_in_docker(ctx, sandbox_id):
@@ -144,10 +144,10 @@ async def _clean_leftovers(ctx: DockerContext) -> None:
             log.warning("pod sandbox %s is not recovered but runs; left alone", sandbox_id[:13])
             continue
         await release_leftover(ctx, sandbox_id)
-    for container_id in ctx.store.checkpoints.container_ids():
+    for container_id in ctx.store.files.container_ids():
         if container_id not in ctx.store.containers:
-            ctx.store.checkpoints.delete_container(container_id)
-    for container_id in ctx.log_copiers.checkpointed():
+            ctx.store.files.delete_container(container_id)
+    for container_id in ctx.log_copiers.bookmarked():
         if container_id not in ctx.store.containers:
             ctx.log_copiers.forget(container_id)
     with contextlib.suppress(FileNotFoundError):

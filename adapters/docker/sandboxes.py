@@ -5,7 +5,7 @@ in "cni" mode the pause container has Docker's "none" network and pycrid runs
 the CNI plugins on its namespace (pinned under the run directory first, so
 that DEL works after the pause process is gone); in "docker" mode it is on
 Docker's default bridge with the pod's ports published; host-network pods
-use the host's. Whatever was set up is checkpointed before the next step, so
+use the host's. Whatever was set up is saved to the state files before the next step, so
 that a crash at any point leaves enough on disk to tear it down.
 """
 
@@ -80,10 +80,10 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
     """Undo the network and files of a pod whose pause container is gone.
 
     Used when Docker lost the container behind pycrid's back: CNI DEL with the
-    checkpointed configuration and result (so the IP is released), then the
-    namespace pin, the pod's files and its checkpoint go.
+    saved configuration and result (so the IP is released), then the
+    namespace pin, the pod's files and its state file go.
     """
-    network = ctx.store.checkpoints.load_sandbox(sandbox_id)
+    network = ctx.store.files.load_sandbox(sandbox_id)
     if network is not None:
         try:
             # The pod's metadata went with its container: DEL without K8S_POD_* args.
@@ -93,7 +93,7 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
     await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
     adopt.forget_sandbox(ctx, sandbox_id)
     shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
-    ctx.store.checkpoints.delete_sandbox(sandbox_id)
+    ctx.store.files.delete_sandbox(sandbox_id)
     if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
         ctx.store.gone(sandbox_id, sandbox_id)
     ctx.sandbox_ids.discard(sandbox_id)
@@ -158,7 +158,7 @@ class DockerSandboxes:
 
     async def _bring_up(self, record: SandboxRecord, network_list: cni.NetworkList | None) -> None:
         ctx = self.ctx
-        await ctx.store.checkpoints.save_sandbox(record.id, record.network)
+        await ctx.store.files.save_sandbox(record.id, record.network)
         ctx.store.sandboxes[record.id] = record
         if spec.wants_own_resolv_conf(record.config):
             path = ctx.resolv_conf_path(record.id)
@@ -175,13 +175,13 @@ class DockerSandboxes:
             netns.pin(record.pid, ctx.networks.netns_path(record.id))
 
             async def save(state: NetworkState) -> None:
-                await ctx.store.checkpoints.save_sandbox(record.id, state)
+                await ctx.store.files.save_sandbox(record.id, state)
 
             await ctx.networks.set_up(record.id, record.config, network_list, network, save)
         elif network.mode == "docker":
             network.ips = docker_ips(inspect)
         network.ready = True
-        await ctx.store.checkpoints.save_sandbox(record.id, network)
+        await ctx.store.files.save_sandbox(record.id, network)
 
     async def _docker_runtime(self, handler: str) -> str:
         """The Docker runtime for a CRI runtime handler ("" is Docker's default)."""
@@ -235,12 +235,12 @@ class DockerSandboxes:
         self.ctx.store.changed(record)
 
     async def _teardown_network(self, record: SandboxRecord) -> None:
-        """CNI DEL (once), and the namespace pin released; checkpointed."""
+        """CNI DEL (once), and the namespace pin released; saved."""
         if record.network.torn_down:
             return
         await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
         if record.id in self.ctx.store.sandboxes:
-            await self.ctx.store.checkpoints.save_sandbox(record.id, record.network)
+            await self.ctx.store.files.save_sandbox(record.id, record.network)
 
     # RemovePodSandbox.
 
@@ -264,7 +264,7 @@ class DockerSandboxes:
         adopt.forget_sandbox(ctx, sandbox_id)
         netns.unpin(ctx.networks.netns_path(sandbox_id))
         shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
-        ctx.store.checkpoints.delete_sandbox(sandbox_id)
+        ctx.store.files.delete_sandbox(sandbox_id)
         if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
             ctx.store.gone(sandbox_id, sandbox_id)
         ctx.sandbox_ids.discard(sandbox_id)

@@ -2,7 +2,7 @@
 
 Docker is the source of truth; this is a cache of what Docker said, plus the
 few facts Docker cannot hold (a pod's network, a container's updated
-resources), which are checkpointed to small JSON files under
+resources), which are saved to small JSON files, the state files, under
 ``state_dir/docker/``, written atomically before the call that made them
 returns.
 
@@ -176,7 +176,7 @@ class ContainerRecord(_Tracked):
         self.finished_known = self.state == cri.CONTAINER_EXITED
 
 
-class Checkpoints:
+class StateFiles:
     """Small JSON files, one per pod and per container, written atomically."""
 
     def __init__(self, root: Path) -> None:
@@ -241,8 +241,8 @@ def _ids_in(directory: Path) -> list[str]:
 class Store:
     """Pods and containers by full ID."""
 
-    def __init__(self, checkpoints: Checkpoints) -> None:
-        self.checkpoints = checkpoints
+    def __init__(self, files: StateFiles) -> None:
+        self.files = files
         self.live = False
         """Whether every change Docker made is here (see the module docstring)."""
         self.sandboxes: dict[str, SandboxRecord] = {}
