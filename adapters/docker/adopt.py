@@ -26,7 +26,6 @@ at every start; a pod adopted before keeps the network pycrid recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import itertools
 import json
@@ -39,10 +38,17 @@ from pathlib import Path
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming
-from pycrid.adapters.docker.api import ContainerInspect, ContainerSummary, DockerApi, ImageInspect
+from pycrid.adapters.docker.adoptedpods import (
+    SANDBOX_FILE_DIR,
+    TYPE_LABEL,
+    marker,
+)
+from pycrid.adapters.docker.api import ContainerInspect, DockerApi, ImageInspect
+from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.logs import Position
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.docker.teardown import docker_ips
 from pycrid.adapters.errors import CRIError, NotFound
 from pycrid.adapters.node import cni, netns
 from pycrid.adapters.node.crilog import CriLogEncoder, parse_timestamp
@@ -51,8 +57,6 @@ from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker.adopt")
 
-CRI_DOCKERD = "cri-dockerd"
-TYPE_LABEL = "io.kubernetes.docker.type"
 TYPE_SANDBOX = "podsandbox"
 TYPE_CONTAINER = "container"
 SANDBOX_ID_LABEL = "io.kubernetes.sandbox.id"
@@ -60,7 +64,6 @@ LOG_PATH_LABEL = "io.kubernetes.container.logpath"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
 ANNOTATION_PREFIX = "annotation."
 INTERNAL_LABELS = (TYPE_LABEL, LOG_PATH_LABEL, SANDBOX_ID_LABEL)
-SANDBOX_FILE_DIR = "sandbox"
 SANDBOX_FILE_VERSION = "v1"
 KUBELET_POD_LOGS = "/var/log/pods"
 PULLABLE_PREFIX = "docker-pullable://"
@@ -71,10 +74,6 @@ _RANDOM_SUFFIX = re.compile(r"[0-9a-f]{8}")
 
 class SandboxFileError(ValueError):
     """cri-dockerd's sandbox file of a pod is missing or cannot be read."""
-
-
-def enabled(ctx: DockerContext) -> bool:
-    return CRI_DOCKERD in ctx.config.docker.adopt
 
 
 # Labels and names.
@@ -390,8 +389,6 @@ def pod_ips(netns_path: str) -> list[str]:
 
 async def _network(ctx: DockerContext, found: Found, config: cri.PodSandboxConfig) -> NetworkState:
     """The adopted pod's network as a pycrid state file records it."""
-    from pycrid.adapters.docker.sandboxes import docker_ips  # sandboxes.py imports this module
-
     inspect = found.inspect
     host = inspect.get("HostConfig") or {}
     state = inspect.get("State") or {}
@@ -508,8 +505,8 @@ async def adopt(ctx: DockerContext) -> None:
             )
             network = ctx.store.files.load_sandbox(sandbox.id)
             if network is None:
-                _marker(ctx, sandbox.id).parent.mkdir(parents=True, exist_ok=True)
-                _marker(ctx, sandbox.id).touch()
+                marker(ctx, sandbox.id).parent.mkdir(parents=True, exist_ok=True)
+                marker(ctx, sandbox.id).touch()
                 network = await _network(ctx, sandbox, config)
                 await ctx.store.files.save_sandbox(sandbox.id, network)
         except (CRIError, OSError, ValueError, subprocess.SubprocessError) as e:
@@ -563,40 +560,8 @@ async def adopt(ctx: DockerContext) -> None:
     )
 
 
-async def listing(ctx: DockerContext) -> list[ContainerSummary]:
-    """``docker ps -a`` of pycrid's containers and, when adopting, cri-dockerd's."""
-    listed = list(await ctx.client.list_containers(naming.instance_filter(ctx.instance)))
-    if enabled(ctx):
-        seen = {summary["Id"] for summary in listed}
-        for summary in await ctx.client.list_containers({"label": [TYPE_LABEL]}):
-            if summary["Id"] not in seen:
-                listed.append(summary)
-    return listed
-
-
-def _marker(ctx: DockerContext, sandbox_id: str) -> Path:
-    return ctx.store.files.sandboxes.parent / "adopted" / sandbox_id
-
-
-def was_adopted(ctx: DockerContext, sandbox_id: str) -> bool:
-    """Whether pycrid took the pod over from cri-dockerd (kept until the pod is removed)."""
-    return _marker(ctx, sandbox_id).exists()
-
-
-def forget_sandbox(ctx: DockerContext, sandbox_id: str) -> None:
-    """An adopted pod removed: its cri-dockerd sandbox file goes too, as cri-dockerd would do."""
-    with contextlib.suppress(FileNotFoundError):
-        _marker(ctx, sandbox_id).unlink()
-    if enabled(ctx):
-        path = Path(ctx.config.docker.cri_dockerd_root) / SANDBOX_FILE_DIR / sandbox_id
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
 async def check(config: Config) -> Survey:
     """``pycrid adopt --check``: what a start with adoption on would take over, changing nothing."""
-    from pycrid.adapters.docker.client import DockerClient
-
     client = DockerClient(config.docker.endpoint)
     try:
         await client.connect(config.docker.startup_timeout)

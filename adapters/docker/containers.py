@@ -20,12 +20,12 @@ from google.protobuf import json_format
 
 from pycrid.adapters import criviews
 from pycrid.adapters.deadline import set_call_deadline, without_deadline
-from pycrid.adapters.docker import adopt, inspectviews, naming, spec
+from pycrid.adapters.docker import inspectviews, naming, spec
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.namedcreate import create_container
-from pycrid.adapters.docker.sandboxes import release_leftover, remove_docker_container
 from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.adapters.docker.teardown import release_leftover, remove_docker_container
 from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node.programs import check_program
@@ -279,7 +279,7 @@ class DockerContainers:
         set_call_deadline(REFRESH_DEADLINE)
         ctx = self.ctx
         started = time.monotonic()
-        listed = await adopt.listing(ctx)
+        listed = await ctx.list_containers()
         states = {summary["Id"]: summary.get("State") or "" for summary in listed}
         for gone in ctx.store.apply_listing(states, started):
             log.info("%s is gone from docker; forgotten", gone[:13])

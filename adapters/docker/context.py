@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pycrid.adapters.config import Config
-from pycrid.adapters.docker.api import DockerApi
+from pycrid.adapters.docker import naming
+from pycrid.adapters.docker.api import ContainerSummary, DockerApi, Filters
 from pycrid.adapters.docker.store import Store
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.hostfacts import HostFacts
@@ -33,6 +34,20 @@ class DockerContext:
     host: HostFacts
     log_copiers: LogCopiers
     """Writes each container's CRI log."""
+    also_listed: list[Filters] = field(default_factory=list)
+    """``docker ps`` filters of containers the store holds besides this instance's own
+    (cri-dockerd's, when they were adopted)."""
+
+    async def list_containers(self) -> list[ContainerSummary]:
+        """``docker ps -a`` of every container the store holds."""
+        listed = list(await self.client.list_containers(naming.instance_filter(self.instance)))
+        seen = {summary["Id"] for summary in listed}
+        for filters in self.also_listed:
+            for summary in await self.client.list_containers(filters):
+                if summary["Id"] not in seen:
+                    seen.add(summary["Id"])
+                    listed.append(summary)
+        return listed
 
     def sandbox_dir(self, sandbox_id: str) -> Path:
         return self.run_dir / "sandboxes" / sandbox_id

@@ -20,11 +20,11 @@ import logging
 
 from pycrid.adapters.base import StartupError
 from pycrid.adapters.deadline import set_call_deadline
-from pycrid.adapters.docker import adopt, naming
+from pycrid.adapters.docker import adopt, adoptedpods, naming
 from pycrid.adapters.docker.api import ImageInspect
 from pycrid.adapters.docker.context import DockerContext
-from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.docker.teardown import release_leftover
 from pycrid.adapters.errors import CRIError, NotFound
 from pycrid.adapters.node import netns
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -38,6 +38,8 @@ PARALLEL = 8
 
 
 async def recover(ctx: DockerContext) -> None:
+    if adoptedpods.enabled(ctx) and adoptedpods.LISTED not in ctx.also_listed:
+        ctx.also_listed.append(adoptedpods.LISTED)  # the relist keeps the adopted ones
     ctx.store.files.remove_leftovers()
     ctx.log_copiers.remove_leftovers()
     try:
@@ -61,7 +63,7 @@ async def recover(ctx: DockerContext) -> None:
                 log.warning("could not recover %s: %s", container_id[:13], e or "timed out")
 
     await asyncio.gather(*(one(summary["Id"]) for summary in listed))
-    if adopt.enabled(ctx):
+    if adoptedpods.enabled(ctx):
         set_call_deadline(ITEM_TIMEOUT * 4)
         await adopt.adopt(ctx)
     ctx.sandbox_ids.replace(ctx.store.sandboxes)
@@ -139,7 +141,7 @@ async def _clean_leftovers(ctx: DockerContext) -> None:
     for sandbox_id in ctx.store.files.sandbox_ids():
         if sandbox_id in ctx.store.sandboxes:
             continue
-        if adopt.was_adopted(ctx, sandbox_id) and await _still_in_docker(ctx, sandbox_id):
+        if adoptedpods.was_adopted(ctx, sandbox_id) and await _still_in_docker(ctx, sandbox_id):
             # An adopted pod while adoption is off: its network is in use.
             log.warning("pod sandbox %s is not recovered but runs; left alone", sandbox_id[:13])
             continue

@@ -16,25 +16,23 @@ import contextlib
 import json
 import logging
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import json_format
 
 from pycrid.adapters import criviews
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.docker import adopt, inspectviews, naming, spec
-from pycrid.adapters.docker.api import ContainerInspect
+from pycrid.adapters.docker import adoptedpods, inspectviews, naming, spec
+from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
-from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.docker.store import SandboxRecord
+from pycrid.adapters.docker.teardown import docker_ips, release_leftover, remove_docker_container
 from pycrid.adapters.errors import CRIError, InvalidArgument, NotFound
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
-
-if TYPE_CHECKING:
-    from pycrid.adapters.docker.containers import DockerContainers
 
 log = logging.getLogger("pycrid.docker")
 
@@ -47,56 +45,6 @@ def network_mode(config: cri.PodSandboxConfig, configured: str) -> str:
     if config.linux.security_context.namespace_options.network == cri.NODE:
         return "host"
     return configured
-
-
-async def remove_docker_container(
-    ctx: DockerContext, record: SandboxRecord | ContainerRecord
-) -> None:
-    """Force-remove a pod's or a container's Docker container; one already gone is fine.
-
-    While it runs, Docker's destroy event is known to be pycrid's own (events.py).
-    """
-    record.removing = True
-    try:
-        with contextlib.suppress(NotFound):
-            await ctx.client.remove_container(record.id, force=True, volumes=True)
-    except BaseException:
-        record.removing = False
-        raise
-
-
-def docker_ips(inspect: ContainerInspect) -> list[str]:
-    """The pod's addresses on Docker's own networks, IPv4 first."""
-    networks = inspect.get("NetworkSettings", {}).get("Networks") or {}
-    ips: list[str] = []
-    for network in networks.values():
-        for ip in (network.get("IPAddress"), network.get("GlobalIPv6Address")):
-            if ip and ip not in ips:
-                ips.append(ip)
-    return ips
-
-
-async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
-    """Undo the network and files of a pod whose pause container is gone.
-
-    Used when Docker lost the container behind pycrid's back: CNI DEL with the
-    saved configuration and result (so the IP is released), then the
-    namespace pin, the pod's files and its state file go.
-    """
-    network = ctx.store.files.load_sandbox(sandbox_id)
-    if network is not None:
-        try:
-            # The pod's metadata went with its container: DEL without K8S_POD_* args.
-            await ctx.networks.tear_down(sandbox_id, cri.PodSandboxMetadata(), network)
-        except CRIError as e:
-            log.warning("pod sandbox %s: CNI DEL of a leftover failed: %s", sandbox_id[:13], e)
-    await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
-    adopt.forget_sandbox(ctx, sandbox_id)
-    shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
-    ctx.store.files.delete_sandbox(sandbox_id)
-    if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
-        ctx.store.gone(sandbox_id, sandbox_id)
-    ctx.sandbox_ids.discard(sandbox_id)
 
 
 class DockerSandboxes:
@@ -261,7 +209,7 @@ class DockerSandboxes:
 
     def _forget(self, sandbox_id: str) -> None:
         ctx = self.ctx
-        adopt.forget_sandbox(ctx, sandbox_id)
+        adoptedpods.forget_sandbox(ctx, sandbox_id)
         netns.unpin(ctx.networks.netns_path(sandbox_id))
         shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
         ctx.store.files.delete_sandbox(sandbox_id)
