@@ -69,7 +69,6 @@ class OciAdapter(Adapter):
         )
         self.oci_containers = OciContainers(self.ctx)
         self.oci_sandboxes = OciSandboxes(self.ctx, self.oci_containers)
-        self.oci_containers.sandboxes = self.oci_sandboxes
         self.info = OciRuntimeInfo(config, self.node, self.store_root / "runtime")
         self.oci_stats = OciStats(self.oci_containers)
         self.oci_events = OciEvents(self.ctx, self.oci_sandboxes, self.oci_containers)

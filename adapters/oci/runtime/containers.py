@@ -45,7 +45,7 @@ from pycrid.adapters.node.programs import check_program
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.images.store import ImageRecord
-from pycrid.adapters.oci.runtime import conmon, userns
+from pycrid.adapters.oci.runtime import conmon, podstate, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.mounts import image_volumes
@@ -106,8 +106,6 @@ class OciContainers:
     def __init__(self, ctx: OciContext) -> None:
         self.ctx = ctx
         self.images = RuntimeImages(ctx.images)
-        self.sandboxes: Any = None
-        """The adapter's OciSandboxes (pod facts for specs); set by the adapter."""
         self._specs: dict[str, dict[str, Any]] = {}
 
     # Paths and the bundle's spec.
@@ -130,7 +128,7 @@ class OciContainers:
     ) -> cri.CreateContainerResponse:
         ctx = self.ctx
         sandbox = ctx.store.sandbox(request.pod_sandbox_id)
-        self.sandboxes.refresh(sandbox)
+        podstate.refresh(self.ctx, sandbox)
         if not sandbox.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
         config = request.config
@@ -229,7 +227,7 @@ class OciContainers:
             image_config,
             container_id=record.id,
             rootfs=str(rootfs),
-            pod=self.sandboxes.pod_facts(sandbox),
+            pod=podstate.pod_facts(self.ctx, sandbox),
             node=ctx.node,
             image_name=record.image_name,
             volumes=volumes,
@@ -294,7 +292,7 @@ class OciContainers:
                     "not CONTAINER_CREATED"
                 )
             sandbox = self.ctx.store.sandbox(record.sandbox_id)
-            self.sandboxes.refresh(sandbox)
+            podstate.refresh(self.ctx, sandbox)
             if not sandbox.ready:
                 raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
             try:
