@@ -9,43 +9,12 @@ messages from any record with the attributes below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from pycrid.adapters.node.podnetwork import NetworkState
+from pycrid.adapters.records import ContainerRecord, PodRecord
 from pycrid.api.cri import api_pb2 as cri
 
 T = TypeVar("T")
-
-
-class PodRecord(Protocol):
-    id: str
-    config: cri.PodSandboxConfig
-    created_at: int
-    runtime_handler: str
-    network: NetworkState
-
-    @property
-    def state(self) -> cri.PodSandboxState: ...
-
-
-class ContainerRecord(Protocol):
-    id: str
-    sandbox_id: str
-    config: cri.ContainerConfig
-    image_id: str
-    image_ref: str
-    log_path: str
-    created_at: int
-    started_at: int
-    finished_at: int
-    exit_code: int
-    resources: cri.LinuxContainerResources
-
-    @property
-    def state(self) -> cri.ContainerState: ...
-
-    @property
-    def reason(self) -> str: ...
 
 
 def _pod_fields(record: PodRecord) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 from pycrid.adapters.containerevents import ContainerEvents
+from pycrid.adapters.records import RecordStore
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.containers")
@@ -50,11 +51,11 @@ class EventFeed:
         """An object found at start-up, already at ``stage``: nothing is sent for it."""
         self._sent[object_id] = stage
 
-    def seed_store(self, sandboxes: Iterable[Any], containers: Iterable[Any]) -> None:
-        """Seed every recovered record (``ready`` pods, containers with a CRI ``state``)."""
-        for sandbox in sandboxes:
+    def seed_store(self, store: RecordStore) -> None:
+        """Seed every recovered record."""
+        for sandbox in store.sandboxes.values():
             self.seed(sandbox.id, STARTED if sandbox.ready else STOPPED)
-        for container in containers:
+        for container in store.containers.values():
             self.seed(container.id, int(container.state))
 
     def container(self, container_id: str, sandbox_id: str, state: int, started: bool) -> None:

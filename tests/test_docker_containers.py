@@ -238,7 +238,7 @@ async def test_status_of_a_container_docker_lost_is_not_found(kit: Kit, pod: str
     del kit.docker.containers[container_id]
     with pytest.raises(errors.NotFound):
         await kit.status(container_id)
-    assert container_id not in kit.ctx.container_ids
+    assert container_id not in kit.ctx.store.container_ids
 
 
 async def test_an_exited_status_is_answered_from_memory(kit: Kit, pod: str) -> None:

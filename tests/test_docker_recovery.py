@@ -150,8 +150,8 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
 
     await recovery.recover(ctx)
 
-    assert sorted(ctx.sandbox_ids) == ["ready", "unchecked"]
-    assert sorted(ctx.container_ids) == ["created", "exited", "running"]
+    assert sorted(ctx.store.sandbox_ids) == ["ready", "unchecked"]
+    assert sorted(ctx.store.container_ids) == ["created", "exited", "running"]
     ready = ctx.store.sandboxes["ready"]
     assert ready.state == cri.SANDBOX_READY
     assert ready.config == pod("a")
@@ -207,8 +207,8 @@ async def test_a_restarted_adapter_answers_as_the_first_did(tmp_path: Path) -> N
     second = make_kit(tmp_path, docker=first.docker)
     await recovery.recover(second.ctx)
     try:
-        assert sorted(second.ctx.sandbox_ids) == [pod]
-        assert sorted(second.ctx.container_ids) == sorted([exited, running, created])
+        assert sorted(second.ctx.store.sandbox_ids) == [pod]
+        assert sorted(second.ctx.store.container_ids) == sorted([exited, running, created])
         assert await second.pod_status(pod) == before_pod
         for container_id, status in before.items():
             assert await second.status(container_id) == status
@@ -233,7 +233,7 @@ async def test_one_container_docker_is_slow_on_is_skipped_with_its_deadline(
     started = time.monotonic()
     await recovery.recover(second.ctx)
     assert time.monotonic() - started < 3
-    assert sorted(second.ctx.sandbox_ids) == [fine]
+    assert sorted(second.ctx.store.sandbox_ids) == [fine]
     # The item's deadline reached the Docker call, which gave up by itself.
     assert f"could not recover {slow[:13]}: docker inspect_container outlived" in caplog.text
     await second.close()

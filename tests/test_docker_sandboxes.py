@@ -107,7 +107,7 @@ async def test_a_pause_container_that_fails_to_start_leaves_nothing(kit: Kit) ->
         await kit.run_pod("web")
     assert kit.docker.containers == {}
     assert kit.ctx.store.sandboxes == {}
-    assert list(kit.ctx.sandbox_ids) == []
+    assert list(kit.ctx.store.sandbox_ids) == []
     assert kit.ctx.store.files.sandbox_ids() == []
     # The cause gone, the retry of the same pod succeeds.
     del kit.docker.start_errors[name]
@@ -199,7 +199,7 @@ async def test_a_pod_docker_lost_is_not_found_and_forgotten(kit: Kit) -> None:
     del kit.docker.containers[pod_id]  # removed behind pycrid's back
     with pytest.raises(errors.NotFound):
         await kit.pod_status(pod_id)
-    assert pod_id not in kit.ctx.sandbox_ids
+    assert pod_id not in kit.ctx.store.sandbox_ids
     assert kit.ctx.store.files.sandbox_ids() == []
 
 

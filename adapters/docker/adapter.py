@@ -26,7 +26,6 @@ from pycrid.adapters.docker.sandboxes import DockerSandboxes
 from pycrid.adapters.docker.stats import DockerStats
 from pycrid.adapters.docker.store import StateFiles, Store
 from pycrid.adapters.docker.streaming import DockerStreaming
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
@@ -51,8 +50,6 @@ class DockerAdapter(Adapter):
             images=images,
             store=store,
             instance=naming.instance_id(config.state_dir),
-            sandbox_ids=IdIndex("pod sandbox"),
-            container_ids=IdIndex("container"),
             networks=PodNetworks(cni.CniRunner(config.network.cni_bin_dirs), run_dir / "netns"),
             run_dir=run_dir,
             # Docker 20.10 refuses capability names it does not know (PERFMON, BPF,
@@ -73,8 +70,8 @@ class DockerAdapter(Adapter):
         super().__init__(
             name="docker",
             runtime=self.info,
-            sandbox_ids=self.ctx.sandbox_ids,
-            container_ids=self.ctx.container_ids,
+            sandbox_ids=store.sandbox_ids,
+            container_ids=store.container_ids,
             sandboxes=DockerSandboxes(self.ctx, containers),
             containers=containers,
             images=images,
@@ -90,7 +87,7 @@ class DockerAdapter(Adapter):
         )
 
     def _pod_processes(self) -> list[PodProcesses]:
-        return pod_processes(self.ctx.store, self.ctx.sandbox_ids, self.ctx.container_ids)
+        return pod_processes(self.ctx.store)
 
     async def start(self) -> None:
         await self.client.connect(self.config.docker.startup_timeout)

@@ -520,7 +520,7 @@ async def adopt(ctx: DockerContext) -> None:
             network=network,
         )
         record.update(sandbox.inspect)
-        ctx.store.sandboxes[sandbox.id] = record
+        ctx.store.add_sandbox(record, published=False)
         adopted_sandboxes.add(sandbox.id)
     for container in found.containers:
         inspect = container.inspect
@@ -552,7 +552,7 @@ async def adopt(ctx: DockerContext) -> None:
                 await _adopt_log(ctx, adopted, inspect)
         except (CRIError, OSError) as e:
             log.warning("container %s: log not taken over: %s", container.id[:13], e)
-        ctx.store.containers[container.id] = adopted
+        ctx.store.add_container(adopted, published=False)
     log.info(
         "adopted %d pod sandboxes and %d containers from cri-dockerd",
         len(adopted_sandboxes),

@@ -68,7 +68,7 @@ class DockerContainers:
         options = config.linux.security_context.namespace_options
         target = ""
         if options.pid == cri.TARGET:
-            target = ctx.container_ids.resolve(options.target_id)
+            target = ctx.store.container_ids.resolve(options.target_id)
         name = naming.container_name(config.metadata, sandbox.config.metadata, ctx.instance)
         plan = spec.ContainerPlan(
             image_id=image["Id"],
@@ -99,17 +99,17 @@ class DockerContainers:
             image_ref=ctx.images.image_ref(image, config.image.image),
             resources=config.linux.resources,
         )
-        ctx.store.containers[container_id] = record
+        ctx.store.add_container(record, published=False)
         try:
             inspect = await ctx.client.inspect_container(container_id)
         except BaseException:
-            ctx.store.containers.pop(container_id, None)
+            ctx.store.discard_container(container_id)
             with without_deadline(), contextlib.suppress(Exception):
                 await asyncio.shield(ctx.client.remove_container(container_id, force=True))
             raise
         record.created_at = naming.docker_time_ns(inspect.get("Created"))
         record.update(inspect)
-        ctx.container_ids.add(container_id)
+        ctx.store.publish_container(container_id)
         ctx.store.changed(record)
         log.info(
             "container %s (%s) created in pod sandbox %s",
@@ -188,7 +188,7 @@ class DockerContainers:
     async def remove_one(self, container_id: str) -> None:
         record = self.ctx.store.containers.get(container_id)
         if record is None:
-            self.ctx.container_ids.discard(container_id)
+            self.ctx.store.discard_container(container_id)
             return  # gone: the CRI makes Remove succeed
         async with record.lock:
             await remove_docker_container(self.ctx, record)
@@ -200,8 +200,7 @@ class DockerContainers:
         self.ctx.store.files.delete_container(container_id)
         if not self.ctx.log_copiers.is_copying(container_id):
             self.ctx.log_copiers.forget(container_id)
-        record = self.ctx.store.containers.pop(container_id, None)
-        self.ctx.container_ids.discard(container_id)
+        record = self.ctx.store.discard_container(container_id)
         if record is not None:
             self.ctx.store.gone(container_id, record.sandbox_id)
 
@@ -236,7 +235,7 @@ class DockerContainers:
             await self._inspect(record)
         await self._settle(record)
         config = record.config
-        status = criviews.container_status(record, record.error)
+        status = criviews.container_status(record, record.message)
         response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
             inspect = await self.ctx.client.inspect_container(record.id)
@@ -281,11 +280,11 @@ class DockerContainers:
         started = time.monotonic()
         listed = await ctx.list_containers()
         states = {summary["Id"]: summary.get("State") or "" for summary in listed}
+        published_pods = set(ctx.store.sandbox_ids)
         for gone in ctx.store.apply_listing(states, started):
             log.info("%s is gone from docker; forgotten", gone[:13])
-            if gone in ctx.sandbox_ids:
+            if gone in published_pods:
                 await release_leftover(ctx, gone)
-            ctx.container_ids.discard(gone)
             ctx.store.files.delete_container(gone)
             if not ctx.log_copiers.is_copying(gone):
                 ctx.log_copiers.forget(gone)
@@ -305,7 +304,7 @@ class DockerContainers:
         everything = passes_all(wanted)
         containers = []
         for record in list(self.ctx.store.containers.values()):
-            if record.id not in self.ctx.container_ids:
+            if record.id not in self.ctx.store.container_ids:
                 continue  # still being created
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue

@@ -10,7 +10,6 @@ from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming
 from pycrid.adapters.docker.api import ContainerSummary, DockerApi, Filters
 from pycrid.adapters.docker.store import Store
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
 
@@ -27,8 +26,6 @@ class DockerContext:
     """The adapter's ImageService (pulls, inspects)."""
     store: Store
     instance: str
-    sandbox_ids: IdIndex
-    container_ids: IdIndex
     networks: PodNetworks
     run_dir: Path
     host: HostFacts
@@ -49,8 +46,9 @@ class DockerContext:
                     listed.append(summary)
         return listed
 
-    def sandbox_dir(self, sandbox_id: str) -> Path:
+    def pod_dir(self, sandbox_id: str) -> Path:
+        """The pod's files at run time (its resolv.conf), as the oci adapter's ``pod_dir``."""
         return self.run_dir / "sandboxes" / sandbox_id
 
     def resolv_conf_path(self, sandbox_id: str) -> Path:
-        return self.sandbox_dir(sandbox_id) / "resolv.conf"
+        return self.pod_dir(sandbox_id) / "resolv.conf"

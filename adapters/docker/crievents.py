@@ -24,16 +24,16 @@ class DockerEvents:
     def start(self) -> None:
         """Seed the feed with the recovered objects, then follow the store."""
         store = self.ctx.store
-        self.feed.seed_store(store.sandboxes.values(), store.containers.values())
+        self.feed.seed_store(store)
         store.on_change = self.note
         store.on_gone = self.feed.deleted
 
     def note(self, record: SandboxRecord | ContainerRecord) -> None:
         """A record's state, once the object is listed (one still being made is not)."""
         if isinstance(record, SandboxRecord):
-            if record.id in self.ctx.sandbox_ids:
+            if record.id in self.ctx.store.sandbox_ids:
                 self.feed.sandbox(record.id, record.ready)
-        elif record.id in self.ctx.container_ids:
+        elif record.id in self.ctx.store.container_ids:
             started = bool(record.started_at) or record.docker_state != "created"
             self.feed.container(record.id, record.sandbox_id, record.state, started)
 
@@ -43,6 +43,6 @@ class DockerEvents:
         store = self.ctx.store
         return criviews.event_statuses(
             store.sandboxes.get(sandbox_id),
-            [c for c in store.containers_of(sandbox_id) if c.id in self.ctx.container_ids],
-            lambda record: record.error,
+            [c for c in store.containers_of(sandbox_id) if c.id in self.ctx.store.container_ids],
+            lambda record: record.message,
         )

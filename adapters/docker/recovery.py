@@ -66,8 +66,7 @@ async def recover(ctx: DockerContext) -> None:
     if adoptedpods.enabled(ctx):
         set_call_deadline(ITEM_TIMEOUT * 4)
         await adopt.adopt(ctx)
-    ctx.sandbox_ids.replace(ctx.store.sandboxes)
-    ctx.container_ids.replace(ctx.store.containers)
+    ctx.store.publish_all()
     await _clean_leftovers(ctx)
     for record in list(ctx.store.containers.values()):
         if record.log_path and record.state != cri.CONTAINER_CREATED:
@@ -114,7 +113,7 @@ async def _recover_one(
             network=network,
         )
         record.update(inspect)
-        ctx.store.sandboxes[container_id] = record
+        ctx.store.add_sandbox(record, published=False)
         return
     assert isinstance(owned.config, cri.ContainerConfig)
     image_id = inspect.get("Image") or ""
@@ -133,7 +132,7 @@ async def _recover_one(
         resources=resources if resources is not None else owned.config.linux.resources,
     )
     container.update(inspect)
-    ctx.store.containers[container_id] = container
+    ctx.store.add_container(container, published=False)
 
 
 async def _clean_leftovers(ctx: DockerContext) -> None:

@@ -94,7 +94,7 @@ class DockerSandboxes:
             with without_deadline():
                 await asyncio.shield(self._discard(record))
             raise
-        ctx.sandbox_ids.add(record.id)
+        ctx.store.publish_sandbox(record.id)
         ctx.store.changed(record)
         log.info(
             "pod sandbox %s started for %s/%s",
@@ -107,7 +107,7 @@ class DockerSandboxes:
     async def _bring_up(self, record: SandboxRecord, network_list: cni.NetworkList | None) -> None:
         ctx = self.ctx
         await ctx.store.files.save_sandbox(record.id, record.network)
-        ctx.store.sandboxes[record.id] = record
+        ctx.store.add_sandbox(record, published=False)
         if spec.wants_own_resolv_conf(record.config):
             path = ctx.resolv_conf_path(record.id)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,11 +211,10 @@ class DockerSandboxes:
         ctx = self.ctx
         adoptedpods.forget_sandbox(ctx, sandbox_id)
         netns.unpin(ctx.networks.netns_path(sandbox_id))
-        shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
+        shutil.rmtree(ctx.pod_dir(sandbox_id), ignore_errors=True)
         ctx.store.files.delete_sandbox(sandbox_id)
-        if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
+        if ctx.store.discard_sandbox(sandbox_id) is not None:
             ctx.store.gone(sandbox_id, sandbox_id)
-        ctx.sandbox_ids.discard(sandbox_id)
 
     # PodSandboxStatus and ListPodSandbox.
 
@@ -267,7 +266,7 @@ class DockerSandboxes:
         everything = passes_all(wanted)
         items = []
         for record in list(self.ctx.store.sandboxes.values()):
-            if record.id not in self.ctx.sandbox_ids:
+            if record.id not in self.ctx.store.sandbox_ids:
                 continue  # still being set up
             if everything or admits(wanted, record.id, record.state, record.config.labels):
                 items.append(criviews.pod_sandbox(record))

@@ -65,8 +65,7 @@ async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
             log.warning("pod sandbox %s: CNI DEL of a leftover failed: %s", sandbox_id[:13], e)
     await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
     adoptedpods.forget_sandbox(ctx, sandbox_id)
-    shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
+    shutil.rmtree(ctx.pod_dir(sandbox_id), ignore_errors=True)
     ctx.store.files.delete_sandbox(sandbox_id)
-    if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
+    if ctx.store.discard_sandbox(sandbox_id) is not None:
         ctx.store.gone(sandbox_id, sandbox_id)
-    ctx.sandbox_ids.discard(sandbox_id)

@@ -172,7 +172,7 @@ class OciContainers:
             with without_deadline():
                 await asyncio.shield(self._remove(record))
             raise
-        ctx.container_ids.add(record.id)
+        ctx.store.publish_container(record.id)
         ctx.store.announce(record)
         return cri.CreateContainerResponse(container_id=record.id)
 
@@ -374,7 +374,6 @@ class OciContainers:
             os.unlink(ctx.exit_dir / record.id)
         ctx.store.forget_container(record.id)
         await asyncio.to_thread(shutil.rmtree, container_dir, True)
-        ctx.container_ids.discard(record.id)
         self._specs.pop(record.id, None)
 
     # What happened to the process.
@@ -443,7 +442,7 @@ class OciContainers:
         containers = []
         exited = self.ctx.exited()
         for record in list(self.ctx.store.containers.values()):
-            if record.id not in self.ctx.container_ids:
+            if record.id not in self.ctx.store.container_ids:
                 continue  # still being made
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycrid.adapters.config import Config
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.oci.images.service import OciImages
 from pycrid.adapters.oci.runtime.conmon import Conmon
@@ -40,8 +39,6 @@ class OciContext:
     networks: PodNetworks
     node: NodeFacts
     run_dir: Path
-    sandbox_ids: IdIndex
-    container_ids: IdIndex
 
     # Per object.
 

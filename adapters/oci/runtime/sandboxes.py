@@ -133,7 +133,7 @@ class OciSandboxes:
             with without_deadline():
                 await asyncio.shield(self._remove(record))
             raise
-        ctx.sandbox_ids.add(record.id)
+        ctx.store.publish_sandbox(record.id)
         ctx.store.announce(record)
         log.info(
             "pod sandbox %s started for %s/%s",
@@ -320,7 +320,6 @@ class OciSandboxes:
             os.unlink(ctx.exit_dir / record.id)
         ctx.store.forget_sandbox(record.id)
         await asyncio.to_thread(shutil.rmtree, ctx.store.sandbox_dir(record.id), True)
-        ctx.sandbox_ids.discard(record.id)
 
     # PodSandboxStatus and ListPodSandbox.
 
@@ -362,7 +361,7 @@ class OciSandboxes:
         items = []
         exited = self.ctx.exited()
         for record in list(self.ctx.store.sandboxes.values()):
-            if record.id not in self.ctx.sandbox_ids:
+            if record.id not in self.ctx.store.sandbox_ids:
                 continue  # still being made
             self.refresh(record, exited)
             if everything or admits(wanted, record.id, record.state, record.config.labels):

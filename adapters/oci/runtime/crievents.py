@@ -41,7 +41,7 @@ class OciEvents:
     def start(self) -> None:
         """Seed the feed with the recovered objects, then follow the store and the exits."""
         store = self.ctx.store
-        self.feed.seed_store(store.sandboxes.values(), store.containers.values())
+        self.feed.seed_store(store)
         store.saved = self.note
         store.forgotten = self.feed.deleted
         self._task = asyncio.get_running_loop().create_task(self._watch_exits(), name="oci exits")
@@ -55,9 +55,9 @@ class OciEvents:
     def note(self, record: SandboxRecord | ContainerRecord) -> None:
         """A record's state, once the object is listed (one still being made is not)."""
         if isinstance(record, SandboxRecord):
-            if record.id in self.ctx.sandbox_ids:
+            if record.id in self.ctx.store.sandbox_ids:
                 self.feed.sandbox(record.id, record.ready)
-        elif record.id in self.ctx.container_ids:
+        elif record.id in self.ctx.store.container_ids:
             self.feed.container(record.id, record.sandbox_id, record.state, bool(record.started_at))
 
     def _statuses(
@@ -66,7 +66,7 @@ class OciEvents:
         store = self.ctx.store
         return criviews.event_statuses(
             store.sandboxes.get(sandbox_id),
-            [c for c in store.containers_of(sandbox_id) if c.id in self.ctx.container_ids],
+            [c for c in store.containers_of(sandbox_id) if c.id in self.ctx.store.container_ids],
             lambda record: record.message,
         )
 
