@@ -283,7 +283,7 @@ def test_a_pod_without_a_good_sandbox_file_is_reported_and_left_alone(
         [
             sys.executable,
             "-m",
-            "pycrid.server.cli",
+            "pycrid.tools.cli",
             "adopt",
             "--check",
             "--config",

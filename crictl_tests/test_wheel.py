@@ -30,8 +30,8 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("pycrid-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for inside in (
-        "pycrid/server/units/pycrid.service",
-        "pycrid/server/units/pycrid.socket",
+        "pycrid/tools/units/pycrid.service",
+        "pycrid/tools/units/pycrid.socket",
         "pycrid/api/cri/api.proto",
     ):
         assert inside in names

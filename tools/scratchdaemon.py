@@ -120,7 +120,7 @@ class Daemon:
         self.config_path.write_text(tomli_w.dumps(self.config))
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pycrid.server.cli", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "pycrid.tools.cli", "serve", "--config", str(self.config_path)],
             stdout=log,
             stderr=log,
             start_new_session=True,

@@ -8,8 +8,9 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from pycrid.adapters.config import Config
+from pycrid.adapters.docker.probes import docker_version
+from pycrid.adapters.probes import ProbeError, program_version
 from pycrid.adapters.version import KUBELET_API_VERSION, PYCRID_VERSION, RUNTIME_API_VERSION
-from pycrid.server.backends import ProbeError, docker_version, program_version
 
 
 def source_commit() -> str:

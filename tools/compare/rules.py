@@ -53,7 +53,7 @@ def parse_rules(text: str, source: str) -> list[Rule]:
 
 
 def shipped_rules() -> list[Rule]:
-    text = resources.files("pycrid.server.compare").joinpath("rules.toml").read_text()
+    text = resources.files("pycrid.tools.compare").joinpath("rules.toml").read_text()
     return parse_rules(text, "rules.toml")
 
 

@@ -1,20 +1,14 @@
-"""Asking the backends who they are, without starting an adapter.
+"""Asking dockerd who it is and what it holds, without starting the adapter.
 
-``pycrid version`` and ``pycrid doctor`` use these; each call is bounded by a
-short timeout so that a hung dockerd makes them slow by seconds, not forever.
+Probes for ``pycrid version`` and ``pycrid doctor`` (adapters/probes.py): one
+short-lived client each, with a short timeout.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
 
-PROBE_TIMEOUT = 3.0
-
-
-class ProbeError(Exception):
-    """The backend could not be asked; the message says why."""
+from pycrid.adapters.probes import PROBE_TIMEOUT, ProbeError, short
 
 
 def docker_version(endpoint: str, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]:
@@ -28,7 +22,7 @@ def docker_version(endpoint: str, timeout: float = PROBE_TIMEOUT) -> dict[str, A
     try:
         return client.version(api_version=False)
     except (docker.errors.DockerException, OSError) as e:
-        raise ProbeError(f"docker at {endpoint} is not reachable: {_short(e)}") from None
+        raise ProbeError(f"docker at {endpoint} is not reachable: {short(e)}") from None
     finally:
         client.close()
 
@@ -44,7 +38,7 @@ def docker_info(endpoint: str, timeout: float = PROBE_TIMEOUT) -> dict[str, Any]
         finally:
             client.close()
     except (docker.errors.DockerException, OSError) as e:
-        raise ProbeError(f"docker at {endpoint} is not reachable: {_short(e)}") from None
+        raise ProbeError(f"docker at {endpoint} is not reachable: {short(e)}") from None
 
 
 def docker_has_image(endpoint: str, name: str, timeout: float = PROBE_TIMEOUT) -> bool:
@@ -61,26 +55,4 @@ def docker_has_image(endpoint: str, name: str, timeout: float = PROBE_TIMEOUT) -
     except docker.errors.ImageNotFound:
         return False
     except (docker.errors.DockerException, OSError) as e:
-        raise ProbeError(f"docker at {endpoint} is not reachable: {_short(e)}") from None
-
-
-def program_version(name: str, timeout: float = PROBE_TIMEOUT) -> str:
-    """The first line of ``name --version``."""
-    path = shutil.which(name)
-    if path is None:
-        raise ProbeError(f"{name} is not on PATH")
-    try:
-        done = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise ProbeError(f"{path} --version: {e}") from None
-    lines = (done.stdout or done.stderr).strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise ProbeError(f"{path} --version exited {done.returncode}")
-    return lines[0].strip()
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:200]
+        raise ProbeError(f"docker at {endpoint} is not reachable: {short(e)}") from None

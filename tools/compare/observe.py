@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from pycrid.server.compare.sides import Side
+from pycrid.tools.compare.sides import Side
 
 LABEL = "io.pycrid.compare"
 CALL_TIMEOUT = 120.0

@@ -22,15 +22,15 @@ from typing import Any, TextIO
 import grpc
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.compare import sides as sidelib
-from pycrid.server.compare.diff import SideRun, compare_scenario
-from pycrid.server.compare.normalise import Normaliser
-from pycrid.server.compare.observe import LABEL, Abort, Probe
-from pycrid.server.compare.report import Result
-from pycrid.server.compare.rules import Rule
-from pycrid.server.compare.scenarios import Scenario
-from pycrid.server.compare.sides import Side
-from pycrid.server.compare.timings import timings
+from pycrid.tools.compare import sides as sidelib
+from pycrid.tools.compare.diff import SideRun, compare_scenario
+from pycrid.tools.compare.normalise import Normaliser
+from pycrid.tools.compare.observe import LABEL, Abort, Probe
+from pycrid.tools.compare.report import Result
+from pycrid.tools.compare.rules import Rule
+from pycrid.tools.compare.scenarios import Scenario
+from pycrid.tools.compare.sides import Side
+from pycrid.tools.compare.timings import timings
 
 CLEANUP_TIMEOUT = 60.0
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.node.cni import NetworkNotReady, find_plugin, load_network
-from pycrid.server.doctor.result import Result, failed, passed
+from pycrid.tools.doctor.result import Result, failed, passed
 
 MIRROR_TIMEOUT = 3.0
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pycrid.adapters.config import Config
-from pycrid.server.backends import ProbeError, docker_version, program_version
-from pycrid.server.doctor.result import Result, failed, passed
+from pycrid.adapters.docker.probes import docker_version
+from pycrid.adapters.probes import ProbeError, program_version
+from pycrid.tools.doctor.result import Result, failed, passed
 
 # The oldest Engine API the docker adapter is tested against (Docker 20.10).
 MIN_DOCKER_API = (1, 41)

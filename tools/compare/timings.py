@@ -6,7 +6,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from pycrid.server.compare.observe import Observation
+from pycrid.tools.compare.observe import Observation
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ import platform
 from pathlib import Path
 
 from pycrid.adapters.config import Config
-from pycrid.server.backends import ProbeError, docker_info
-from pycrid.server.doctor.result import Result, failed, passed
+from pycrid.adapters.docker.probes import docker_info
+from pycrid.adapters.probes import ProbeError
+from pycrid.tools.doctor.result import Result, failed, passed
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # mount_setattr(2) has number 442 on every architecture's unified table (Linux 5.12).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pycrid.server.compare.report import Result
+from pycrid.tools.compare.report import Result
 
 INSTALL_HINT = "--plot needs matplotlib: pip install 'pycrid[plot]'"
 

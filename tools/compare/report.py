@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pycrid.server.compare.diff import Difference
-from pycrid.server.compare.timings import Timing
+from pycrid.tools.compare.diff import Difference
+from pycrid.tools.compare.timings import Timing
 
 WIDTH = 48
 

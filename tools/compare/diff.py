@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pycrid.server.compare.normalise import Normaliser
-from pycrid.server.compare.observe import Observation
-from pycrid.server.compare.rules import Rule, reason_for
+from pycrid.tools.compare.normalise import Normaliser
+from pycrid.tools.compare.observe import Observation
+from pycrid.tools.compare.rules import Rule, reason_for
 
 ABSENT = "<absent>"
 

@@ -8,11 +8,11 @@ from typing import TextIO
 
 from pycrid.adapters.config import Config
 from pycrid.server import exitcodes
-from pycrid.server.doctor.backend import backend_checks
-from pycrid.server.doctor.images import check_pause_image
-from pycrid.server.doctor.network import check_cni, check_mirrors
-from pycrid.server.doctor.node import node_checks
-from pycrid.server.doctor.result import Result, failed
+from pycrid.tools.doctor.backend import backend_checks
+from pycrid.tools.doctor.images import check_pause_image
+from pycrid.tools.doctor.network import check_cni, check_mirrors
+from pycrid.tools.doctor.node import node_checks
+from pycrid.tools.doctor.result import Result, failed
 
 CheckGroup = Callable[[Config], list[Result]]
 

@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.compare.observe import CALL_TIMEOUT, LABEL, Abort, Probe
-from pycrid.server.compare.streams import exec_over_websocket, http_get_through_port_forward
+from pycrid.tools.compare.observe import CALL_TIMEOUT, LABEL, Abort, Probe
+from pycrid.tools.compare.streams import exec_over_websocket, http_get_through_port_forward
 
 UNKNOWN_ID = "f" * 64
 NAMESPACE = "pycrid-compare"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pycrid.server import exitcodes
-from pycrid.server.compare.catalog import DEFAULT_IMAGES, FORMATS, NAMES
+from pycrid.tools.compare.catalog import DEFAULT_IMAGES, FORMATS, NAMES
 
 INTERRUPTED = 130
 
@@ -94,12 +94,12 @@ def _fail(message: str, status: int = exitcodes.USAGE) -> int:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: the parser above is built by every pycrid command, the daemon too.
-    from pycrid.server.compare import plot as plotlib
-    from pycrid.server.compare.report import render
-    from pycrid.server.compare.rules import RulesError, load_rules
-    from pycrid.server.compare.run import Options, compare
-    from pycrid.server.compare.scenarios import select
-    from pycrid.server.compare.sides import SideError, parse_side
+    from pycrid.tools.compare import plot as plotlib
+    from pycrid.tools.compare.report import render
+    from pycrid.tools.compare.rules import RulesError, load_rules
+    from pycrid.tools.compare.run import Options, compare
+    from pycrid.tools.compare.scenarios import select
+    from pycrid.tools.compare.sides import SideError, parse_side
 
     try:
         parse_side(args.a, "A")

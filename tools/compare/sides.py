@@ -115,7 +115,7 @@ def _start_daemon(side: Side, pause_image: str, extra: dict[str, Any]) -> None:
     config_path.write_text(tomli_w.dumps(config))
     with open(side.root / "daemon.log", "ab") as log:
         side.process = subprocess.Popen(
-            [sys.executable, "-m", "pycrid.server.cli", "serve", "--config", str(config_path)],
+            [sys.executable, "-m", "pycrid.tools.cli", "serve", "--config", str(config_path)],
             stdout=log,
             stderr=log,
             # Its own session: a Ctrl-C reaches compare, which cleans up first.

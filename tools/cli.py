@@ -27,7 +27,7 @@ from pycrid.adapters.config import (
 )
 from pycrid.adapters.version import PYCRID_VERSION
 from pycrid.server import exitcodes
-from pycrid.server.compare.command import add_parser as add_compare_parser
+from pycrid.tools.compare.command import add_parser as add_compare_parser
 
 DOCS_HINT = "Every key, its default and its flag: docs/configuration.md."
 
@@ -170,7 +170,7 @@ def run_serve(config: Config) -> int:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from pycrid.server.versioninfo import version_lines
+    from pycrid.tools.versioninfo import version_lines
 
     try:
         config: Config | None = load_config(args.config, _overrides(args))
@@ -182,7 +182,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _install_units(args: argparse.Namespace) -> int:
-    from pycrid.server.installunits import install_units
+    from pycrid.tools.installunits import install_units
 
     try:
         written = install_units(
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "install-units":
         return _install_units(args)
     if args.command == "compare":
-        from pycrid.server.compare.command import run as run_compare
+        from pycrid.tools.compare.command import run as run_compare
 
         return run_compare(args)
     try:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "adopt":
         return _adopt_check(config)
     if args.command == "doctor":
-        from pycrid.server.doctor.report import run_doctor
+        from pycrid.tools.doctor.report import run_doctor
 
         return run_doctor(config)
     return run_serve(config)

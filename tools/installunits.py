@@ -1,6 +1,6 @@
 """``pycrid install-units``: write the systemd units shipped with pycrid.
 
-The units are package data (``pycrid/server/units/``). The shipped service runs
+The units are package data (``pycrid/tools/units/``). The shipped service runs
 ``/usr/local/bin/pycrid``; the written one runs the pycrid that is installing
 it, so a virtualenv or ``pip install --prefix`` needs no hand edits.
 """
@@ -18,7 +18,7 @@ DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 
 def unit_text(name: str) -> str:
     """A unit file as shipped."""
-    return resources.files("pycrid.server").joinpath("units", name).read_text()
+    return resources.files("pycrid.tools").joinpath("units", name).read_text()
 
 
 def this_pycrid() -> str:
@@ -26,7 +26,7 @@ def this_pycrid() -> str:
     script = Path(sys.executable).parent / "pycrid"
     if script.is_file():
         return str(script)
-    return f"{sys.executable} -m pycrid.server.cli"
+    return f"{sys.executable} -m pycrid.tools.cli"
 
 
 def render_units(command: str, socket_activation: bool = True, group: str = "") -> dict[str, str]:
