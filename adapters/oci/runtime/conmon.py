@@ -82,6 +82,9 @@ class Conmon:
         self.syslog = syslog
         self.runc = Runc(runtime_binary, self.runtime_root)
 
+    def running(self, bundle: Path, container_id: str) -> bool:
+        return conmon_running(bundle, container_id)
+
     def argv(
         self,
         container_id: str,

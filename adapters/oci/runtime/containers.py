@@ -385,7 +385,7 @@ class OciContainers:
         persist = self.ctx.store.container_dir(record.id)
         exited = conmon.exit_code(persist)
         if exited is None:
-            if conmon.conmon_running(self.ctx.bundle(record.id), record.id):
+            if self.ctx.conmon.running(self.ctx.bundle(record.id), record.id):
                 return
             # conmon died without a word (killed, or the node rebooted).
             await asyncio.sleep(0.2)
