@@ -100,7 +100,7 @@ def _container(record: ContainerRecord) -> cri.Container:
     )
 
 
-def container_status(record: ContainerRecord, message: str = "") -> cri.ContainerStatus:
+def container_status(record: ContainerRecord) -> cri.ContainerStatus:
     """ContainerStatus; the exit code and finish time only once the container exited."""
     config = record.config
     exited = record.state == cri.CONTAINER_EXITED
@@ -116,7 +116,7 @@ def container_status(record: ContainerRecord, message: str = "") -> cri.Containe
         image_ref=record.image_ref,
         image_id=record.image_id,
         reason=record.reason,
-        message=message,
+        message=record.message,
         labels=config.labels,
         annotations=config.annotations,
         mounts=config.mounts,
@@ -128,14 +128,12 @@ def container_status(record: ContainerRecord, message: str = "") -> cri.Containe
 
 
 def event_statuses(
-    pod: PodRecord | None,
-    containers: Iterable[ContainerRecord],
-    message: Callable[[Any], str],
+    pod: PodRecord | None, containers: Iterable[ContainerRecord]
 ) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
     """The statuses a container event carries: its pod's (None once the pod is gone) and
-    those of the pod's containers, each with the message the adapter keeps for it."""
+    those of the pod's containers."""
     pod_status = pod_sandbox_status(pod) if pod is not None else None
-    return pod_status, [container_status(record, message(record)) for record in containers]
+    return pod_status, [container_status(record) for record in containers]
 
 
 def container_attributes(record: ContainerRecord) -> cri.ContainerAttributes:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from pycrid.adapters import criviews
 from pycrid.adapters.containerevents import ContainerEvents
 from pycrid.adapters.records import RecordStore
 from pycrid.api.cri import api_pb2 as cri
@@ -38,6 +39,18 @@ _CONTAINER_STAGE: dict[int, int] = {
     cri.CONTAINER_RUNNING: STARTED,
     cri.CONTAINER_EXITED: STOPPED,
 }
+
+
+def store_statuses(store: RecordStore) -> Statuses:
+    """``Statuses`` from an adapter's store: its published containers only."""
+
+    def statuses(sandbox_id: str) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
+        return criviews.event_statuses(
+            store.sandboxes.get(sandbox_id),
+            [c for c in store.containers_of(sandbox_id) if c.id in store.container_ids],
+        )
+
+    return statuses
 
 
 class EventFeed:

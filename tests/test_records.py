@@ -124,4 +124,4 @@ def test_the_cri_views_read_either_record(records) -> None:
     _, pod, container = records
     assert criviews.pod_sandbox(pod).state == cri.SANDBOX_READY
     assert criviews.container(container).state == cri.CONTAINER_RUNNING
-    assert criviews.container_status(container, container.message).message == ""
+    assert criviews.container_status(container).message == ""

@@ -235,7 +235,7 @@ class DockerContainers:
             await self._inspect(record)
         await self._settle(record)
         config = record.config
-        status = criviews.container_status(record, record.message)
+        status = criviews.container_status(record)
         response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
             inspect = await self.ctx.client.inspect_container(record.id)

@@ -414,7 +414,7 @@ class OciContainers:
         record = self.ctx.store.container(request.container_id)
         await self.refresh(record)
         config = record.config
-        status = criviews.container_status(record, record.message)
+        status = criviews.container_status(record)
         user = self.spec(record.id).get("process", {}).get("user") or {}
         if user:
             status.user.linux.uid = user.get("uid", 0)

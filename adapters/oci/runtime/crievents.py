@@ -14,9 +14,8 @@ import asyncio
 import contextlib
 import logging
 
-from pycrid.adapters import criviews
 from pycrid.adapters.containerevents import ContainerEvents
-from pycrid.adapters.eventfeed import EventFeed
+from pycrid.adapters.eventfeed import EventFeed, store_statuses
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes
@@ -35,7 +34,7 @@ class OciEvents:
         self.sandboxes = sandboxes
         self.containers = containers
         self.hub = ContainerEvents()
-        self.feed = EventFeed(self.hub, self._statuses)
+        self.feed = EventFeed(self.hub, store_statuses(ctx.store))
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -59,16 +58,6 @@ class OciEvents:
                 self.feed.sandbox(record.id, record.ready)
         elif record.id in self.ctx.store.container_ids:
             self.feed.container(record.id, record.sandbox_id, record.state, bool(record.started_at))
-
-    def _statuses(
-        self, sandbox_id: str
-    ) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
-        store = self.ctx.store
-        return criviews.event_statuses(
-            store.sandboxes.get(sandbox_id),
-            [c for c in store.containers_of(sandbox_id) if c.id in self.ctx.store.container_ids],
-            lambda record: record.message,
-        )
 
     async def _watch_exits(self) -> None:
         while True:
