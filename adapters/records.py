@@ -13,7 +13,8 @@ while its object is being made (events and recovery must find it), and
 *published* once the call that makes it succeeds: only published IDs
 resolve, count and appear in stats. Both tables change only through the
 store's methods (``RecordTables``), so the record and its index entry never
-drift apart::
+drift apart, and the store tells one listener of every change (``on_change``,
+``on_gone``: the adapter's feed of container events)::
 
     add_sandbox(record, published=False) --> in sandboxes
     publish_sandbox(id)                  --> and in sandbox_ids: resolvable
@@ -22,7 +23,7 @@ drift apart::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from pycrid.adapters.errors import NotFound
@@ -104,6 +105,18 @@ class RecordTables(Generic[S, C]):
         """The published pods' IDs."""
         self.container_ids = IdIndex("container")
         """The published containers' IDs."""
+        self.on_change: Callable[[S | C], None] | None = None
+        """Told when a record's state may have moved (container events follow it)."""
+        self.on_gone: Callable[[str, str], None] | None = None
+        """Told of an object forgotten, with its ID and its pod's ID."""
+
+    def changed(self, record: S | C) -> None:
+        if self.on_change is not None:
+            self.on_change(record)
+
+    def gone(self, object_id: str, sandbox_id: str) -> None:
+        if self.on_gone is not None:
+            self.on_gone(object_id, sandbox_id)
 
     def sandbox(self, sandbox_id: str) -> S:
         try:

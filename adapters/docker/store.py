@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,18 +246,6 @@ class Store(RecordTables[SandboxRecord, ContainerRecord]):
         self.files = files
         self.live = False
         """Whether every change Docker made is here (see the module docstring)."""
-        self.on_change: Callable[[SandboxRecord | ContainerRecord], None] | None = None
-        """Told when a record's state may have moved (container events follow it)."""
-        self.on_gone: Callable[[str, str], None] | None = None
-        """Told of an object forgotten, with its ID and its pod's ID."""
-
-    def changed(self, record: SandboxRecord | ContainerRecord) -> None:
-        if self.on_change is not None:
-            self.on_change(record)
-
-    def gone(self, object_id: str, sandbox_id: str) -> None:
-        if self.on_gone is not None:
-            self.on_gone(object_id, sandbox_id)
 
     def apply_listing(self, states: dict[str, str], listed_since: float) -> list[str]:
         """Take the states of a ``docker ps -a`` that began at ``listed_since``.

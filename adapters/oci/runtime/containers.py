@@ -173,7 +173,7 @@ class OciContainers:
                 await asyncio.shield(self._remove(record))
             raise
         ctx.store.publish_container(record.id)
-        ctx.store.announce(record)
+        ctx.store.changed(record)  # listed now: the feed hears of it
         return cri.CreateContainerResponse(container_id=record.id)
 
     async def _make(

@@ -41,8 +41,8 @@ class OciEvents:
         """Seed the feed with the recovered objects, then follow the store and the exits."""
         store = self.ctx.store
         self.feed.seed_store(store)
-        store.saved = self.note
-        store.forgotten = self.feed.deleted
+        store.on_change = self.note
+        store.on_gone = self.feed.deleted
         self._task = asyncio.get_running_loop().create_task(self._watch_exits(), name="oci exits")
 
     async def close(self) -> None:

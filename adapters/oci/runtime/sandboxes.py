@@ -134,7 +134,7 @@ class OciSandboxes:
                 await asyncio.shield(self._remove(record))
             raise
         ctx.store.publish_sandbox(record.id)
-        ctx.store.announce(record)
+        ctx.store.changed(record)  # listed now: the feed hears of it
         log.info(
             "pod sandbox %s started for %s/%s",
             record.id[:13],

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,10 +159,6 @@ class RuntimeStore(RecordTables[SandboxRecord, ContainerRecord]):
     def __init__(self, root: Path) -> None:
         super().__init__()
         self.root = root
-        self.saved: Callable[[SandboxRecord | ContainerRecord], None] | None = None
-        """Told of every record written: how container events learn of state changes."""
-        self.forgotten: Callable[[str, str], None] | None = None
-        """Told of every record dropped, with its ID and its pod's ID."""
 
     def sandbox_dir(self, sandbox_id: str) -> Path:
         return self.root / "sandboxes" / sandbox_id
@@ -174,32 +169,24 @@ class RuntimeStore(RecordTables[SandboxRecord, ContainerRecord]):
     async def save_sandbox(self, record: SandboxRecord) -> None:
         await atomicfile.write_json_async(self.sandbox_dir(record.id) / RECORD, record.to_json())
         self.add_sandbox(record, published=record.id in self.sandbox_ids)
-        if self.saved is not None:
-            self.saved(record)
+        self.changed(record)
 
     async def save_container(self, record: ContainerRecord) -> None:
         await atomicfile.write_json_async(self.container_dir(record.id) / RECORD, record.to_json())
         self.add_container(record, published=record.id in self.container_ids)
-        if self.saved is not None:
-            self.saved(record)
-
-    def announce(self, record: SandboxRecord | ContainerRecord) -> None:
-        """Tell ``saved`` of a record again: the object has just become listed."""
-        if self.saved is not None:
-            self.saved(record)
+        self.changed(record)
 
     def forget_sandbox(self, sandbox_id: str) -> None:
         """Drop the record (the caller removes the directory with everything in it)."""
         self.discard_sandbox(sandbox_id)
-        if self.forgotten is not None:
-            self.forgotten(sandbox_id, sandbox_id)
+        self.gone(sandbox_id, sandbox_id)
         with contextlib.suppress(FileNotFoundError):
             (self.sandbox_dir(sandbox_id) / RECORD).unlink()
 
     def forget_container(self, container_id: str) -> None:
         record = self.discard_container(container_id)
-        if record is not None and self.forgotten is not None:
-            self.forgotten(container_id, record.sandbox_id)
+        if record is not None:
+            self.gone(container_id, record.sandbox_id)
         with contextlib.suppress(FileNotFoundError):
             (self.container_dir(container_id) / RECORD).unlink()
 
