@@ -10,7 +10,8 @@ proto-check:
 
 lint:
 	ruff check .
-	ruff format --check server adapters tests crictl_tests bench
+	ruff format --check server adapters tools tests crictl_tests bench
+	mypy
 
 test:
 	$(PYTHON) -m pytest

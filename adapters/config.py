@@ -66,7 +66,7 @@ class DockerConfig:
     adopt: list[str] = field(default_factory=list)
     """Other runtimes whose pods on this dockerd are taken over at start ("cri-dockerd")."""
     cri_dockerd_root: str = "/var/lib/cri-dockerd"
-    """cri-dockerd's ``--cri-dockerd-root-directory`` (its sandbox checkpoints are below it)."""
+    """cri-dockerd's ``--cri-dockerd-root-directory`` (its sandbox files are below it)."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The CRI's views of pods and containers, built the same way by every adapter.
 
-Each adapter keeps its own records (Docker labels and checkpoints, the oci
+Each adapter keeps its own records (Docker labels and state files, the oci
 runtime's store), but what the CRI answers about a pod or a container is
 the same message filled from the same facts. These functions build those
 messages from any record with the attributes below.
@@ -9,43 +9,12 @@ messages from any record with the attributes below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from pycrid.adapters.node.podnetwork import NetworkState
+from pycrid.adapters.records import ContainerRecord, PodRecord
 from pycrid.api.cri import api_pb2 as cri
 
 T = TypeVar("T")
-
-
-class PodRecord(Protocol):
-    id: str
-    config: cri.PodSandboxConfig
-    created_at: int
-    runtime_handler: str
-    network: NetworkState
-
-    @property
-    def state(self) -> int: ...
-
-
-class ContainerRecord(Protocol):
-    id: str
-    sandbox_id: str
-    config: cri.ContainerConfig
-    image_id: str
-    image_ref: str
-    log_path: str
-    created_at: int
-    started_at: int
-    finished_at: int
-    exit_code: int
-    resources: cri.LinuxContainerResources
-
-    @property
-    def state(self) -> int: ...
-
-    @property
-    def reason(self) -> str: ...
 
 
 def _pod_fields(record: PodRecord) -> dict[str, Any]:
@@ -138,7 +107,7 @@ def _container(record: ContainerRecord) -> cri.Container:
     )
 
 
-def container_status(record: ContainerRecord, message: str = "") -> cri.ContainerStatus:
+def container_status(record: ContainerRecord) -> cri.ContainerStatus:
     """ContainerStatus; the exit code and finish time only once the container exited."""
     config = record.config
     exited = record.state == cri.CONTAINER_EXITED
@@ -154,7 +123,7 @@ def container_status(record: ContainerRecord, message: str = "") -> cri.Containe
         image_ref=record.image_ref,
         image_id=record.image_id,
         reason=record.reason,
-        message=message,
+        message=record.message,
         labels=config.labels,
         annotations=config.annotations,
         mounts=config.mounts,
@@ -166,14 +135,12 @@ def container_status(record: ContainerRecord, message: str = "") -> cri.Containe
 
 
 def event_statuses(
-    pod: PodRecord | None,
-    containers: Iterable[ContainerRecord],
-    message: Callable[[Any], str],
+    pod: PodRecord | None, containers: Iterable[ContainerRecord]
 ) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
     """The statuses a container event carries: its pod's (None once the pod is gone) and
-    those of the pod's containers, each with the message the adapter keeps for it."""
+    those of the pod's containers."""
     pod_status = pod_sandbox_status(pod) if pod is not None else None
-    return pod_status, [container_status(record, message(record)) for record in containers]
+    return pod_status, [container_status(record) for record in containers]
 
 
 def container_attributes(record: ContainerRecord) -> cri.ContainerAttributes:

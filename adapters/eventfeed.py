@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import cast
 
+from pycrid.adapters import criviews
 from pycrid.adapters.containerevents import ContainerEvents
+from pycrid.adapters.records import RecordStore
 from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.containers")
@@ -32,11 +34,23 @@ STARTED = cri.CONTAINER_STARTED_EVENT
 STOPPED = cri.CONTAINER_STOPPED_EVENT
 DELETED = cri.CONTAINER_DELETED_EVENT
 
-_CONTAINER_STAGE = {
+_CONTAINER_STAGE: dict[int, int] = {
     cri.CONTAINER_CREATED: CREATED,
     cri.CONTAINER_RUNNING: STARTED,
     cri.CONTAINER_EXITED: STOPPED,
 }
+
+
+def store_statuses(store: RecordStore) -> Statuses:
+    """``Statuses`` from an adapter's store: its published containers only."""
+
+    def statuses(sandbox_id: str) -> tuple[cri.PodSandboxStatus | None, list[cri.ContainerStatus]]:
+        return criviews.event_statuses(
+            store.sandboxes.get(sandbox_id),
+            [c for c in store.containers_of(sandbox_id) if c.id in store.container_ids],
+        )
+
+    return statuses
 
 
 class EventFeed:
@@ -50,11 +64,11 @@ class EventFeed:
         """An object found at start-up, already at ``stage``: nothing is sent for it."""
         self._sent[object_id] = stage
 
-    def seed_store(self, sandboxes: Iterable[Any], containers: Iterable[Any]) -> None:
-        """Seed every recovered record (``ready`` pods, containers with a CRI ``state``)."""
-        for sandbox in sandboxes:
+    def seed_store(self, store: RecordStore) -> None:
+        """Seed every recovered record."""
+        for sandbox in store.sandboxes.values():
             self.seed(sandbox.id, STARTED if sandbox.ready else STOPPED)
-        for container in containers:
+        for container in store.containers.values():
             self.seed(container.id, int(container.state))
 
     def container(self, container_id: str, sandbox_id: str, state: int, started: bool) -> None:
@@ -120,7 +134,7 @@ class EventFeed:
             self._last_pod[sandbox_id] = pod
         return cri.ContainerEventResponse(
             container_id=object_id,
-            container_event_type=stage,
+            container_event_type=cast(cri.ContainerEventType, stage),
             created_at=time.time_ns(),
             pod_sandbox_status=pod,
             containers_statuses=containers,

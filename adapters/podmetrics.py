@@ -14,10 +14,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pycrid.adapters.base import Stats
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cadvisor
 from pycrid.adapters.node.cgroups import (
     CgroupPaths,
@@ -28,6 +26,7 @@ from pycrid.adapters.node.cgroups import (
     sum_samples,
 )
 from pycrid.adapters.node.procnet import read_net_dev
+from pycrid.adapters.records import RecordStore
 from pycrid.api.cri import api_pb2 as cri
 
 
@@ -42,8 +41,8 @@ class PodProcesses:
     """Container ID: PID."""
 
 
-def pod_processes(store: Any, sandbox_ids: IdIndex, container_ids: IdIndex) -> list[PodProcesses]:
-    """The ready pods of an adapter's store (records with ``pid``, ``ready``, ``network``)."""
+def pod_processes(store: RecordStore) -> list[PodProcesses]:
+    """The published, ready pods of an adapter's store, with their running containers."""
     return [
         PodProcesses(
             sandbox_id=sandbox.id,
@@ -52,11 +51,11 @@ def pod_processes(store: Any, sandbox_ids: IdIndex, container_ids: IdIndex) -> l
             containers={
                 c.id: c.pid
                 for c in store.containers_of(sandbox.id)
-                if c.id in container_ids and c.state == cri.CONTAINER_RUNNING
+                if c.id in store.container_ids and c.state == cri.CONTAINER_RUNNING
             },
         )
         for sandbox in list(store.sandboxes.values())
-        if sandbox.id in sandbox_ids and sandbox.ready
+        if sandbox.id in store.sandbox_ids and sandbox.ready
     ]
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pycrid.adapters.errors import FailedPrecondition
 from pycrid.adapters.node import podcgroup, systemdcgroup
 from pycrid.adapters.node.cgroups import Hierarchy, host_hierarchy
+from pycrid.adapters.records import RecordStore
 from pycrid.api.cri import api_pb2 as cri
 
 Members = Callable[[str], tuple[int, list[str]]]
@@ -79,8 +79,8 @@ class PodCgroupResources:
         return cri.UpdatePodSandboxResourcesResponse()
 
 
-def store_members(store: Any) -> Members:
-    """``Members`` from an adapter's store (records with ``pid``, ``ready``)."""
+def store_members(store: RecordStore) -> Members:
+    """``Members`` from an adapter's store."""
 
     def members(sandbox_id: str) -> tuple[int, list[str]]:
         sandbox = store.sandbox(sandbox_id)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
+from pycrid.tools import scratchdaemon
 
 TIMEOUT = 120
 # A bridge and subnet of the benchmarks' own, so that they never share
@@ -74,7 +74,7 @@ def link_exists(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def bench_daemon(adapter: str, network: str, root: Path) -> Iterator[harness.Daemon]:
+def bench_daemon(adapter: str, network: str, root: Path) -> Iterator[scratchdaemon.Daemon]:
     """A pycrid daemon on ``adapter`` with busybox pulled; stopped and removed at the end.
 
     Pods get CNI networking on the benchmarks' own bridge (the docker adapter
@@ -83,22 +83,22 @@ def bench_daemon(adapter: str, network: str, root: Path) -> Iterator[harness.Dae
     """
     extra: dict[str, Any] = {"log_level": "info"}
     if adapter == "oci" or network == "cni":
-        conf_dir, _ = harness.write_cni_conf(root / adapter, BENCH_BRIDGE, BENCH_SUBNET)
+        conf_dir, _ = scratchdaemon.write_cni_conf(root / adapter, BENCH_BRIDGE, BENCH_SUBNET)
         extra["network"] = {"mode": "cni", "cni_conf_dir": str(conf_dir)}
     else:
         extra["network"] = {"mode": network}
     bridge_was_there = link_exists(BENCH_BRIDGE)
-    daemon = harness.start_daemon(adapter, extra)
+    daemon = scratchdaemon.start_daemon(adapter, extra)
     try:
         daemon.images.PullImage(
-            cri.PullImageRequest(image=cri.ImageSpec(image=harness.BUSYBOX_IMAGE)),
+            cri.PullImageRequest(image=cri.ImageSpec(image=scratchdaemon.BUSYBOX_IMAGE)),
             timeout=TIMEOUT,
         )
         yield daemon
     finally:
         with uninterrupted():
             daemon.stop()
-            harness.remove_root(daemon)
+            scratchdaemon.remove_root(daemon)
             if not bridge_was_there and link_exists(BENCH_BRIDGE):
                 subprocess.run(["ip", "link", "delete", BENCH_BRIDGE], check=False)
 
@@ -107,7 +107,7 @@ def sleeper_config(name: str = "sleeper", attempt: int = 0) -> cri.ContainerConf
     """A busybox container that sleeps for an hour."""
     return cri.ContainerConfig(
         metadata=cri.ContainerMetadata(name=name, attempt=attempt),
-        image=cri.ImageSpec(image=harness.BUSYBOX_IMAGE),
+        image=cri.ImageSpec(image=scratchdaemon.BUSYBOX_IMAGE),
         command=["sh", "-c", "sleep 3600"],
         log_path=f"{name}-{attempt}.log",
     )

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from common import TIMEOUT, Timings, bench_daemon, remove_pod, rss_kib, start_pod
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
+from pycrid.tools import scratchdaemon
 
 LIST_REPEATS = 20
 
 
-def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timings, int]:
+def run_level(daemon: scratchdaemon.Daemon, count: int, log_root: Path) -> tuple[Timings, int]:
     """Run ``count`` pods, list them repeatedly, remove them; (timings, RSS in KiB with pods up)."""
     rt = daemon.runtime
     timings = Timings()
@@ -51,14 +52,18 @@ def run_level(daemon: harness.Daemon, count: int, log_root: Path) -> tuple[Timin
         pod = pods[repeat % count]
         timings.time(
             "PodSandboxStatus",
-            lambda s=pod.sandbox_id: rt.PodSandboxStatus(
-                cri.PodSandboxStatusRequest(pod_sandbox_id=s), timeout=TIMEOUT
+            partial(
+                rt.PodSandboxStatus,
+                cri.PodSandboxStatusRequest(pod_sandbox_id=pod.sandbox_id),
+                timeout=TIMEOUT,
             ),
         )
         timings.time(
             "ContainerStatus",
-            lambda c=pod.container_id: rt.ContainerStatus(
-                cri.ContainerStatusRequest(container_id=c), timeout=TIMEOUT
+            partial(
+                rt.ContainerStatus,
+                cri.ContainerStatusRequest(container_id=pod.container_id),
+                timeout=TIMEOUT,
             ),
         )
     assert daemon.process is not None

@@ -32,7 +32,7 @@ from pathlib import Path
 from pycrid.adapters.oci.images.store import ContentStore
 from pycrid.adapters.oci.images.unpack import unpack_file
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
+from pycrid.tools import scratchdaemon
 
 DEFAULT_IMAGE = "127.0.0.1:5000/pycrid/multilayer:latest"
 BASE_IMAGE = "127.0.0.1:5000/e2e-test-images/busybox:1.29-2"
@@ -45,12 +45,12 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def cri_pull(daemon: harness.Daemon, image: str) -> str:
+def cri_pull(daemon: scratchdaemon.Daemon, image: str) -> str:
     request = cri.PullImageRequest(image=cri.ImageSpec(image=image))
     return daemon.images.PullImage(request, timeout=600).image_ref
 
 
-def cri_remove(daemon: harness.Daemon, image: str) -> None:
+def cri_remove(daemon: scratchdaemon.Daemon, image: str) -> None:
     request = cri.RemoveImageRequest(image=cri.ImageSpec(image=image))
     daemon.images.RemoveImage(request, timeout=600)
 
@@ -88,7 +88,7 @@ def main() -> int:
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    if not harness.registry_answers() or not harness.docker_answers():
+    if not scratchdaemon.registry_answers() or not scratchdaemon.docker_answers():
         print("needs dockerd and the registry on 127.0.0.1:5000: bash scripts/testenv.sh up")
         return 2
 
@@ -99,7 +99,7 @@ def main() -> int:
         "docker cold": [],
         "docker warm": [],
     }
-    daemon = harness.start_daemon("oci", {"log_level": "info"})
+    daemon = scratchdaemon.start_daemon("oci", {"log_level": "info"})
     try:
         for _ in range(args.runs):
             cri_remove(daemon, args.image)
@@ -119,7 +119,7 @@ def main() -> int:
         compressed, uncompressed, seconds = unpack_throughput(store, image_id)
     finally:
         daemon.stop()
-        harness.remove_root(daemon)
+        scratchdaemon.remove_root(daemon)
 
     print(f"image {args.image}, {args.runs} runs, median (min-max) seconds")
     for name, times in results.items():

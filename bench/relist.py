@@ -56,6 +56,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ from common import (
 
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
-from pycrid.crictl_tests import harness
+from pycrid.tools import scratchdaemon
 
 READ_CALLS = ("ListPodSandbox", "ListContainers", "PodSandboxStatus", "ContainerStatus")
 LIFECYCLE_CALLS = (
@@ -169,12 +170,14 @@ class FloorServicer(api_pb2_grpc.RuntimeServiceServicer):
         answer = self.data.pod_statuses.get(request.pod_sandbox_id)
         if answer is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such pod sandbox")
+            raise AssertionError("abort raises")
         return answer
 
     async def ContainerStatus(self, request: Any, context: Any) -> cri.ContainerStatusResponse:
         answer = self.data.container_statuses.get(request.container_id)
         if answer is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such container")
+            raise AssertionError("abort raises")
         return answer
 
 
@@ -376,9 +379,9 @@ def idle_relist(daemon_pid: int, rt: Any, floor: Floor, pods: list[Pod], seconds
         for tick in range(seconds):
             first = tick * max(1, len(pods) // 10)
             time.sleep(max(0.0, started + tick - time.monotonic()))
-            rounds.time("pycrid", lambda first=first: relist_round(rt, pods, first))
+            rounds.time("pycrid", partial(relist_round, rt, pods, first))
             time.sleep(max(0.0, started + tick + 0.5 - time.monotonic()))
-            rounds.time("floor", lambda first=first: relist_round(floor.runtime, pods, first))
+            rounds.time("floor", partial(relist_round, floor.runtime, pods, first))
         time.sleep(max(0.0, started + seconds - time.monotonic()))
 
     quiet = cpu_percent(processes, lambda: time.sleep(seconds))
@@ -398,27 +401,24 @@ def idle_relist(daemon_pid: int, rt: Any, floor: Floor, pods: list[Pod], seconds
 
 def time_lifecycle(rt: Any, images: Any, pod: Pod, repeats: int, timings: Timings) -> None:
     """critest-style: a container created, started, stopped and removed; image calls."""
-    image = cri.ImageSpec(image=harness.BUSYBOX_IMAGE)
+    image = cri.ImageSpec(image=scratchdaemon.BUSYBOX_IMAGE)
+
+    def create(attempt: int) -> str:
+        return rt.CreateContainer(
+            cri.CreateContainerRequest(
+                pod_sandbox_id=pod.sandbox_id,
+                config=sleeper_config("lifecycle", attempt),
+                sandbox_config=pod.config,
+            ),
+            timeout=TIMEOUT,
+        ).container_id
+
+    def start(container_id: str) -> None:
+        rt.StartContainer(cri.StartContainerRequest(container_id=container_id), timeout=TIMEOUT)
+
     for attempt in range(repeats):
-        container_id = timings.time(
-            "CreateContainer",
-            lambda attempt=attempt: (
-                rt.CreateContainer(
-                    cri.CreateContainerRequest(
-                        pod_sandbox_id=pod.sandbox_id,
-                        config=sleeper_config("lifecycle", attempt),
-                        sandbox_config=pod.config,
-                    ),
-                    timeout=TIMEOUT,
-                ).container_id
-            ),
-        )
-        timings.time(
-            "StartContainer",
-            lambda c=container_id: rt.StartContainer(
-                cri.StartContainerRequest(container_id=c), timeout=TIMEOUT
-            ),
-        )
+        container_id = timings.time("CreateContainer", partial(create, attempt))
+        timings.time("StartContainer", partial(start, container_id))
         remove_container(rt, timings, container_id)
         timings.time(
             "ImageStatus",

@@ -6,7 +6,7 @@ states in critest-expected/<adapter>.tsv (one ``state<TAB>full spec name`` line
 per spec). A spec expected to pass that does not is a regression; a spec that
 passes without being expected to is progress, to be recorded in the file.
 
-    python -m pycrid.crictl_tests.conformance [--adapter docker] [--update]
+    python -m crictl_tests.conformance [--adapter docker] [--update]
 
 runs it once by hand (``--update`` rewrites the expected file from the run);
 test_conformance.py runs it under pytest.
@@ -35,9 +35,9 @@ import docker
 import docker.errors
 import grpc
 
+from crictl_tests import harness
+from crictl_tests.harness import Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.harness import Daemon
 
 EXPECTED_DIR = Path(__file__).resolve().parent / "critest-expected"
 # A bridge and subnet of the conformance run's own, apart from those of the

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from crictl_tests import harness
+from crictl_tests.dockerpods import pods_fixture
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.adapters.docker.client import DockerClient
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import pods_fixture
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 
 def _need(available: bool, what: str) -> None:

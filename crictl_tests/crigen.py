@@ -48,10 +48,10 @@ from google.protobuf.message import Message
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
+from crictl_tests.harness import LOCAL_REGISTRY, MIRRORED_REGISTRIES
 from pycrid.adapters.errors import InvalidArgument
 from pycrid.adapters.node.imageref import parse_reference
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, MIRRORED_REGISTRIES
 
 MAX_DEPTH = 5
 """Nested messages deeper than this are left empty."""

@@ -26,12 +26,12 @@ from typing import Any, Literal
 import grpc
 import pytest
 
+from crictl_tests import harness
+from crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon, write_cni_conf
 from pycrid.adapters.docker.naming import INSTANCE_LABEL, instance_id
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon, write_cni_conf
 
-DOCS_CONFLIST = harness.SHIPPED_CONFLIST
+DOCS_CONFLIST = harness.REPO_ROOT / "docs" / "cni" / "10-pycrid-bridge.conflist"
 TEST_BRIDGE = "pycrid-dkt0"
 TEST_SUBNET = "10.89.77.0/24"
 CALL_TIMEOUT = 60

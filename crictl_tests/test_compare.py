@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import tomli_w
 
+from crictl_tests import harness
+from crictl_tests.harness import Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.harness import Daemon
-from pycrid.server.compare.observe import LABEL
+from pycrid.tools.compare.observe import LABEL
 
 pytestmark = pytest.mark.usefixtures("docker_engine", "test_registry")
 
@@ -34,7 +34,7 @@ def adapter_config(tmp_path: Path) -> Path:
 
 
 def compare(*args: str, adapter_config: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pycrid.server.cli", "compare", *args]
+    command = [sys.executable, "-m", "pycrid.tools.cli", "compare", *args]
     command += ["--repeat", "1", "--format", "json", "--adapter-config", str(adapter_config)]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
@@ -129,7 +129,7 @@ def test_ctrl_c_in_the_middle_leaves_nothing_behind(
     docker_daemon: Daemon, adapter_config: Path
 ) -> None:
     before = compare_dirs()
-    command = [sys.executable, "-m", "pycrid.server.cli", "compare", docker_daemon.endpoint]
+    command = [sys.executable, "-m", "pycrid.tools.cli", "compare", docker_daemon.endpoint]
     command += ["adapter:docker", "--only", "pod-lifecycle,exit-reasons", "--repeat", "1"]
     command += ["--adapter-config", str(adapter_config)]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

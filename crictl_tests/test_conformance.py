@@ -2,7 +2,7 @@
 
 Every spec that critest-expected/<adapter>.tsv expects to pass must pass; specs
 that pass without being expected to are reported in the session's summary, to
-be recorded in the file (``python -m pycrid.crictl_tests.conformance --update``).
+be recorded in the file (``python -m crictl_tests.conformance --update``).
 About a minute and a half per adapter; ``-m "not conformance"`` deselects it.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pycrid.crictl_tests import conformance
+from crictl_tests import conformance
 
 ADAPTERS = ["docker", "oci"]
 MESSAGE_LINES = 12

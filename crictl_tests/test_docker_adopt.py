@@ -3,7 +3,7 @@
 cri-dockerd is not packaged, so the test plays its part: the pause container
 and the app container with its labels and names, a CNI ADD on the pause
 container's namespace (on a bridge and subnet of this test's own), its
-checkpoint file, and the kubelet log path as a symlink to Docker's JSON log.
+sandbox file, and the kubelet log path as a symlink to Docker's JSON log.
 Then a pycrid daemon with ``[docker] adopt = ["cri-dockerd"]`` must show the
 same pods and containers, run calls on them, and clean up after them.
 """
@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from crictl_tests.dockerpods import CALL_TIMEOUT, ip_allocations, wait_for
+from crictl_tests.harness import LOCAL_REGISTRY, Daemon, write_cni_conf
 from pycrid.adapters.docker.naming import docker_time_ns
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.podnetwork import attachment
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import CALL_TIMEOUT, ip_allocations, wait_for
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, Daemon, write_cni_conf
 
 BRIDGE = "pycrid-ad0"
 SUBNET = "10.89.91.0/24"
@@ -54,14 +54,14 @@ class CriDockerd:
 
     def __init__(self, root: Path, conf_dir: Path) -> None:
         self.root = root
-        self.checkpoints = root / "cri-dockerd" / "sandbox"
-        self.checkpoints.mkdir(parents=True)
+        self.sandbox_files = root / "cri-dockerd" / "sandbox"
+        self.sandbox_files.mkdir(parents=True)
         self.logs = root / "pods"
         self.conf_dir = conf_dir
         self.made: list[str] = []
         self.ips: dict[str, list[str]] = {}
 
-    def run_pod(self, name: str, checkpoint: bytes | None = b"") -> tuple[str, str]:
+    def run_pod(self, name: str, sandbox_file: bytes | None = b"") -> tuple[str, str]:
         uid = str(uuid.uuid4())
         labels = {
             "io.kubernetes.docker.type": "podsandbox",
@@ -85,8 +85,8 @@ class CriDockerd:
             PAUSE,
         )
         self.made.append(sandbox_id)
-        if checkpoint == b"":
-            checkpoint = json.dumps(
+        if sandbox_file == b"":
+            sandbox_file = json.dumps(
                 {
                     "version": "v1",
                     "name": name,
@@ -95,8 +95,8 @@ class CriDockerd:
                     "checksum": 1234567890,
                 }
             ).encode()
-        if checkpoint is not None:
-            (self.checkpoints / sandbox_id).write_bytes(checkpoint)
+        if sandbox_file is not None:
+            (self.sandbox_files / sandbox_id).write_bytes(sandbox_file)
         docker("start", sandbox_id)
         pid = inspect(sandbox_id)["State"]["Pid"]
         metadata = cri.PodSandboxMetadata(name=name, namespace=NAMESPACE, uid=uid)
@@ -262,28 +262,28 @@ def test_cri_dockerds_pod_is_taken_over_and_cleaned_up(
     )
     assert docker("ps", "-aq", "--filter", f"id={sandbox_id}") == ""
     assert docker("ps", "-aq", "--filter", f"id={app}") == ""
-    assert not (made.checkpoints / sandbox_id).exists()
+    assert not (made.sandbox_files / sandbox_id).exists()
     state = Path(daemon.config["state_dir"]) / "docker"
     left = [p for p in state.rglob("*") if sandbox_id in p.name or app in p.name]
     assert left == []
     assert sandbox_id not in Path("/proc/self/mountinfo").read_text()
 
 
-@pytest.mark.parametrize("checkpoint", [None, b'{"version": "v1", "name": '])
-def test_a_pod_without_a_good_checkpoint_is_reported_and_left_alone(
+@pytest.mark.parametrize("sandbox_file", [None, b'{"version": "v1", "name": '])
+def test_a_pod_without_a_good_sandbox_file_is_reported_and_left_alone(
     node: tuple[CriDockerd, Path, Path],
     daemon_factory: Callable[..., Daemon],
-    checkpoint: bytes | None,
+    sandbox_file: bytes | None,
 ) -> None:
     made, _, ipam_dir = node
-    sandbox_id, uid = made.run_pod("lost", checkpoint=checkpoint)
+    sandbox_id, uid = made.run_pod("lost", sandbox_file=sandbox_file)
     app = made.create_container(sandbox_id, "lost", uid, "app")
     daemon = daemon_factory("docker", adopting(node))
     check = subprocess.run(
         [
             sys.executable,
             "-m",
-            "pycrid.server.cli",
+            "pycrid.tools.cli",
             "adopt",
             "--check",
             "--config",
@@ -295,7 +295,7 @@ def test_a_pod_without_a_good_checkpoint_is_reported_and_left_alone(
         check=False,
     )
     assert check.returncode == 0, check.stderr
-    reason = "no checkpoint" if checkpoint is None else "is malformed"
+    reason = "no sandbox file" if sandbox_file is None else "is malformed"
     assert re.search(rf"cannot adopt {sandbox_id[:13]} \S+: .*{reason}", check.stdout), check.stdout
     assert f"cannot adopt {app[:13]}" in check.stdout
     pods = daemon.runtime.ListPodSandbox(cri.ListPodSandboxRequest(), timeout=CALL_TIMEOUT).items

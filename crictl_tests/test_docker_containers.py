@@ -7,8 +7,8 @@ run on both adapters; here is what only Docker shows.
 
 from __future__ import annotations
 
+from crictl_tests.dockerpods import Pods, docker_inspect
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, docker_inspect
 
 MIB = 1024 * 1024
 

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from crictl_tests.dockerpods import Pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon, base_config
 from pycrid.adapters.config import parse_config
 from pycrid.adapters.docker.adapter import DockerAdapter
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon, base_config
 
 EVENT_DELIVERY = 2.0
 """Seconds Docker's event may take to reach the daemon after `docker` reports the change."""

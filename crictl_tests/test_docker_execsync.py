@@ -16,11 +16,11 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY
 from pycrid.adapters import errors
 from pycrid.adapters.deadline import call_deadline
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.execsync import exec_sync
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY
 
 LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
 

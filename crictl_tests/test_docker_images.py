@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 
+from crictl_tests.harness import LOCAL_REGISTRY, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, Daemon
 
 STAGING = "gcr.io/k8s-staging-cri-tools"
 

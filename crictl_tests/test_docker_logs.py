@@ -20,13 +20,13 @@ from pathlib import Path
 import docker
 import pytest
 
+from crictl_tests.dockerpods import Pods, files_under, open_pods, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.node import crilog
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, files_under, open_pods, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, LOCAL_REGISTRY, Daemon
 
 LOCAL_BUSYBOX = BUSYBOX_IMAGE.replace("registry.k8s.io", LOCAL_REGISTRY)
 WAIT = 60.0  # upper bound of every wait below; tests never assert on time
@@ -41,7 +41,7 @@ def counted(lines: list[crilog.CriLogLine], stream: str = "stdout") -> list[int]
     return [int(line.message) for line in lines if line.stream == stream]
 
 
-def log_checkpoints(daemon: Daemon) -> list[Path]:
+def log_bookmarks(daemon: Daemon) -> list[Path]:
     return files_under(Path(daemon.config["state_dir"]) / "docker" / "logs")
 
 
@@ -49,7 +49,7 @@ def log_checkpoints(daemon: Daemon) -> list[Path]:
 def pods(docker_daemon: Daemon) -> Iterator[Pods]:
     with open_pods(docker_daemon, BUSYBOX_IMAGE) as pods:
         yield pods
-    assert log_checkpoints(docker_daemon) == []
+    assert log_bookmarks(docker_daemon) == []
 
 
 def run_logged(pods: Pods, script: str, **fields: object) -> tuple[str, Path]:
@@ -106,7 +106,7 @@ def test_logs_continue_after_the_daemon_is_killed(daemon_factory: Callable[..., 
         assert all(line.tag == "F" for line in lines)
     finally:
         pods.close()
-    assert log_checkpoints(daemon) == []
+    assert log_bookmarks(daemon) == []
 
 
 # LogCopiers on its own.
@@ -171,10 +171,10 @@ async def test_shutdown_and_recover_keep_an_unfinished_line(
     await first.start(container_id, log_path, tty=False)
 
     def half_line_pending() -> bool:
-        saved = json.loads(first.checkpoint_path(container_id).read_bytes())
+        saved = json.loads(first.bookmark_path(container_id).read_bytes())
         return "stdout" in saved["pending"]
 
-    await async_wait_until(half_line_pending, "the unfinished line in the checkpoint")
+    await async_wait_until(half_line_pending, "the unfinished line in the bookmark")
     await first.close()
     assert crilog.join_lines(read_log(log_path)) == [("stdout", b"first")]
     await exec_sync(docker_client, container_id, ["touch", "/tmp/go"], 10)
@@ -193,4 +193,4 @@ async def test_shutdown_and_recover_keep_an_unfinished_line(
     assert not second.is_copying(container_id)
     assert read_log(log_path) == lines
     await second.stop(container_id, remove=True)
-    assert not second.checkpoint_path(container_id).exists()
+    assert not second.bookmark_path(container_id).exists()

@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from crictl_tests import dockerpods
+from crictl_tests.dockerpods import Pods, docker_ids, fetch, rpc_code, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import dockerpods
-from pycrid.crictl_tests.dockerpods import Pods, docker_ids, fetch, rpc_code, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon
 
 HOST_PORT = 12062
 

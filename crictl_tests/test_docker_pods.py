@@ -13,8 +13,8 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from crictl_tests.dockerpods import Pods, docker_inspect
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, docker_inspect
 
 
 def test_pod_settings_become_dockers_host_config(pods: Pods) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import grpc
 
+from crictl_tests import dockerpods
+from crictl_tests.dockerpods import Pods, docker_inspect, rpc_code
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import dockerpods
-from pycrid.crictl_tests.dockerpods import Pods, docker_inspect, rpc_code
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 
 def _views(pods: Pods, sandbox_ids: list[str], container_ids: list[str]) -> dict:

@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
+from crictl_tests.dockerpods import Pods, fetch, wait_for
+from crictl_tests.harness import WEBSERVER_IMAGE
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, fetch, wait_for
-from pycrid.crictl_tests.harness import WEBSERVER_IMAGE
 
 MIB = 1024 * 1024
 HELD = 24 * MIB

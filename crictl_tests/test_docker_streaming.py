@@ -14,13 +14,12 @@ import hashlib
 
 import pytest
 
+from crictl_tests.dockerpods import Pods, pods_fixture, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, DOCKER_SOCKET, WEBSERVER_IMAGE
 from pycrid.adapters.config import StreamingConfig
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.streaming import DockerStreaming
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, pods_fixture, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, DOCKER_SOCKET, WEBSERVER_IMAGE
-from pycrid.server.compare.streams import http_get_through_port_forward
 from pycrid.server.streaming.client import (
     SpdyExec,
     SpdyPortForward,
@@ -30,6 +29,7 @@ from pycrid.server.streaming.client import (
 )
 from pycrid.server.streaming.server import StreamingServer
 from pycrid.server.streaming.tokens import TokenCache
+from pycrid.tools.compare.streams import http_get_through_port_forward
 
 BIG_FILE_MIB = 8
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pycrid.crictl_tests.dockerpods import Pods, pods_fixture
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon, critest_lock
+from crictl_tests.dockerpods import Pods, pods_fixture
+from crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE, Daemon, critest_lock
 
 TRANSPORTS = ["spdy", "websocket"]
 TIMEOUT = 30.0

@@ -40,12 +40,12 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
+from crictl_tests import crigen
+from crictl_tests.dockerpods import Pods, cni_conf_dir, docker_ids, files_under
+from crictl_tests.harness import BUSYBOX_IMAGE, PAUSE_IMAGE, Daemon
 from pycrid.adapters.errors import InvalidArgument
 from pycrid.adapters.node.imageref import parse_reference
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import crigen
-from pycrid.crictl_tests.dockerpods import Pods, cni_conf_dir, docker_ids, files_under
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, PAUSE_IMAGE, Daemon
 
 CALL_DEADLINE = 15.0
 """The deadline of every generated call."""

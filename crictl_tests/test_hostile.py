@@ -17,9 +17,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import (
+from crictl_tests import harness
+from crictl_tests.dockerpods import (
     CALL_TIMEOUT,
     Pods,
     cni_conf_dir,
@@ -27,7 +26,8 @@ from pycrid.crictl_tests.dockerpods import (
     pods_fixture,
     rpc_code,
 )
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE
+from crictl_tests.harness import BUSYBOX_IMAGE
+from pycrid.api.cri import api_pb2 as cri
 
 pods = pods_fixture(BUSYBOX_IMAGE, scope="module")
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from crictl_tests.dockerpods import Pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 LIFE = (
     "PullImage",

@@ -27,9 +27,9 @@ import grpc
 import pytest
 from aiohttp import web
 
+from crictl_tests.harness import LOCAL_REGISTRY, MIRRORED_REGISTRIES, Daemon
 from pycrid.adapters.oci.images.platform import host_platform
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, MIRRORED_REGISTRIES, Daemon
 
 UPSTREAM = f"http://{LOCAL_REGISTRY}"
 BUSYBOX_PATH = "e2e-test-images/busybox"

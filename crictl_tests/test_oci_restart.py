@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from crictl_tests import harness
+from crictl_tests.dockerpods import Pods, ip_allocations, open_pods, rpc_code, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
+from crictl_tests.test_docker_restart import _views
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import Pods, ip_allocations, open_pods, rpc_code, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
-from pycrid.crictl_tests.test_docker_restart import _views
 
 
 @pytest.fixture

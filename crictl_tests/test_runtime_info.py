@@ -17,8 +17,8 @@ import time
 import grpc
 import pytest
 
+from crictl_tests.harness import Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import Daemon
 
 
 def test_status_is_ready_and_reports_handlers(docker_daemon: Daemon):

@@ -30,13 +30,18 @@ def test_wheel_installs_and_runs(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("pycrid-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for inside in (
-        "pycrid/server/units/pycrid.service",
-        "pycrid/server/units/pycrid.socket",
+        "pycrid/tools/units/pycrid.service",
+        "pycrid/tools/units/pycrid.socket",
         "pycrid/api/cri/api.proto",
     ):
         assert inside in names
     assert any(n.endswith("dist-info/licenses/LICENSE") for n in names)
     assert not any(n.split("/")[0] in ("server", "adapters", "api") for n in names)
+    # Nothing test-only: no test modules, no conftest, no end-to-end harness.
+    shipped = [n.rsplit("/", 1)[-1] for n in names]
+    assert not [n for n in shipped if n.startswith("test_") or n == "conftest.py"]
+    assert not any(n.startswith("pycrid/crictl_tests/") for n in names)
+    assert "pycrid/tools/scratchdaemon.py" in names
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

@@ -9,4 +9,5 @@ bash "$REPO_DIR/scripts/testenv.sh" up
 ensure_venv test
 cd "$REPO_DIR"
 "$VENV/bin/ruff" check --quiet .
+"$VENV/bin/mypy"  # its configuration, in pyproject.toml, names what it checks
 exec "$VENV/bin/python" -m pytest -q "$@"

@@ -18,7 +18,7 @@ from pycrid.server import sdnotify, statemetrics
 from pycrid.server.instancelock import InstanceLock
 from pycrid.server.instrument import add_instrumented_servicer
 from pycrid.server.listeners import listener_for
-from pycrid.server.metrics import PullSizes
+from pycrid.server.metrics import PULL_METHOD, PullSizes
 from pycrid.server.metricsendpoint import MetricsEndpoint, MetricsFailure
 from pycrid.server.servicers.image import ImageServicer
 from pycrid.server.servicers.runtime import RuntimeServicer
@@ -54,14 +54,16 @@ def build_server(
             ("grpc.max_receive_message_length", limits.max_request_bytes),
         ],
     )
-    after_pull = PullSizes(adapter).after_pull
     add_instrumented_servicer(
         server,
         api_pb2_grpc.add_RuntimeServiceServicer_to_server,
         RuntimeServicer(adapter, streaming, limits),
     )
     add_instrumented_servicer(
-        server, api_pb2_grpc.add_ImageServiceServicer_to_server, ImageServicer(adapter), after_pull
+        server,
+        api_pb2_grpc.add_ImageServiceServicer_to_server,
+        ImageServicer(adapter),
+        after={PULL_METHOD: PullSizes(adapter).after_pull},
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -55,8 +55,9 @@ def status_code(error: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-AfterPull = Callable[[Any], Awaitable[None]]
-"""Called with a successful PullImage's response (the pulled bytes are counted so)."""
+AfterCall = Callable[[Any], Awaitable[None]]
+"""Called with a successful call's response, after the call was timed and before it is
+answered: a figure that needs the response (PullImage's bytes, see daemon.py)."""
 
 
 class _Outcome:
@@ -108,24 +109,22 @@ async def _fail(outcome: _Outcome, context: grpc.aio.ServicerContext, error: Exc
     await context.abort(code, detail)
 
 
-AFTER_PULL_TIMEOUT = 5.0
+AFTER_CALL_TIMEOUT = 5.0
 
 
-async def _after_pull(after_pull: AfterPull, response: Any) -> None:
+async def _after_call(method: str, after: AfterCall, response: Any) -> None:
     try:
-        await asyncio.wait_for(after_pull(response), AFTER_PULL_TIMEOUT)
-    except Exception as error:  # a figure missed is no reason to fail the pull
-        log.debug("pulled image size not counted: %s", error)
+        await asyncio.wait_for(after(response), AFTER_CALL_TIMEOUT)
+    except Exception as error:  # a figure missed is no reason to fail the call
+        log.debug("%s: not counted: %s", method, error)
 
 
 def wrap_unary(
     method: str,
     handler: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
-    after_pull: AfterPull | None = None,
+    after: AfterCall | None = None,
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     in_flight = metrics.in_flight(method)
-    if method != metrics.PULL_METHOD:
-        after_pull = None
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         outcome = _Outcome(method, in_flight)
@@ -141,8 +140,8 @@ def wrap_unary(
         except Exception as error:  # every failure is answered, none kills the daemon
             await _fail(outcome, context, error)
         outcome.done(grpc.StatusCode.OK)
-        if after_pull is not None:
-            await _after_pull(after_pull, response)
+        if after is not None:
+            await _after_call(method, after, response)
         return response
 
     return unary
@@ -170,12 +169,12 @@ def wrap_stream(
 
 
 def wrap_handler(
-    method: str, handler: grpc.RpcMethodHandler, after_pull: AfterPull | None = None
+    method: str, handler: grpc.RpcMethodHandler, after: AfterCall | None = None
 ) -> grpc.RpcMethodHandler:
     """``handler`` timed, counted, logged and with its errors answered as status codes."""
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            wrap_unary(method, handler.unary_unary, after_pull),
+            wrap_unary(method, handler.unary_unary, after),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -207,9 +206,11 @@ def add_instrumented_servicer(
     server: grpc.aio.Server,
     add_to_server: Callable[[Any, Any], None],
     servicer: Any,
-    after_pull: AfterPull | None = None,
+    after: Mapping[str, AfterCall] | None = None,
 ) -> None:
     """Register ``servicer`` as ``add_to_server`` would, with every handler wrapped.
+
+    ``after`` maps a method's full name to what runs after each success of it.
 
     The handlers are wrapped once here rather than by a server interceptor: an
     interceptor runs Python code to look up the handler on every call, and
@@ -219,7 +220,8 @@ def add_instrumented_servicer(
     add_to_server(servicer, registrations)
     for service, handlers in registrations.services.items():
         wrapped = {
-            name: wrap_handler(name, handler, after_pull) for name, handler in handlers.items()
+            name: wrap_handler(name, handler, (after or {}).get(name))
+            for name, handler in handlers.items()
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
         server.add_registered_method_handlers(service, wrapped)

@@ -26,8 +26,8 @@ CONTAINERS = Gauge(
     ["state"],
 )
 
-_SANDBOX_STATES = {cri.SANDBOX_READY: "ready", cri.SANDBOX_NOTREADY: "notready"}
-_CONTAINER_STATES = {
+_SANDBOX_STATES: dict[int, str] = {cri.SANDBOX_READY: "ready", cri.SANDBOX_NOTREADY: "notready"}
+_CONTAINER_STATES: dict[int, str] = {
     cri.CONTAINER_CREATED: "created",
     cri.CONTAINER_RUNNING: "running",
     cri.CONTAINER_EXITED: "exited",

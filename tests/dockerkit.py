@@ -17,8 +17,7 @@ from pycrid.adapters.docker.fake import FakeDocker
 from pycrid.adapters.docker.images import DockerImages
 from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.docker.sandboxes import DockerSandboxes
-from pycrid.adapters.docker.store import Checkpoints, Store
-from pycrid.adapters.idindex import IdIndex
+from pycrid.adapters.docker.store import StateFiles, Store
 from pycrid.adapters.node.cni import CniRunner
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
@@ -111,10 +110,8 @@ def make_kit(
         config=config,
         client=docker,
         images=image_service,
-        store=Store(Checkpoints(state_dir)),
+        store=Store(StateFiles(state_dir)),
         instance=INSTANCE,
-        sandbox_ids=IdIndex("pod sandbox"),
-        container_ids=IdIndex("container"),
         networks=PodNetworks(CniRunner([str(tmp_path / "bin")]), tmp_path / "run" / "netns"),
         run_dir=tmp_path / "run" / "docker",
         host=HostFacts(),

@@ -20,7 +20,7 @@ from pycrid.adapters.oci.runtime import conmoncgroup, nodefacts
 from pycrid.adapters.podmetrics import PodMetrics, PodProcesses
 from pycrid.adapters.podresources import PodCgroupResources
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.doctor.node import cgroup_version
+from pycrid.tools.doctor.node import cgroup_version
 
 from .cgrouptrees import LAYOUT_IDS, LAYOUTS, POD_UID, Tree, make_tree
 from .test_podmetrics import NoStats

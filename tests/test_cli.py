@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 
 def pycrid(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pycrid.server.cli", *args],
+        [sys.executable, "-m", "pycrid.tools.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.server.compare import command, plot, report
-from pycrid.server.compare.diff import SideRun, compare_scenario
-from pycrid.server.compare.normalise import Normaliser, plain
-from pycrid.server.compare.observe import Observation
-from pycrid.server.compare.rules import Rule, RulesError, parse_rules, reason_for, shipped_rules
-from pycrid.server.compare.scenarios import NAMES, select
-from pycrid.server.compare.sides import SideError, parse_side
-from pycrid.server.compare.timings import p95, timings
+from pycrid.tools.compare import command, plot, report
+from pycrid.tools.compare.diff import SideRun, compare_scenario
+from pycrid.tools.compare.normalise import Normaliser, plain
+from pycrid.tools.compare.observe import Observation
+from pycrid.tools.compare.rules import Rule, RulesError, parse_rules, reason_for, shipped_rules
+from pycrid.tools.compare.scenarios import NAMES, select
+from pycrid.tools.compare.sides import SideError, parse_side
+from pycrid.tools.compare.timings import p95, timings
 
 ID_A = "a" * 64
 ID_B = "b" * 64
@@ -240,7 +240,7 @@ def test_sides_and_scenario_selection() -> None:
 
 
 def test_command_line_mistakes_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from pycrid.server.cli import main
+    from pycrid.tools.cli import main
 
     assert main(["compare", "adapter:x", "adapter:oci"]) == 2
     assert main(["compare", "adapter:docker", "adapter:oci", "--only", "nope"]) == 2
@@ -263,7 +263,7 @@ def test_plot_without_matplotlib_says_how_to_install(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    from pycrid.server.cli import main
+    from pycrid.tools.cli import main
 
     assert (
         main(["compare", "adapter:docker", "adapter:oci", "--plot", str(tmp_path / "t.png")]) == 2
@@ -275,7 +275,7 @@ def test_plot_without_matplotlib_says_how_to_install(
 
 
 def test_the_catalog_names_the_scenarios_in_suite_order():
-    from pycrid.server.compare import catalog, scenarios
+    from pycrid.tools.compare import catalog, scenarios
 
     assert tuple(s.name for s in scenarios.SCENARIOS) == catalog.NAMES
 
@@ -285,9 +285,9 @@ def test_the_pycrid_command_loads_no_comparison_code_until_compare_runs():
     import sys
 
     check = (
-        "import sys, pycrid.server.cli, pycrid.server.daemon\n"
-        "loaded = [m for m in sys.modules if m.startswith('pycrid.server.compare.')]\n"
-        "assert sorted(loaded) == ['pycrid.server.compare.catalog',\n"
-        "                          'pycrid.server.compare.command'], loaded"
+        "import sys, pycrid.tools.cli, pycrid.server.daemon\n"
+        "loaded = [m for m in sys.modules if m.startswith('pycrid.tools.compare.')]\n"
+        "assert sorted(loaded) == ['pycrid.tools.compare.catalog',\n"
+        "                          'pycrid.tools.compare.command'], loaded"
     )
     subprocess.run([sys.executable, "-c", check], check=True)

@@ -36,11 +36,11 @@ def test_a_container_is_listed_from_its_kept_view_until_its_state_changes() -> N
 
 def test_an_event_carries_its_containers_with_their_messages_and_no_pod_once_gone() -> None:
     container = record()
-    container.error = "exec format error"
-    pod, containers = criviews.event_statuses(None, [container], lambda r: r.error)
+    container.message = "exec format error"
+    pod, containers = criviews.event_statuses(None, [container])
     assert pod is None
     assert [(c.id, c.message) for c in containers] == [("c1", "exec format error")]
-    assert criviews.event_statuses(None, [], lambda r: "") == (None, [])
+    assert criviews.event_statuses(None, []) == (None, [])
 
 
 def test_a_container_is_listed_with_its_image_id_and_its_status_keeps_the_repo_digest() -> None:

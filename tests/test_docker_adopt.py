@@ -1,4 +1,4 @@
-"""Adopting cri-dockerd's pods: its labels, names, checkpoints and logs, against a fake dockerd."""
+"""Adopting cri-dockerd's pods: labels, names, sandbox files and logs, against a fake dockerd."""
 
 from __future__ import annotations
 
@@ -67,15 +67,15 @@ def test_a_container_name_is_not_a_sandbox_name():
         adopt.parse_sandbox_name(f"k8s_app_web_default_{UID}_0")
 
 
-def checkpoint_blob(**data: object) -> bytes:
+def sandbox_file_blob(**data: object) -> bytes:
     return json.dumps(
         {"version": "v1", "name": "web", "namespace": "default", "data": data, "checksum": 1}
     ).encode()
 
 
-def test_checkpoint_with_port_mappings_and_host_network():
-    found = adopt.parse_checkpoint(
-        checkpoint_blob(
+def test_sandbox_file_with_port_mappings_and_host_network():
+    found = adopt.parse_sandbox_file(
+        sandbox_file_blob(
             port_mappings=[
                 {"protocol": "TCP", "container_port": 80, "host_port": 8080},
                 {"protocol": "udp", "container_port": 53, "host_ip": "127.0.0.1"},
@@ -89,7 +89,7 @@ def test_checkpoint_with_port_mappings_and_host_network():
         (cri.UDP, 53, 0),
     ]
     assert found.port_mappings[1].host_ip == "127.0.0.1"
-    empty = adopt.parse_checkpoint(
+    empty = adopt.parse_sandbox_file(
         b'{"version":"v1","name":"web","namespace":"default","checksum":7}'
     )
     assert empty.port_mappings == [] and not empty.host_network
@@ -103,22 +103,22 @@ def test_checkpoint_with_port_mappings_and_host_network():
         (b'{"version":"v2","name":"web","namespace":"d","checksum":1}', "version 'v2'"),
         (b'{"version":"v1","namespace":"d","checksum":1}', "no pod name"),
         (b'{"version":"v1","name":"web","namespace":"d"}', "no checksum"),
-        (checkpoint_blob(port_mappings=[{"protocol": "icmp"}]), "bad port mapping"),
-        (checkpoint_blob(port_mappings=["80"]), "not an object"),
+        (sandbox_file_blob(port_mappings=[{"protocol": "icmp"}]), "bad port mapping"),
+        (sandbox_file_blob(port_mappings=["80"]), "not an object"),
     ],
 )
-def test_malformed_checkpoints_are_refused(blob, message):
-    with pytest.raises(adopt.CheckpointError, match=message):
-        adopt.parse_checkpoint(blob)
+def test_malformed_sandbox_files_are_refused(blob, message):
+    with pytest.raises(adopt.SandboxFileError, match=message):
+        adopt.parse_sandbox_file(blob)
 
 
-def test_missing_checkpoint(tmp_path):
-    with pytest.raises(adopt.CheckpointError, match="no checkpoint"):
-        adopt.read_checkpoint(tmp_path, "abc")
+def test_missing_sandbox_file(tmp_path):
+    with pytest.raises(adopt.SandboxFileError, match="no sandbox file"):
+        adopt.read_sandbox_file(tmp_path, "abc")
     (tmp_path / "sandbox").mkdir()
     (tmp_path / "sandbox" / "abc").write_bytes(b"")
-    with pytest.raises(adopt.CheckpointError, match="malformed"):
-        adopt.read_checkpoint(tmp_path, "abc")
+    with pytest.raises(adopt.SandboxFileError, match="malformed"):
+        adopt.read_sandbox_file(tmp_path, "abc")
 
 
 def json_line(time: str, log: str, stream: str = "stdout") -> bytes:
@@ -202,7 +202,7 @@ async def cri_dockerd_container(docker: FakeDocker, sandbox_id: str, pod: str, u
 
 
 @pytest.mark.asyncio
-async def test_recovery_adopts_pods_with_a_checkpoint_and_leaves_the_others(tmp_path):
+async def test_recovery_adopts_pods_with_a_sandbox_file_and_leaves_the_others(tmp_path):
     kit = make_kit(tmp_path)
     root = tmp_path / "cri-dockerd"
     kit.ctx.config.docker.adopt = ["cri-dockerd"]
@@ -213,13 +213,13 @@ async def test_recovery_adopts_pods_with_a_checkpoint_and_leaves_the_others(tmp_
     lost_app = await cri_dockerd_container(kit.docker, lost, "lost", UID[:-1] + "2")
     (root / "sandbox").mkdir(parents=True)
     (root / "sandbox" / good).write_bytes(
-        checkpoint_blob(port_mappings=[{"protocol": "TCP", "container_port": 80}])
+        sandbox_file_blob(port_mappings=[{"protocol": "TCP", "container_port": 80}])
     )
     survey = await adopt.survey(kit.docker, str(root))
     assert [f.id for f in survey.sandboxes] == [good]
     assert [f.id for f in survey.containers] == [app]
     reasons = {r.id: r.reason for r in survey.refused}
-    assert "no checkpoint" in reasons[lost]
+    assert "no sandbox file" in reasons[lost]
     assert "is not adopted" in reasons[lost_app]
 
     await recovery.recover(kit.ctx)
@@ -235,7 +235,7 @@ async def test_recovery_adopts_pods_with_a_checkpoint_and_leaves_the_others(tmp_
     record = kit.ctx.store.sandbox(good)
     assert record.config.log_directory == f"/var/log/pods/default_web_{UID}"
     assert record.config.port_mappings[0].container_port == 80
-    assert kit.ctx.store.checkpoints.load_sandbox(good) is not None  # pycrid's own now
+    assert kit.ctx.store.files.load_sandbox(good) is not None  # pycrid's own now
     status = await kit.status(app)
     assert status.metadata.name == "app" and status.state == cri.CONTAINER_CREATED
     assert status.log_path == f"/var/log/pods/default_web_{UID}/app/0.log"
@@ -274,7 +274,7 @@ async def test_a_restart_adopts_again_and_one_without_adopt_leaves_the_pod_be(tm
     kit.ctx.config.docker.cri_dockerd_root = str(root)
     sandbox = await cri_dockerd_pod(kit.docker, "web", UID)
     (root / "sandbox").mkdir(parents=True)
-    (root / "sandbox" / sandbox).write_bytes(checkpoint_blob())
+    (root / "sandbox" / sandbox).write_bytes(sandbox_file_blob())
     await recovery.recover(kit.ctx)
     assert sandbox in kit.ctx.store.sandboxes
     await kit.close()
@@ -289,6 +289,6 @@ async def test_a_restart_adopts_again_and_one_without_adopt_leaves_the_pod_be(tm
     off = make_kit(tmp_path, docker=kit.docker)
     await recovery.recover(off.ctx)
     assert sandbox not in off.ctx.store.sandboxes
-    assert off.ctx.store.checkpoints.load_sandbox(sandbox) is not None
+    assert off.ctx.store.files.load_sandbox(sandbox) is not None
     assert kit.docker.containers[sandbox].running
     await off.close()

@@ -238,7 +238,7 @@ async def test_status_of_a_container_docker_lost_is_not_found(kit: Kit, pod: str
     del kit.docker.containers[container_id]
     with pytest.raises(errors.NotFound):
         await kit.status(container_id)
-    assert container_id not in kit.ctx.container_ids
+    assert container_id not in kit.ctx.store.container_ids
 
 
 async def test_an_exited_status_is_answered_from_memory(kit: Kit, pod: str) -> None:
@@ -282,7 +282,7 @@ async def test_update_sends_dockers_fields_and_keeps_them_across_restarts(
     status = await kit.status(container_id)
     assert status.resources.linux.cpu_shares == 512
     assert status.resources.linux.oom_score_adj == 100  # fixed at creation
-    saved = kit.ctx.store.checkpoints.load_container_resources(container_id)
+    saved = kit.ctx.store.files.load_container_resources(container_id)
     assert saved is not None and saved.cpu_shares == 512
 
 
@@ -294,7 +294,7 @@ async def test_an_update_docker_refuses_changes_nothing(kit: Kit, pod: str) -> N
     with pytest.raises(errors.InvalidArgument, match="6MB"):
         await kit.containers.update_container_resources(request)
     assert (await kit.status(container_id)).resources.linux.memory_limit_in_bytes == 0
-    assert kit.ctx.store.checkpoints.load_container_resources(container_id) is None
+    assert kit.ctx.store.files.load_container_resources(container_id) is None
 
 
 # ExecSync, and the log.

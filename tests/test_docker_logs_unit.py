@@ -156,7 +156,7 @@ def test_kill_process_tree_checks_the_pid_namespace() -> None:
 
 def test_copier_skips_what_it_copied_before_and_what_the_file_holds(tmp_path: Path) -> None:
     """Resuming: messages counted in the position are skipped, and so are the
-    bytes that reached the file after the checkpoint."""
+    bytes that reached the file after the bookmark."""
     copier = _Copier(None, "c" * 64, tmp_path / "0.log", False, tmp_path / "c.json", 16384)  # type: ignore[arg-type]
     copier.file = CriLogFile(copier.log_path)
     copier.file.write(b"2026")  # the start of the next line made it before the kill

@@ -14,7 +14,7 @@ from pycrid.adapters.base import StartupError
 from pycrid.adapters.docker import naming, recovery
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
-from pycrid.adapters.docker.store import Checkpoints, NetworkState
+from pycrid.adapters.docker.store import NetworkState, StateFiles
 from pycrid.adapters.node.cni import CniRunner
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.api.cri import api_pb2 as cri
@@ -59,7 +59,7 @@ class FakeLogCopiers:
     ) -> None:
         self.recovered.append(container_id)
 
-    def checkpointed(self) -> list[str]:
+    def bookmarked(self) -> list[str]:
         return []
 
     def remove_leftovers(self) -> None:
@@ -117,9 +117,9 @@ CNI_NETWORK = {
 
 async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) -> None:
     ctx, docker, copiers, cni_calls = setup
-    checkpoints: Checkpoints = ctx.store.checkpoints
+    files: StateFiles = ctx.store.files
     add(docker, "ready", naming.sandbox_labels(pod("a"), INSTANCE, "runc"), RUNNING)
-    await checkpoints.save_sandbox(
+    await files.save_sandbox(
         "ready", NetworkState(mode="cni", ready=True, ips=["10.0.0.2"], network=CNI_NETWORK)
     )
     add(docker, "unchecked", naming.sandbox_labels(pod("b"), INSTANCE, ""), RUNNING)
@@ -132,7 +132,7 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
     add(
         docker, "exited", naming.container_labels(container("e"), INSTANCE, "ready", "/l/e"), EXITED
     )
-    await checkpoints.save_container_resources("exited", cri.LinuxContainerResources(cpu_shares=7))
+    await files.save_container_resources("exited", cri.LinuxContainerResources(cpu_shares=7))
     add(
         docker,
         "created",
@@ -143,15 +143,15 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
     add(docker, "broken", naming.sandbox_labels(pod("x"), INSTANCE, ""), RUNNING)
     docker.fail("inspect_container", errors.Internal("docker: inspect failed"), None, "broken")
     # Leftovers: a pod and a container that Docker no longer has.
-    await checkpoints.save_sandbox(
+    await files.save_sandbox(
         "vanished", NetworkState(mode="cni", ready=True, network=CNI_NETWORK, result={})
     )
-    await checkpoints.save_container_resources("gone", cri.LinuxContainerResources())
+    await files.save_container_resources("gone", cri.LinuxContainerResources())
 
     await recovery.recover(ctx)
 
-    assert sorted(ctx.sandbox_ids) == ["ready", "unchecked"]
-    assert sorted(ctx.container_ids) == ["created", "exited", "running"]
+    assert sorted(ctx.store.sandbox_ids) == ["ready", "unchecked"]
+    assert sorted(ctx.store.container_ids) == ["created", "exited", "running"]
     ready = ctx.store.sandboxes["ready"]
     assert ready.state == cri.SANDBOX_READY
     assert ready.config == pod("a")
@@ -175,8 +175,8 @@ async def test_recovery_rebuilds_pods_and_containers_one_by_one(setup: tuple) ->
         ["DEL", "vanished"],
         ["DEL", "vanished"],
     ]
-    assert sorted(checkpoints.sandbox_ids()) == ["ready"]
-    assert sorted(checkpoints.container_ids()) == ["exited"]
+    assert sorted(files.sandbox_ids()) == ["ready"]
+    assert sorted(files.container_ids()) == ["exited"]
 
 
 async def test_recovery_fails_start_up_when_docker_cannot_list(setup: tuple) -> None:
@@ -207,8 +207,8 @@ async def test_a_restarted_adapter_answers_as_the_first_did(tmp_path: Path) -> N
     second = make_kit(tmp_path, docker=first.docker)
     await recovery.recover(second.ctx)
     try:
-        assert sorted(second.ctx.sandbox_ids) == [pod]
-        assert sorted(second.ctx.container_ids) == sorted([exited, running, created])
+        assert sorted(second.ctx.store.sandbox_ids) == [pod]
+        assert sorted(second.ctx.store.container_ids) == sorted([exited, running, created])
         assert await second.pod_status(pod) == before_pod
         for container_id, status in before.items():
             assert await second.status(container_id) == status
@@ -233,17 +233,17 @@ async def test_one_container_docker_is_slow_on_is_skipped_with_its_deadline(
     started = time.monotonic()
     await recovery.recover(second.ctx)
     assert time.monotonic() - started < 3
-    assert sorted(second.ctx.sandbox_ids) == [fine]
+    assert sorted(second.ctx.store.sandbox_ids) == [fine]
     # The item's deadline reached the Docker call, which gave up by itself.
     assert f"could not recover {slow[:13]}: docker inspect_container outlived" in caplog.text
     await second.close()
 
 
-async def test_log_checkpoints_of_containers_docker_lost_are_removed(tmp_path: Path) -> None:
+async def test_log_bookmarks_of_containers_docker_lost_are_removed(tmp_path: Path) -> None:
     first = make_kit(tmp_path)
     await first.run_pod("web")
     await first.close()
-    lost = first.ctx.log_copiers.checkpoint_path("f" * 64)
+    lost = first.ctx.log_copiers.bookmark_path("f" * 64)
     lost.parent.mkdir(parents=True, exist_ok=True)
     lost.write_text("{}")
     second = make_kit(tmp_path, docker=first.docker)

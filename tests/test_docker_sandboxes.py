@@ -107,8 +107,8 @@ async def test_a_pause_container_that_fails_to_start_leaves_nothing(kit: Kit) ->
         await kit.run_pod("web")
     assert kit.docker.containers == {}
     assert kit.ctx.store.sandboxes == {}
-    assert list(kit.ctx.sandbox_ids) == []
-    assert kit.ctx.store.checkpoints.sandbox_ids() == []
+    assert list(kit.ctx.store.sandbox_ids) == []
+    assert kit.ctx.store.files.sandbox_ids() == []
     # The cause gone, the retry of the same pod succeeds.
     del kit.docker.start_errors[name]
     pod_id = await kit.run_pod("web")
@@ -122,7 +122,7 @@ async def test_a_pod_that_outlives_its_deadline_is_undone(kit: Kit) -> None:
     # The clean-up ran to its end although the call's deadline had passed.
     assert kit.docker.containers == {}
     assert kit.ctx.store.sandboxes == {}
-    assert kit.ctx.store.checkpoints.sandbox_ids() == []
+    assert kit.ctx.store.files.sandbox_ids() == []
 
 
 async def test_docker_errors_reach_the_caller_as_cri_errors(kit: Kit) -> None:
@@ -183,7 +183,7 @@ async def test_remove_takes_the_pod_and_its_containers_out_of_docker(kit: Kit) -
 
     assert list(kit.docker.containers) == [other]
     assert kit.docker.called("remove_container") == [(app, True, True), (pod_id, True, True)]
-    assert kit.ctx.store.checkpoints.sandbox_ids() == [other]
+    assert kit.ctx.store.files.sandbox_ids() == [other]
     with pytest.raises(errors.NotFound):
         await kit.pod_status(pod_id)
     with pytest.raises(errors.NotFound):
@@ -217,8 +217,8 @@ async def test_a_pod_docker_lost_is_not_found_and_forgotten(kit: Kit) -> None:
     del kit.docker.containers[pod_id]  # removed behind pycrid's back
     with pytest.raises(errors.NotFound):
         await kit.pod_status(pod_id)
-    assert pod_id not in kit.ctx.sandbox_ids
-    assert kit.ctx.store.checkpoints.sandbox_ids() == []
+    assert pod_id not in kit.ctx.store.sandbox_ids
+    assert kit.ctx.store.files.sandbox_ids() == []
 
 
 async def test_a_pause_container_that_died_makes_the_pod_not_ready(kit: Kit) -> None:

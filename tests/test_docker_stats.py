@@ -13,9 +13,8 @@ from pycrid.adapters import criviews
 from pycrid.adapters.docker import stats
 from pycrid.adapters.docker.fake import FakeContainer, FakeDocker
 from pycrid.adapters.docker.stats import DockerStats
-from pycrid.adapters.docker.store import Checkpoints, ContainerRecord, Store
+from pycrid.adapters.docker.store import ContainerRecord, StateFiles, Store
 from pycrid.adapters.errors import NotFound
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cgroups, criusage, layersize, procnet
 from pycrid.adapters.node.cgroups import CgroupPaths, CgroupSample, Hierarchy, MemorySample
 from pycrid.adapters.node.cpurates import CpuRates
@@ -462,9 +461,7 @@ def stats_rpcs(tmp_path: Path) -> tuple[DockerStats, FakeDocker, Refresher]:
     refresher = Refresher()
     ctx = SimpleNamespace(
         client=docker,
-        store=Store(Checkpoints(tmp_path / "state")),
-        container_ids=IdIndex("container"),
-        sandbox_ids=IdIndex("pod sandbox"),
+        store=Store(StateFiles(tmp_path / "state")),
     )
     for container_id, sandbox_id, tier in (
         ("c1", "s1", "web"),
@@ -484,7 +481,7 @@ def stats_rpcs(tmp_path: Path) -> tuple[DockerStats, FakeDocker, Refresher]:
             resources=cri.LinuxContainerResources(),
         )
         ctx.store.containers[container_id] = record
-        ctx.container_ids.add(container_id)
+        ctx.store.container_ids.add(container_id)
         docker.containers[container_id] = FakeContainer(
             id=container_id, name=container_id, image_id=image.id, body={}, created=1
         )
@@ -533,7 +530,7 @@ async def test_a_container_docker_lost_is_not_found_alone_and_bare_in_lists(
         record = rpcs.ctx.store.containers.pop("c1")
         record.id = "gone"
         rpcs.ctx.store.containers["gone"] = record
-        rpcs.ctx.container_ids.add("gone")
+        rpcs.ctx.store.container_ids.add("gone")
         with pytest.raises(NotFound):
             await rpcs.container_stats(cri.ContainerStatsRequest(container_id="gone"))
         with pytest.raises(NotFound):

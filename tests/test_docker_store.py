@@ -1,4 +1,4 @@
-"""The docker adapter's records, their states, and its checkpoints."""
+"""The docker adapter's records, their states, and its files."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from pycrid.adapters.docker.store import (
-    Checkpoints,
     ContainerRecord,
     NetworkState,
     SandboxRecord,
+    StateFiles,
     Store,
 )
 from pycrid.adapters.node import netns
@@ -101,7 +101,7 @@ def test_sandbox_is_ready_only_while_running_with_its_network() -> None:
 
 
 def test_listing_updates_states_and_drops_what_docker_lost(tmp_path: Path) -> None:
-    store = Store(Checkpoints(tmp_path))
+    store = Store(StateFiles(tmp_path))
     old_container = container_record("old")
     old_container.finished_known = True
     store.containers["old"] = old_container
@@ -120,8 +120,8 @@ def test_listing_updates_states_and_drops_what_docker_lost(tmp_path: Path) -> No
     assert not store.containers["c"].finished_known  # Status inspects for the exit code
 
 
-async def test_checkpoints_round_trip(tmp_path: Path) -> None:
-    checkpoints = Checkpoints(tmp_path)
+async def test_state_files_round_trip(tmp_path: Path) -> None:
+    files = StateFiles(tmp_path)
     network = NetworkState(
         mode="cni",
         ready=True,
@@ -131,19 +131,19 @@ async def test_checkpoints_round_trip(tmp_path: Path) -> None:
         result={"ips": []},
         port_mappings=[{"hostPort": 1, "containerPort": 2, "protocol": "tcp"}],
     )
-    await checkpoints.save_sandbox("s1", network)
-    assert checkpoints.load_sandbox("s1") == network
-    assert checkpoints.sandbox_ids() == ["s1"]
-    checkpoints.delete_sandbox("s1")
-    checkpoints.delete_sandbox("s1")
-    assert checkpoints.load_sandbox("s1") is None
+    await files.save_sandbox("s1", network)
+    assert files.load_sandbox("s1") == network
+    assert files.sandbox_ids() == ["s1"]
+    files.delete_sandbox("s1")
+    files.delete_sandbox("s1")
+    assert files.load_sandbox("s1") is None
 
     resources = cri.LinuxContainerResources(cpu_quota=5, memory_limit_in_bytes=1 << 30)
-    await checkpoints.save_container_resources("c1", resources)
-    assert checkpoints.load_container_resources("c1") == resources
-    assert checkpoints.container_ids() == ["c1"]
-    checkpoints.delete_container("c1")
-    assert checkpoints.load_container_resources("c1") is None
+    await files.save_container_resources("c1", resources)
+    assert files.load_container_resources("c1") == resources
+    assert files.container_ids() == ["c1"]
+    files.delete_container("c1")
+    assert files.load_container_resources("c1") is None
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")

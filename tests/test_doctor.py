@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pycrid.adapters.config import parse_config
 from pycrid.server import exitcodes
-from pycrid.server.doctor.network import check_cni, check_mirrors
-from pycrid.server.doctor.node import cgroup_version, check_socket_dir
-from pycrid.server.doctor.report import run_doctor
+from pycrid.tools.doctor.network import check_cni, check_mirrors
+from pycrid.tools.doctor.node import cgroup_version, check_socket_dir
+from pycrid.tools.doctor.report import run_doctor
 
 
 def _closed_port() -> int:
@@ -107,7 +107,7 @@ def test_doctor_command_exit_status(tmp_path):
         f'[registries."registry.k8s.io"]\nmirrors = ["{mirror}"]\nupstream = false\n'
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pycrid.server.cli", "doctor", "--config", str(config)],
+        [sys.executable, "-m", "pycrid.tools.cli", "doctor", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

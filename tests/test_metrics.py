@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import grpc
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 from pycrid.adapters import errors
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
-from pycrid.server import statemetrics
+from pycrid.server import instrument, statemetrics
 from pycrid.server.daemon import build_server
 from pycrid.server.metricsendpoint import MetricsEndpoint, MetricsFailure
 
@@ -145,3 +146,23 @@ async def test_an_address_in_use_is_a_startup_failure():
             await MetricsEndpoint(first.bound).start()
     finally:
         await first.stop()
+
+
+async def test_a_hook_after_a_call_sees_its_response_and_never_fails_it():
+    seen: list[object] = []
+
+    async def handler(request: object, context: object) -> str:
+        return f"answer to {request}"
+
+    async def count(response: object) -> None:
+        seen.append(response)
+
+    async def broken(response: object) -> None:
+        raise RuntimeError("figure unavailable")
+
+    context = SimpleNamespace(time_remaining=lambda: None)
+    counted = instrument.wrap_unary("ListImages", handler, after=count)
+    assert await counted("q", context) == "answer to q"
+    assert seen == ["answer to q"]
+    failing = instrument.wrap_unary("ListImages", handler, after=broken)
+    assert await failing("r", context) == "answer to r"

@@ -17,7 +17,7 @@ import pytest
 from pycrid.api.cri import api_pb2 as cri
 from pycrid.api.cri import api_pb2_grpc
 from pycrid.server import sdnotify
-from pycrid.server.installunits import install_units, render_units, unit_text
+from pycrid.tools.installunits import install_units, render_units, unit_text
 
 HERE = Path(__file__).parent
 SERVE_FAKE = HERE / "serve_fake.py"
@@ -164,7 +164,7 @@ def test_socket_activation_with_the_wrong_name_fails_in_one_line(tmp_path, socke
 def test_fd_listen_outside_systemd_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LISTEN_")}
     result = subprocess.run(
-        [sys.executable, "-m", "pycrid.server.cli", "serve", "--listen", "fd://",
+        [sys.executable, "-m", "pycrid.tools.cli", "serve", "--listen", "fd://",
          "--state-dir", str(tmp_path / "s"), "--run-dir", str(tmp_path / "r")],
         capture_output=True, text=True, timeout=30, env=env,
     )  # fmt: skip
@@ -225,7 +225,7 @@ def test_systemd_analyze_verify_is_clean(tmp_path, socket_activation):
     if not socket_activation:
         args.append("--no-socket")
     done = subprocess.run(
-        [sys.executable, "-m", "pycrid.server.cli", *args], capture_output=True, text=True
+        [sys.executable, "-m", "pycrid.tools.cli", *args], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     units = sorted(str(p) for p in tmp_path.iterdir())

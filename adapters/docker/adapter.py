@@ -2,7 +2,7 @@
 
 Pods are pause containers and app containers join their namespaces, the way
 dockershim and cri-dockerd do it. Docker keeps the truth (labels on the
-containers); pycrid keeps only small checkpoint files beside it. This module
+containers); pycrid keeps only small state files beside it. This module
 only wires the concerns together; each lives in its own module.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 from pycrid.adapters.base import Adapter
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming, recovery, spec
-from pycrid.adapters.docker.checkpoint import DockerCheckpoints
 from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
@@ -25,9 +24,8 @@ from pycrid.adapters.docker.logs import LogCopiers
 from pycrid.adapters.docker.runtimeinfo import DockerRuntimeInfo
 from pycrid.adapters.docker.sandboxes import DockerSandboxes
 from pycrid.adapters.docker.stats import DockerStats
-from pycrid.adapters.docker.store import Checkpoints, Store
+from pycrid.adapters.docker.store import StateFiles, Store
 from pycrid.adapters.docker.streaming import DockerStreaming
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
@@ -43,7 +41,7 @@ class DockerAdapter(Adapter):
         self.client = DockerClient(config.docker.endpoint)
         state_dir = Path(config.state_dir) / "docker"
         run_dir = Path(config.run_dir) / "docker"
-        store = Store(Checkpoints(state_dir))
+        store = Store(StateFiles(state_dir))
         images = DockerImages(self.client, config, state_dir, live=lambda: store.live)
         self.logs = LogCopiers(self.client, state_dir)
         self.ctx = DockerContext(
@@ -52,8 +50,6 @@ class DockerAdapter(Adapter):
             images=images,
             store=store,
             instance=naming.instance_id(config.state_dir),
-            sandbox_ids=IdIndex("pod sandbox"),
-            container_ids=IdIndex("container"),
             networks=PodNetworks(cni.CniRunner(config.network.cni_bin_dirs), run_dir / "netns"),
             run_dir=run_dir,
             # Docker 20.10 refuses capability names it does not know (PERFMON, BPF,
@@ -74,8 +70,8 @@ class DockerAdapter(Adapter):
         super().__init__(
             name="docker",
             runtime=self.info,
-            sandbox_ids=self.ctx.sandbox_ids,
-            container_ids=self.ctx.container_ids,
+            sandbox_ids=store.sandbox_ids,
+            container_ids=store.container_ids,
             sandboxes=DockerSandboxes(self.ctx, containers),
             containers=containers,
             images=images,
@@ -83,12 +79,15 @@ class DockerAdapter(Adapter):
             stats=self.docker_stats,
             events=self.docker_events.hub,
             pod_resources=PodCgroupResources(store_members(self.ctx.store)),
-            checkpoints=DockerCheckpoints(self.client),
+            # CheckpointContainer is not supported: `docker checkpoint` needs CRIU and an
+            # experimental dockerd, and even then keeps its checkpoints in Docker's own
+            # store instead of the archive at the CRI's location that kubelet reads.
+            checkpoints=None,
             metrics=PodMetrics(self._pod_processes, self.docker_stats),
         )
 
     def _pod_processes(self) -> list[PodProcesses]:
-        return pod_processes(self.ctx.store, self.ctx.sandbox_ids, self.ctx.container_ids)
+        return pod_processes(self.ctx.store)
 
     async def start(self) -> None:
         await self.client.connect(self.config.docker.startup_timeout)

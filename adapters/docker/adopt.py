@@ -1,7 +1,8 @@
 """Taking over the pods and containers that cri-dockerd runs on the same dockerd.
 
 cri-dockerd (the formats of v0.4.x, read from its ``core/`` sources) keeps
-everything in Docker, except a small checkpoint per pod:
+everything in Docker, except a small file per pod, its sandbox file (cri-dockerd
+calls it a checkpoint):
 
 - labels ``io.kubernetes.docker.type`` (``podsandbox`` or ``container``),
   ``io.kubernetes.sandbox.id`` and ``io.kubernetes.container.logpath`` on
@@ -15,9 +16,9 @@ everything in Docker, except a small checkpoint per pod:
   "host_ip"}], "host_network"}, "checksum"}``.
 
 Adoption makes ordinary store records of them (same IDs), with CRI configs
-rebuilt from those facts, and a pycrid checkpoint of each pod's network so that
+rebuilt from those facts, and a pycrid state file of each pod's network so that
 StopPodSandbox runs CNI DEL with the node's CNI configuration. A pod whose
-checkpoint is missing or unreadable is not adopted (nor its containers): it
+sandbox file is missing or unreadable is not adopted (nor its containers): it
 is left as it is and reported. Docker labels cannot change, so adoption runs
 at every start; a pod adopted before keeps the network pycrid recorded.
 """
@@ -25,7 +26,6 @@ at every start; a pod adopted before keeps the network pycrid recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 import itertools
 import json
@@ -35,14 +35,20 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker import naming
+from pycrid.adapters.docker.adoptedpods import (
+    SANDBOX_FILE_DIR,
+    TYPE_LABEL,
+    marker,
+)
 from pycrid.adapters.docker.api import ContainerInspect, DockerApi, ImageInspect
+from pycrid.adapters.docker.client import DockerClient
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.logs import Position
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.docker.teardown import docker_ips
 from pycrid.adapters.errors import CRIError, NotFound
 from pycrid.adapters.node import cni, netns
 from pycrid.adapters.node.crilog import CriLogEncoder, parse_timestamp
@@ -51,8 +57,6 @@ from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.docker.adopt")
 
-CRI_DOCKERD = "cri-dockerd"
-TYPE_LABEL = "io.kubernetes.docker.type"
 TYPE_SANDBOX = "podsandbox"
 TYPE_CONTAINER = "container"
 SANDBOX_ID_LABEL = "io.kubernetes.sandbox.id"
@@ -60,8 +64,7 @@ LOG_PATH_LABEL = "io.kubernetes.container.logpath"
 CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
 ANNOTATION_PREFIX = "annotation."
 INTERNAL_LABELS = (TYPE_LABEL, LOG_PATH_LABEL, SANDBOX_ID_LABEL)
-CHECKPOINT_DIR = "sandbox"
-CHECKPOINT_VERSION = "v1"
+SANDBOX_FILE_VERSION = "v1"
 KUBELET_POD_LOGS = "/var/log/pods"
 PULLABLE_PREFIX = "docker-pullable://"
 IMAGE_ID_PREFIX = "docker://"
@@ -69,12 +72,8 @@ PROTOCOLS = {"tcp": cri.TCP, "udp": cri.UDP, "sctp": cri.SCTP}
 _RANDOM_SUFFIX = re.compile(r"[0-9a-f]{8}")
 
 
-class CheckpointError(ValueError):
-    """cri-dockerd's checkpoint of a pod is missing or cannot be read."""
-
-
-def enabled(ctx: DockerContext) -> bool:
-    return CRI_DOCKERD in ctx.config.docker.adopt
+class SandboxFileError(ValueError):
+    """cri-dockerd's sandbox file of a pod is missing or cannot be read."""
 
 
 # Labels and names.
@@ -125,19 +124,19 @@ def parse_container_name(name: str) -> tuple[cri.ContainerMetadata, cri.PodSandb
     return cri.ContainerMetadata(name=parts[1], attempt=int(parts[5])), pod
 
 
-# The checkpoint.
+# The sandbox file.
 
 
 @dataclass
-class Checkpoint:
+class SandboxFile:
     name: str
     namespace: str
     port_mappings: list[cri.PortMapping] = field(default_factory=list)
     host_network: bool = False
 
 
-def parse_checkpoint(blob: bytes) -> Checkpoint:
-    """One checkpoint file's content; CheckpointError when it is not one.
+def parse_sandbox_file(blob: bytes) -> SandboxFile:
+    """One sandbox file's content; SandboxFileError when it is not one.
 
     The checksum (FNV-1a of Go's spew dump of the data) is not recomputed: the
     structure is checked instead, which catches truncated and foreign files.
@@ -145,23 +144,23 @@ def parse_checkpoint(blob: bytes) -> Checkpoint:
     try:
         value = json.loads(blob)
     except (ValueError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"not JSON: {e}") from None
+        raise SandboxFileError(f"not JSON: {e}") from None
     if not isinstance(value, dict):
-        raise CheckpointError("not a JSON object")
-    if value.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"version {value.get('version')!r}, not {CHECKPOINT_VERSION!r}")
+        raise SandboxFileError("not a JSON object")
+    if value.get("version") != SANDBOX_FILE_VERSION:
+        raise SandboxFileError(f"version {value.get('version')!r}, not {SANDBOX_FILE_VERSION!r}")
     name, namespace = value.get("name"), value.get("namespace")
     if not isinstance(name, str) or not isinstance(namespace, str) or not name:
-        raise CheckpointError("no pod name and namespace")
+        raise SandboxFileError("no pod name and namespace")
     if not isinstance(value.get("checksum"), int):
-        raise CheckpointError("no checksum")
+        raise SandboxFileError("no checksum")
     data = value.get("data") or {}
     if not isinstance(data, dict):
-        raise CheckpointError("data is not an object")
+        raise SandboxFileError("data is not an object")
     mappings = []
     for item in data.get("port_mappings") or []:
         if not isinstance(item, dict):
-            raise CheckpointError("a port mapping is not an object")
+            raise SandboxFileError("a port mapping is not an object")
         protocol = str(item.get("protocol") or "tcp").lower()
         try:
             mappings.append(
@@ -173,22 +172,22 @@ def parse_checkpoint(blob: bytes) -> Checkpoint:
                 )
             )
         except (KeyError, ValueError, TypeError):
-            raise CheckpointError(f"bad port mapping {item!r}") from None
-    return Checkpoint(name, namespace, mappings, bool(data.get("host_network")))
+            raise SandboxFileError(f"bad port mapping {item!r}") from None
+    return SandboxFile(name, namespace, mappings, bool(data.get("host_network")))
 
 
-def read_checkpoint(root: str | os.PathLike[str], sandbox_id: str) -> Checkpoint:
-    path = Path(root) / CHECKPOINT_DIR / sandbox_id
+def read_sandbox_file(root: str | os.PathLike[str], sandbox_id: str) -> SandboxFile:
+    path = Path(root) / SANDBOX_FILE_DIR / sandbox_id
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint {path}") from None
+        raise SandboxFileError(f"no sandbox file {path}") from None
     except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+        raise SandboxFileError(f"cannot read {path}: {e.strerror}") from None
     try:
-        return parse_checkpoint(blob)
-    except CheckpointError as e:
-        raise CheckpointError(f"checkpoint {path} is malformed: {e}") from None
+        return parse_sandbox_file(blob)
+    except SandboxFileError as e:
+        raise SandboxFileError(f"sandbox file {path} is malformed: {e}") from None
 
 
 # What would be adopted.
@@ -200,7 +199,7 @@ class Found:
     name: str
     kind: str  # naming.SANDBOX or naming.CONTAINER
     inspect: ContainerInspect
-    checkpoint: Checkpoint | None = None
+    sandbox_file: SandboxFile | None = None
 
 
 @dataclass
@@ -256,11 +255,11 @@ async def survey(client: DockerApi, root: str) -> Survey:
             continue
         try:
             parse_sandbox_name(name)
-            checkpoint = read_checkpoint(root, inspect["Id"])
+            sandbox_file = read_sandbox_file(root, inspect["Id"])
         except ValueError as e:
             result.refused.append(Refused(inspect["Id"], name, str(e)))
             continue
-        result.sandboxes.append(Found(inspect["Id"], name, naming.SANDBOX, inspect, checkpoint))
+        result.sandboxes.append(Found(inspect["Id"], name, naming.SANDBOX, inspect, sandbox_file))
         sandbox_ids.add(inspect["Id"])
     for inspect in pending:
         labels = (inspect.get("Config") or {}).get("Labels") or {}
@@ -292,9 +291,9 @@ def _namespace_options(inspect: ContainerInspect) -> cri.NamespaceOption:
 
 
 def sandbox_config(
-    inspect: ContainerInspect, checkpoint: Checkpoint | None, log_directory: str
+    inspect: ContainerInspect, sandbox_file: SandboxFile | None, log_directory: str
 ) -> cri.PodSandboxConfig:
-    """The PodSandboxConfig that cri-dockerd's pause container and checkpoint tell of."""
+    """The PodSandboxConfig that cri-dockerd's pause container and sandbox file tell of."""
     config = inspect.get("Config") or {}
     labels, annotations = split_labels(config.get("Labels"))
     sandbox = cri.PodSandboxConfig(
@@ -303,7 +302,7 @@ def sandbox_config(
         log_directory=log_directory,
         labels=labels,
         annotations=annotations,
-        port_mappings=checkpoint.port_mappings if checkpoint else [],
+        port_mappings=sandbox_file.port_mappings if sandbox_file else [],
     )
     sandbox.linux.security_context.namespace_options.CopyFrom(_namespace_options(inspect))
     return sandbox
@@ -389,15 +388,13 @@ def pod_ips(netns_path: str) -> list[str]:
 
 
 async def _network(ctx: DockerContext, found: Found, config: cri.PodSandboxConfig) -> NetworkState:
-    """The adopted pod's network as a pycrid checkpoint records it."""
-    from pycrid.adapters.docker.sandboxes import docker_ips  # sandboxes.py imports this module
-
+    """The adopted pod's network as a pycrid state file records it."""
     inspect = found.inspect
     host = inspect.get("HostConfig") or {}
     state = inspect.get("State") or {}
     running = bool(state.get("Running"))
     mode = host.get("NetworkMode") or ""
-    if mode == "host" or (found.checkpoint and found.checkpoint.host_network):
+    if mode == "host" or (found.sandbox_file and found.sandbox_file.host_network):
         return NetworkState(mode="host", ready=running, torn_down=not running)
     if mode != "none":
         return NetworkState(mode="docker", ready=running, ips=docker_ips(inspect))
@@ -504,14 +501,14 @@ async def adopt(ctx: DockerContext) -> None:
     for sandbox in found.sandboxes:
         try:
             config = sandbox_config(
-                sandbox.inspect, sandbox.checkpoint, pod_log_directory(sandbox, found.containers)
+                sandbox.inspect, sandbox.sandbox_file, pod_log_directory(sandbox, found.containers)
             )
-            network = ctx.store.checkpoints.load_sandbox(sandbox.id)
+            network = ctx.store.files.load_sandbox(sandbox.id)
             if network is None:
-                _marker(ctx, sandbox.id).parent.mkdir(parents=True, exist_ok=True)
-                _marker(ctx, sandbox.id).touch()
+                marker(ctx, sandbox.id).parent.mkdir(parents=True, exist_ok=True)
+                marker(ctx, sandbox.id).touch()
                 network = await _network(ctx, sandbox, config)
-                await ctx.store.checkpoints.save_sandbox(sandbox.id, network)
+                await ctx.store.files.save_sandbox(sandbox.id, network)
         except (CRIError, OSError, ValueError, subprocess.SubprocessError) as e:
             log.warning("not adopting pod sandbox %s: %s", sandbox.id[:13], e)
             continue
@@ -523,7 +520,7 @@ async def adopt(ctx: DockerContext) -> None:
             network=network,
         )
         record.update(sandbox.inspect)
-        ctx.store.sandboxes[sandbox.id] = record
+        ctx.store.add_sandbox(record, published=False)
         adopted_sandboxes.add(sandbox.id)
     for container in found.containers:
         inspect = container.inspect
@@ -537,7 +534,7 @@ async def adopt(ctx: DockerContext) -> None:
             image_id, images[image_id], (inspect.get("Config") or {}).get("Image") or ""
         )
         config = container_config(inspect, name)
-        record = ContainerRecord(
+        adopted = ContainerRecord(
             id=container.id,
             sandbox_id=labels[SANDBOX_ID_LABEL],
             config=config,
@@ -546,16 +543,16 @@ async def adopt(ctx: DockerContext) -> None:
             image_id=image_id,
             image_ref=ref,
             listed_image_ref=image_id,
-            resources=ctx.store.checkpoints.load_container_resources(container.id)
+            resources=ctx.store.files.load_container_resources(container.id)
             or config.linux.resources,
         )
-        record.update(inspect)
+        adopted.update(inspect)
         try:
-            if record.log_path:
-                await _adopt_log(ctx, record, inspect)
+            if adopted.log_path:
+                await _adopt_log(ctx, adopted, inspect)
         except (CRIError, OSError) as e:
             log.warning("container %s: log not taken over: %s", container.id[:13], e)
-        ctx.store.containers[container.id] = record
+        ctx.store.add_container(adopted, published=False)
     log.info(
         "adopted %d pod sandboxes and %d containers from cri-dockerd",
         len(adopted_sandboxes),
@@ -563,40 +560,8 @@ async def adopt(ctx: DockerContext) -> None:
     )
 
 
-async def listing(ctx: DockerContext) -> list[dict[str, Any]]:
-    """``docker ps -a`` of pycrid's containers and, when adopting, cri-dockerd's."""
-    listed = list(await ctx.client.list_containers(naming.instance_filter(ctx.instance)))
-    if enabled(ctx):
-        seen = {summary["Id"] for summary in listed}
-        for summary in await ctx.client.list_containers({"label": [TYPE_LABEL]}):
-            if summary["Id"] not in seen:
-                listed.append(summary)
-    return listed
-
-
-def _marker(ctx: DockerContext, sandbox_id: str) -> Path:
-    return ctx.store.checkpoints.sandboxes.parent / "adopted" / sandbox_id
-
-
-def was_adopted(ctx: DockerContext, sandbox_id: str) -> bool:
-    """Whether pycrid took the pod over from cri-dockerd (kept until the pod is removed)."""
-    return _marker(ctx, sandbox_id).exists()
-
-
-def forget_sandbox(ctx: DockerContext, sandbox_id: str) -> None:
-    """An adopted pod removed: its cri-dockerd checkpoint goes too, as cri-dockerd would do."""
-    with contextlib.suppress(FileNotFoundError):
-        _marker(ctx, sandbox_id).unlink()
-    if enabled(ctx):
-        path = Path(ctx.config.docker.cri_dockerd_root) / CHECKPOINT_DIR / sandbox_id
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
 async def check(config: Config) -> Survey:
     """``pycrid adopt --check``: what a start with adoption on would take over, changing nothing."""
-    from pycrid.adapters.docker.client import DockerClient
-
     client = DockerClient(config.docker.endpoint)
     try:
         await client.connect(config.docker.startup_timeout)

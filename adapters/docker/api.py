@@ -44,6 +44,42 @@ class InspectConfig(TypedDict, total=False):
     Image: str
     Labels: dict[str, str] | None
     Tty: bool
+    OpenStdin: bool
+    StdinOnce: bool
+    Hostname: str
+    User: str
+    Env: list[str] | None
+    Entrypoint: list[str] | None
+    Cmd: list[str] | None
+    WorkingDir: str
+
+
+class InspectHostConfig(TypedDict, total=False):
+    Runtime: str
+    NetworkMode: str
+    PidMode: str
+    IpcMode: str
+    UTSMode: str
+    CgroupParent: str
+    CapAdd: list[str] | None
+    CapDrop: list[str] | None
+    Sysctls: dict[str, str] | None
+    CpuShares: int
+    CpuQuota: int
+    CpuPeriod: int
+    CpusetCpus: str
+    CpusetMems: str
+    Memory: int
+    MemorySwap: int
+    OomScoreAdj: int
+    PidsLimit: int | None
+
+
+class MountPoint(TypedDict, total=False):
+    Type: str
+    Source: str
+    Destination: str
+    RW: bool
 
 
 class GraphDriverInfo(TypedDict, total=False):
@@ -68,8 +104,13 @@ class ContainerInspect(TypedDict, total=False):
     Created: str
     Image: str
     """The image ID."""
+    Path: str
+    Args: list[str] | None
     State: InspectState
     Config: InspectConfig
+    HostConfig: InspectHostConfig
+    Mounts: list[MountPoint] | None
+    LogPath: str
     GraphDriver: GraphDriverInfo
     NetworkSettings: NetworkSettings
 
@@ -120,16 +161,21 @@ class RuntimeDescription(TypedDict, total=False):
     path: str
 
 
+class CommitInfo(TypedDict, total=False):
+    ID: str
+
+
 class SystemInfo(TypedDict, total=False):
     """``GET /info``."""
 
+    ServerVersion: str
+    RuncCommit: CommitInfo | None
     DockerRootDir: str
     Driver: str
     CgroupDriver: str
     CgroupVersion: str
     Runtimes: dict[str, RuntimeDescription] | None
     DefaultRuntime: str
-    ServerVersion: str
 
 
 class ContainerUsage(TypedDict, total=False):

@@ -20,12 +20,12 @@ from google.protobuf import json_format
 
 from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import set_call_deadline, without_deadline
-from pycrid.adapters.docker import adopt, inspectviews, naming, spec
+from pycrid.adapters.docker import inspectviews, naming, spec
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.execsync import exec_sync
 from pycrid.adapters.docker.namedcreate import create_container
-from pycrid.adapters.docker.sandboxes import release_leftover, remove_docker_container
 from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.adapters.docker.teardown import release_leftover, remove_docker_container
 from pycrid.adapters.errors import CRIError, FailedPrecondition, NotFound
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import confined
@@ -64,7 +64,7 @@ class DockerContainers:
         image = await ctx.images.inspect(config.image.image)
         if image is None:
             raise NotFound(f"image {config.image.image!r} not found")
-        if not config.command and config.args and not image.get("Config", {}).get("Entrypoint"):
+        if not config.command and config.args and not (image.get("Config") or {}).get("Entrypoint"):
             check_program(config.args[0], "args[0]")  # the image runs args as its command
         log_path = log_path_of(sandbox.config, config)
         if log_path:
@@ -76,7 +76,7 @@ class DockerContainers:
             target = same_pod_target(
                 options.target_id,
                 sandbox.id,
-                ctx.container_ids.resolve,
+                ctx.store.container_ids.resolve,
                 lambda full: ctx.store.container(full).sandbox_id,
             )
         name = naming.container_name(config.metadata, sandbox.config.metadata, ctx.instance)
@@ -111,17 +111,17 @@ class DockerContainers:
             image_ref=ctx.images.image_ref(image, config.image.image),
             resources=config.linux.resources,
         )
-        ctx.store.containers[container_id] = record
+        ctx.store.add_container(record, published=False)
         try:
             inspect = await ctx.client.inspect_container(container_id)
         except BaseException:
-            ctx.store.containers.pop(container_id, None)
+            ctx.store.discard_container(container_id)
             with without_deadline(), contextlib.suppress(Exception):
                 await asyncio.shield(ctx.client.remove_container(container_id, force=True))
             raise
         record.created_at = naming.docker_time_ns(inspect.get("Created"))
         record.update(inspect)
-        ctx.container_ids.add(container_id)
+        ctx.store.publish_container(container_id)
         ctx.store.changed(record)
         log.info(
             "container %s (%s) created in pod sandbox %s",
@@ -202,7 +202,7 @@ class DockerContainers:
     async def remove_one(self, container_id: str) -> None:
         record = self.ctx.store.containers.get(container_id)
         if record is None:
-            self.ctx.container_ids.discard(container_id)
+            self.ctx.store.discard_container(container_id)
             return  # gone: the CRI makes Remove succeed
         async with record.lock:
             await remove_docker_container(self.ctx, record)
@@ -211,11 +211,10 @@ class DockerContainers:
         log.info("container %s removed", container_id[:13])
 
     def _forget(self, container_id: str) -> None:
-        self.ctx.store.checkpoints.delete_container(container_id)
+        self.ctx.store.files.delete_container(container_id)
         if not self.ctx.log_copiers.is_copying(container_id):
             self.ctx.log_copiers.forget(container_id)
-        record = self.ctx.store.containers.pop(container_id, None)
-        self.ctx.container_ids.discard(container_id)
+        record = self.ctx.store.discard_container(container_id)
         if record is not None:
             self.ctx.store.gone(container_id, record.sandbox_id)
 
@@ -250,7 +249,7 @@ class DockerContainers:
             await self._inspect(record)
         await self._settle(record)
         config = record.config
-        status = criviews.container_status(record, record.error)
+        status = criviews.container_status(record)
         response = cri.ContainerStatusResponse(status=status)
         if request.verbose:
             inspect = await self.ctx.client.inspect_container(record.id)
@@ -293,14 +292,14 @@ class DockerContainers:
         set_call_deadline(REFRESH_DEADLINE)
         ctx = self.ctx
         started = time.monotonic()
-        listed = await adopt.listing(ctx)
+        listed = await ctx.list_containers()
         states = {summary["Id"]: summary.get("State") or "" for summary in listed}
+        published_pods = set(ctx.store.sandbox_ids)
         for gone in ctx.store.apply_listing(states, started):
             log.info("%s is gone from docker; forgotten", gone[:13])
-            if gone in ctx.sandbox_ids:
+            if gone in published_pods:
                 await release_leftover(ctx, gone)
-            ctx.container_ids.discard(gone)
-            ctx.store.checkpoints.delete_container(gone)
+            ctx.store.files.delete_container(gone)
             if not ctx.log_copiers.is_copying(gone):
                 ctx.log_copiers.forget(gone)
 
@@ -319,7 +318,7 @@ class DockerContainers:
         everything = passes_all(wanted)
         containers = []
         for record in list(self.ctx.store.containers.values()):
-            if record.id not in self.ctx.container_ids:
+            if record.id not in self.ctx.store.container_ids:
                 continue  # still being created
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue
@@ -341,7 +340,7 @@ class DockerContainers:
             resources.CopyFrom(request.linux)
             if not resources.oom_score_adj:
                 resources.oom_score_adj = record.resources.oom_score_adj  # fixed at creation
-            await self.ctx.store.checkpoints.save_container_resources(record.id, resources)
+            await self.ctx.store.files.save_container_resources(record.id, resources)
             record.resources = resources
         return cri.UpdateContainerResourcesResponse()
 

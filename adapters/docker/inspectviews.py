@@ -9,7 +9,10 @@ what it does not report is left out rather than guessed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from pycrid.adapters.docker.api import ContainerInspect, InspectHostConfig
 
 IMAGE_CONFIG_KEYS = (
     "User",
@@ -25,7 +28,7 @@ IMAGE_CONFIG_KEYS = (
 """The OCI image config's ``config`` fields, which Docker's ``Config`` names alike."""
 
 
-def image_spec(inspect: dict[str, Any]) -> dict[str, Any]:
+def image_spec(inspect: Mapping[str, Any]) -> dict[str, Any]:
     """The OCI image configuration of a Docker image inspect."""
     config = inspect.get("Config") or {}
     spec: dict[str, Any] = {
@@ -45,7 +48,7 @@ def image_spec(inspect: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def _namespaces(host: dict[str, Any]) -> list[dict[str, str]]:
+def _namespaces(host: InspectHostConfig) -> list[dict[str, str]]:
     """Each Docker mode ``container:<id>`` names the pause container's namespace."""
     namespaces = [{"type": "mount"}]
     for kind, key in (("network", "NetworkMode"), ("ipc", "IpcMode"), ("pid", "PidMode")):
@@ -61,7 +64,7 @@ def _namespaces(host: dict[str, Any]) -> list[dict[str, str]]:
     return namespaces
 
 
-def _resources(host: dict[str, Any]) -> dict[str, Any]:
+def _resources(host: InspectHostConfig) -> dict[str, Any]:
     cpu = {
         "shares": host.get("CpuShares") or None,
         "quota": host.get("CpuQuota") or None,
@@ -79,7 +82,7 @@ def _resources(host: dict[str, Any]) -> dict[str, Any]:
     return resources
 
 
-def runtime_spec(inspect: dict[str, Any]) -> dict[str, Any]:
+def runtime_spec(inspect: ContainerInspect) -> dict[str, Any]:
     """An OCI-runtime-spec-shaped view of a Docker container inspect."""
     config = inspect.get("Config") or {}
     host = inspect.get("HostConfig") or {}
@@ -111,11 +114,12 @@ def runtime_spec(inspect: dict[str, Any]) -> dict[str, Any]:
         "cgroupsPath": host.get("CgroupParent") or "",
     }
     if host.get("Sysctls"):
-        linux["sysctl"] = dict(host["Sysctls"])
+        linux["sysctl"] = dict(host.get("Sysctls") or {})
+    layers = (inspect.get("GraphDriver") or {}).get("Data") or {}
     return {
         "ociVersion": "1.0.2",
         "process": process,
-        "root": {"path": (inspect.get("GraphDriver") or {}).get("Data", {}).get("MergedDir", "")},
+        "root": {"path": layers.get("MergedDir", "")},
         "hostname": config.get("Hostname") or "",
         "mounts": mounts,
         "annotations": dict(config.get("Labels") or {}),

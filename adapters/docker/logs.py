@@ -11,24 +11,24 @@ Restart safety, without lost or duplicated lines:
   many copied messages carry exactly that timestamp (several may). A resumed
   copier asks Docker for messages ``since`` that timestamp (inclusive) and
   skips that many of them.
-- A checkpoint file holds the position, the encoder's unfinished lines, and
+- A bookmark file holds the position, the encoder's unfinished lines, and
   the identity (device, inode) and size of the log file at that position. It
   is written atomically, at most about once a second while output flows, and
   at every reopen, stop and shutdown.
 - Given the same messages, the encoder writes the same bytes. After ``kill -9``
-  the log file may already hold lines written after the last checkpoint: the
-  resumed copier replays from the checkpoint and skips writing as many bytes
+  the log file may already hold lines written after the last bookmark: the
+  resumed copier replays from the bookmark and skips writing as many bytes
   as the file grew since, so the file continues exactly where it ended.
-- If the file at the log path is not the one in the checkpoint (it was rotated
+- If the file at the log path is not the one in the bookmark (it was rotated
   while pycrid was down) the replayed lines go to the new file: nothing is
-  lost, but lines written between the checkpoint and the rotation then appear
+  lost, but lines written between the bookmark and the rotation then appear
   in both files.
 - Lines that Docker's json-file rotation dropped while pycrid was down are
   lost: keep its max-size larger than what a container prints in that time.
 
 A copier ends by itself when the container has stopped and its output is
 drained; the unfinished line of each stream is then written as ``P`` and the
-checkpoint is marked done, so that a later ``recover`` does nothing.
+bookmark is marked done, so that a later ``recover`` does nothing.
 """
 
 from __future__ import annotations
@@ -54,12 +54,12 @@ from pycrid.adapters.node.logfileerror import log_file_error
 
 log = logging.getLogger("pycrid.docker.logs")
 
-CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoints while output flows
+BOOKMARK_INTERVAL = 1.0  # seconds between bookmarks while output flows
 RETRY_DELAY = 1.0  # seconds before following again after the stream broke
 DRAIN_TIMEOUT = 10.0  # how long stop() waits for the output to end
 COPIED_WAIT = 2.0  # how long wait_copied() waits for an exited container's last lines
 READ_SIZE = 64 * 1024
-CHECKPOINT_VERSION = 1
+BOOKMARK_VERSION = 1
 
 
 @dataclass
@@ -98,7 +98,7 @@ class _Copier:
         container_id: str,
         log_path: Path,
         tty: bool,
-        checkpoint_path: Path,
+        bookmark_path: Path,
         max_line: int,
         log_root: str | None = None,
     ) -> None:
@@ -108,7 +108,7 @@ class _Copier:
         self.log_root = log_root
         """The pod's log directory: the file is opened below it, never through a symlink."""
         self.tty = tty
-        self.checkpoint_path = checkpoint_path
+        self.bookmark_path = bookmark_path
         self.encoder = CriLogEncoder(max_line)
         self.position = Position()
         self.file: CriLogFile | None = None
@@ -120,16 +120,16 @@ class _Copier:
         self.flush_on_close = False
         self.task: asyncio.Task[None] | None = None
         self._dirty = False
-        self._last_checkpoint = 0.0
-        self._checkpoint_lock = asyncio.Lock()
+        self._last_bookmark = 0.0
+        self._bookmark_lock = asyncio.Lock()
         self._writing: asyncio.Future[None] | None = None
         self._stream: AsyncStream | None = None
 
-    # Setting up, from a checkpoint or from scratch.
+    # Setting up, from a bookmark or from scratch.
 
     async def prepare(self) -> None:
-        saved = await asyncio.to_thread(atomicfile.read_json, self.checkpoint_path, None)
-        if saved is not None and saved.get("version") == CHECKPOINT_VERSION:
+        saved = await asyncio.to_thread(atomicfile.read_json, self.bookmark_path, None)
+        if saved is not None and saved.get("version") == BOOKMARK_VERSION:
             self._restore(saved)
         if self.done:
             return
@@ -156,7 +156,7 @@ class _Copier:
                 self.skip,
                 self.log_path,
             )
-        await self.checkpoint()
+        await self.bookmark()
 
     def _restore(self, saved: dict[str, Any]) -> None:
         self.done = bool(saved.get("done"))
@@ -171,7 +171,7 @@ class _Copier:
     def _snapshot(self) -> dict[str, Any]:
         identity = list(self.file.identity()) if self.file and not self.file.closed else [0, 0]
         return {
-            "version": CHECKPOINT_VERSION,
+            "version": BOOKMARK_VERSION,
             "container_id": self.container_id,
             "log_path": str(self.log_path),
             "tty": self.tty,
@@ -184,16 +184,16 @@ class _Copier:
             "done": self.done,
         }
 
-    async def checkpoint(self) -> None:
-        async with self._checkpoint_lock:
+    async def bookmark(self) -> None:
+        async with self._bookmark_lock:
             if self._writing is not None:
                 # A write whose waiter was cancelled may still run: let it land first.
                 await asyncio.wait({self._writing})
             snapshot = self._snapshot()
             self._dirty = False
-            self._last_checkpoint = time.monotonic()
+            self._last_bookmark = time.monotonic()
             self._writing = asyncio.ensure_future(
-                asyncio.to_thread(atomicfile.write_json, self.checkpoint_path, snapshot)
+                asyncio.to_thread(atomicfile.write_json, self.bookmark_path, snapshot)
             )
             await self._writing
 
@@ -242,15 +242,15 @@ class _Copier:
         self.replay = self.position.seen
         try:
             while not self.closing:
-                # A quiet container costs nothing: only a checkpoint still
+                # A quiet container costs nothing: only a bookmark still
                 # owed needs a timer (kubelet's nodes run hundreds of these).
                 try:
                     if self._dirty:
-                        data = await asyncio.wait_for(stream.read(), CHECKPOINT_INTERVAL)
+                        data = await asyncio.wait_for(stream.read(), BOOKMARK_INTERVAL)
                     else:
                         data = await stream.read()
                 except TimeoutError:
-                    data = None  # quiet for a while: time for the checkpoint owed
+                    data = None  # quiet for a while: time for the bookmark owed
                 except OSError as e:
                     if self.closing:
                         return
@@ -261,8 +261,8 @@ class _Copier:
                     break
                 if data:
                     await self._feed(parser, data)
-                if self._dirty and time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL:
-                    await self.checkpoint()
+                if self._dirty and time.monotonic() - self._last_bookmark >= BOOKMARK_INTERVAL:
+                    await self.bookmark()
         finally:
             self._stream = None
             stream.abort()
@@ -338,7 +338,7 @@ class _Copier:
         if self.flush_on_close and not self.done:
             self._finish()
         if self.file is not None:
-            await self.checkpoint()
+            await self.bookmark()
             self.file.close()
 
     # Requests from outside.
@@ -352,7 +352,7 @@ class _Copier:
             raise errors.Internal(f"cannot reopen log file {self.log_path}: {e}") from e
         self.offset = self.file.size()
         self.skip = 0
-        await self.checkpoint()
+        await self.bookmark()
 
     async def stop(self, flush: bool, timeout: float | None) -> None:
         """End the copier: at once (``timeout`` 0) or once the output ends."""
@@ -371,7 +371,7 @@ class _Copier:
 class LogCopiers:
     """One log copier per running container; see the module docstring.
 
-    ``state_dir`` is the docker adapter's state directory; checkpoints live in
+    ``state_dir`` is the docker adapter's state directory; bookmarks live in
     its ``logs`` folder.
     """
 
@@ -382,27 +382,27 @@ class LogCopiers:
         max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
         self.client = client
-        self.checkpoint_dir = Path(state_dir) / "logs"
+        self.bookmark_dir = Path(state_dir) / "logs"
         self.max_line = max_line
         self._copiers: dict[str, _Copier] = {}
         self._starting: dict[str, asyncio.Future[None]] = {}
 
-    def checkpoint_path(self, container_id: str) -> Path:
-        return self.checkpoint_dir / f"{container_id}.json"
+    def bookmark_path(self, container_id: str) -> Path:
+        return self.bookmark_dir / f"{container_id}.json"
 
     def forget(self, container_id: str) -> None:
-        """Drop the checkpoint of a container Docker no longer has (no copier runs)."""
+        """Drop the bookmark of a container Docker no longer has (no copier runs)."""
         with contextlib.suppress(FileNotFoundError):
-            self.checkpoint_path(container_id).unlink()
+            self.bookmark_path(container_id).unlink()
 
     def remove_leftovers(self) -> None:
-        """At start-up: the temporary files of checkpoint writes a kill interrupted."""
-        atomicfile.remove_leftovers(self.checkpoint_dir)
+        """At start-up: the temporary files of bookmark writes a kill interrupted."""
+        atomicfile.remove_leftovers(self.bookmark_dir)
 
-    def checkpointed(self) -> list[str]:
-        """The containers that have a log checkpoint."""
+    def bookmarked(self) -> list[str]:
+        """The containers that have a log bookmark."""
         try:
-            return [p.stem for p in self.checkpoint_dir.iterdir() if p.suffix == ".json"]
+            return [p.stem for p in self.bookmark_dir.iterdir() if p.suffix == ".json"]
         except FileNotFoundError:
             return []
 
@@ -420,7 +420,7 @@ class LogCopiers:
         """Begin copying a started container's output to ``log_path`` (below ``log_root``).
 
         Idempotent. Call it once Docker has started the container: a
-        checkpoint is on disk when it returns, so a restarted pycrid resumes
+        bookmark is on disk when it returns, so a restarted pycrid resumes
         the copy with ``recover``.
         """
         if self.is_copying(container_id):
@@ -437,7 +437,7 @@ class LogCopiers:
                 container_id,
                 Path(log_path),
                 tty,
-                self.checkpoint_path(container_id),
+                self.bookmark_path(container_id),
                 self.max_line,
                 log_root,
             )
@@ -465,7 +465,7 @@ class LogCopiers:
         position: Position,
         encoder: CriLogEncoder,
     ) -> None:
-        """Checkpoint a copy that the file at ``log_path`` holds up to ``position``.
+        """Bookmark a copy that the file at ``log_path`` holds up to ``position``.
 
         For a log file written by other means (a container taken over from
         another runtime): ``start`` or ``recover`` then goes on from there.
@@ -475,7 +475,7 @@ class LogCopiers:
             container_id,
             Path(log_path),
             tty,
-            self.checkpoint_path(container_id),
+            self.bookmark_path(container_id),
             self.max_line,
         )
         copier.position = position
@@ -486,7 +486,7 @@ class LogCopiers:
         except OSError as e:
             raise errors.Internal(f"cannot open log file {log_path}: {e}") from e
         try:
-            await copier.checkpoint()
+            await copier.bookmark()
         finally:
             copier.file.close()
 
@@ -497,7 +497,7 @@ class LogCopiers:
         tty: bool,
         log_root: str | None = None,
     ) -> None:
-        """At daemon start: resume copying from the checkpoint, if any.
+        """At daemon start: resume copying from the bookmark, if any.
 
         A container whose output was already copied to its end is left alone,
         so call it for running and exited containers alike.
@@ -511,18 +511,18 @@ class LogCopiers:
 
         Waits up to ``timeout`` seconds for the rest of the output, then stops
         copying anyway; unfinished lines are written as ``P``. With ``remove``
-        (the container is being removed) the checkpoint is deleted too.
+        (the container is being removed) the bookmark is deleted too.
         """
         copier = self._copiers.get(container_id)
         if copier is not None:
-            # Concurrent stops all wait for the copier's last checkpoint, so a
+            # Concurrent stops all wait for the copier's last bookmark, so a
             # removal's unlink below always comes after it.
             await copier.stop(flush=True, timeout=timeout)
             if self._copiers.get(container_id) is copier:
                 del self._copiers[container_id]
         if remove:
             with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(os.unlink, self.checkpoint_path(container_id))
+                await asyncio.to_thread(os.unlink, self.bookmark_path(container_id))
 
     async def wait_copied(self, container_id: str, timeout: float = COPIED_WAIT) -> None:
         """Wait (up to ``timeout`` seconds) until an exited container's log is complete.
@@ -548,7 +548,7 @@ class LogCopiers:
         await copier.reopen()
 
     async def close(self) -> None:
-        """Daemon shutdown: stop every copier, keeping checkpoints for ``recover``."""
+        """Daemon shutdown: stop every copier, keeping bookmarks for ``recover``."""
         copiers, self._copiers = list(self._copiers.values()), {}
         await asyncio.gather(
             *(copier.stop(flush=False, timeout=0) for copier in copiers), return_exceptions=True

@@ -2,14 +2,14 @@
 
 Assumptions: every pod and container pycrid made is a Docker container with
 this instance's labels (naming.py), which hold its whole CRI config; a pod's
-network state is in its checkpoint file, written before each step of
+network state is in its state file, written before each step of
 RunPodSandbox. Containers kept running while pycrid was down and keep
-running now; their log copiers resume from their own checkpoints.
+running now; their log copiers resume from their bookmarks.
 
 Each object is recovered on its own, with a time limit: one that cannot be
 read is logged and skipped, never fatal. Leftovers are cleaned up: a pod
-checkpoint whose container is gone gets its CNI DEL and netns pin released;
-a container checkpoint whose container is gone is deleted.
+state file whose container is gone gets its CNI DEL and netns pin released;
+a container state file whose container is gone is deleted.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import logging
 
 from pycrid.adapters.base import StartupError
 from pycrid.adapters.deadline import set_call_deadline
-from pycrid.adapters.docker import adopt, naming
+from pycrid.adapters.docker import adopt, adoptedpods, naming
 from pycrid.adapters.docker.api import ImageInspect
 from pycrid.adapters.docker.context import DockerContext
-from pycrid.adapters.docker.sandboxes import release_leftover
 from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.docker.teardown import release_leftover
 from pycrid.adapters.errors import CRIError, NotFound
 from pycrid.adapters.node import netns
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -38,7 +38,9 @@ PARALLEL = 8
 
 
 async def recover(ctx: DockerContext) -> None:
-    ctx.store.checkpoints.remove_leftovers()
+    if adoptedpods.enabled(ctx) and adoptedpods.LISTED not in ctx.also_listed:
+        ctx.also_listed.append(adoptedpods.LISTED)  # the relist keeps the adopted ones
+    ctx.store.files.remove_leftovers()
     ctx.log_copiers.remove_leftovers()
     try:
         listed = await ctx.client.list_containers(naming.instance_filter(ctx.instance))
@@ -61,11 +63,10 @@ async def recover(ctx: DockerContext) -> None:
                 log.warning("could not recover %s: %s", container_id[:13], e or "timed out")
 
     await asyncio.gather(*(one(summary["Id"]) for summary in listed))
-    if adopt.enabled(ctx):
+    if adoptedpods.enabled(ctx):
         set_call_deadline(ITEM_TIMEOUT * 4)
         await adopt.adopt(ctx)
-    ctx.sandbox_ids.replace(ctx.store.sandboxes)
-    ctx.container_ids.replace(ctx.store.containers)
+    ctx.store.publish_all()
     await _clean_leftovers(ctx)
     for record in list(ctx.store.containers.values()):
         if record.log_path and record.state != cri.CONTAINER_CREATED:
@@ -100,9 +101,9 @@ async def _recover_one(
     created_at = naming.docker_time_ns(inspect.get("Created"))
     if owned.kind == naming.SANDBOX:
         assert isinstance(owned.config, cri.PodSandboxConfig)
-        network = ctx.store.checkpoints.load_sandbox(container_id)
+        network = ctx.store.files.load_sandbox(container_id)
         if network is None:
-            # Created but never checkpointed: the pod never got a network.
+            # Created but never saved: the pod never got a network.
             network = NetworkState(mode="unknown", torn_down=True)
         record = SandboxRecord(
             id=container_id,
@@ -112,14 +113,14 @@ async def _recover_one(
             network=network,
         )
         record.update(inspect)
-        ctx.store.sandboxes[container_id] = record
+        ctx.store.add_sandbox(record, published=False)
         return
     assert isinstance(owned.config, cri.ContainerConfig)
     image_id = inspect.get("Image") or ""
     if image_id not in images:
         images[image_id] = await ctx.images.inspect(image_id) if image_id else None
     image = images[image_id]
-    resources = ctx.store.checkpoints.load_container_resources(container_id)
+    resources = ctx.store.files.load_container_resources(container_id)
     container = ContainerRecord(
         id=container_id,
         sandbox_id=owned.sandbox_id,
@@ -131,23 +132,23 @@ async def _recover_one(
         resources=resources if resources is not None else owned.config.linux.resources,
     )
     container.update(inspect)
-    ctx.store.containers[container_id] = container
+    ctx.store.add_container(container, published=False)
 
 
 async def _clean_leftovers(ctx: DockerContext) -> None:
     """Networks and files of pods and containers that Docker no longer has."""
-    for sandbox_id in ctx.store.checkpoints.sandbox_ids():
+    for sandbox_id in ctx.store.files.sandbox_ids():
         if sandbox_id in ctx.store.sandboxes:
             continue
-        if adopt.was_adopted(ctx, sandbox_id) and await _still_in_docker(ctx, sandbox_id):
+        if adoptedpods.was_adopted(ctx, sandbox_id) and await _still_in_docker(ctx, sandbox_id):
             # An adopted pod while adoption is off: its network is in use.
             log.warning("pod sandbox %s is not recovered but runs; left alone", sandbox_id[:13])
             continue
         await release_leftover(ctx, sandbox_id)
-    for container_id in ctx.store.checkpoints.container_ids():
+    for container_id in ctx.store.files.container_ids():
         if container_id not in ctx.store.containers:
-            ctx.store.checkpoints.delete_container(container_id)
-    for container_id in ctx.log_copiers.checkpointed():
+            ctx.store.files.delete_container(container_id)
+    for container_id in ctx.log_copiers.bookmarked():
         if container_id not in ctx.store.containers:
             ctx.log_copiers.forget(container_id)
     with contextlib.suppress(FileNotFoundError):

@@ -5,7 +5,7 @@ in "cni" mode the pause container has Docker's "none" network and pycrid runs
 the CNI plugins on its namespace (pinned under the run directory first, so
 that DEL works after the pause process is gone); in "docker" mode it is on
 Docker's default bridge with the pod's ports published; host-network pods
-use the host's. Whatever was set up is checkpointed before the next step, so
+use the host's. Whatever was set up is saved to the state files before the next step, so
 that a crash at any point leaves enough on disk to tear it down.
 """
 
@@ -16,25 +16,23 @@ import contextlib
 import json
 import logging
 import shutil
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from google.protobuf import json_format
 
 from pycrid.adapters import criviews, faults
 from pycrid.adapters.deadline import without_deadline
-from pycrid.adapters.docker import adopt, inspectviews, naming, spec
-from pycrid.adapters.docker.api import ContainerInspect
+from pycrid.adapters.docker import adoptedpods, inspectviews, naming, spec
+from pycrid.adapters.docker.containers import DockerContainers
 from pycrid.adapters.docker.context import DockerContext
 from pycrid.adapters.docker.namedcreate import create_sandbox
-from pycrid.adapters.docker.store import ContainerRecord, SandboxRecord
+from pycrid.adapters.docker.store import SandboxRecord
+from pycrid.adapters.docker.teardown import docker_ips, release_leftover, remove_docker_container
 from pycrid.adapters.errors import CRIError, InvalidArgument, NotFound
 from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.api.cri import api_pb2 as cri
-
-if TYPE_CHECKING:
-    from pycrid.adapters.docker.containers import DockerContainers
 
 log = logging.getLogger("pycrid.docker")
 
@@ -47,56 +45,6 @@ def network_mode(config: cri.PodSandboxConfig, configured: str) -> str:
     if config.linux.security_context.namespace_options.network == cri.NODE:
         return "host"
     return configured
-
-
-async def remove_docker_container(
-    ctx: DockerContext, record: SandboxRecord | ContainerRecord
-) -> None:
-    """Force-remove a pod's or a container's Docker container; one already gone is fine.
-
-    While it runs, Docker's destroy event is known to be pycrid's own (events.py).
-    """
-    record.removing = True
-    try:
-        with contextlib.suppress(NotFound):
-            await ctx.client.remove_container(record.id, force=True, volumes=True)
-    except BaseException:
-        record.removing = False
-        raise
-
-
-def docker_ips(inspect: ContainerInspect) -> list[str]:
-    """The pod's addresses on Docker's own networks, IPv4 first."""
-    networks = inspect.get("NetworkSettings", {}).get("Networks") or {}
-    ips: list[str] = []
-    for network in networks.values():
-        for ip in (network.get("IPAddress"), network.get("GlobalIPv6Address")):
-            if ip and ip not in ips:
-                ips.append(ip)
-    return ips
-
-
-async def release_leftover(ctx: DockerContext, sandbox_id: str) -> None:
-    """Undo the network and files of a pod whose pause container is gone.
-
-    Used when Docker lost the container behind pycrid's back: CNI DEL with the
-    checkpointed configuration and result (so the IP is released), then the
-    namespace pin, the pod's files and its checkpoint go.
-    """
-    network = ctx.store.checkpoints.load_sandbox(sandbox_id)
-    if network is not None:
-        try:
-            # The pod's metadata went with its container: DEL without K8S_POD_* args.
-            await ctx.networks.tear_down(sandbox_id, cri.PodSandboxMetadata(), network)
-        except CRIError as e:
-            log.warning("pod sandbox %s: CNI DEL of a leftover failed: %s", sandbox_id[:13], e)
-    await asyncio.to_thread(netns.unpin, ctx.networks.netns_path(sandbox_id))
-    adopt.forget_sandbox(ctx, sandbox_id)
-    shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
-    ctx.store.checkpoints.delete_sandbox(sandbox_id)
-    if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
-        ctx.store.gone(sandbox_id, sandbox_id)
-    ctx.sandbox_ids.discard(sandbox_id)
 
 
 class DockerSandboxes:
@@ -148,7 +96,7 @@ class DockerSandboxes:
             with without_deadline():
                 await asyncio.shield(self._discard(record))
             raise
-        ctx.sandbox_ids.add(record.id)
+        ctx.store.publish_sandbox(record.id)
         ctx.store.changed(record)
         log.info(
             "pod sandbox %s started for %s/%s",
@@ -160,8 +108,8 @@ class DockerSandboxes:
 
     async def _bring_up(self, record: SandboxRecord, network_list: cni.NetworkList | None) -> None:
         ctx = self.ctx
-        await ctx.store.checkpoints.save_sandbox(record.id, record.network)
-        ctx.store.sandboxes[record.id] = record
+        await ctx.store.files.save_sandbox(record.id, record.network)
+        ctx.store.add_sandbox(record, published=False)
         if spec.wants_own_resolv_conf(record.config):
             path = ctx.resolv_conf_path(record.id)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,13 +126,13 @@ class DockerSandboxes:
             netns.pin(record.pid, ctx.networks.netns_path(record.id))
 
             async def save(state: NetworkState) -> None:
-                await ctx.store.checkpoints.save_sandbox(record.id, state)
+                await ctx.store.files.save_sandbox(record.id, state)
 
             await ctx.networks.set_up(record.id, record.config, network_list, network, save)
         elif network.mode == "docker":
             network.ips = docker_ips(inspect)
         network.ready = True
-        await ctx.store.checkpoints.save_sandbox(record.id, network)
+        await ctx.store.files.save_sandbox(record.id, network)
 
     async def _docker_runtime(self, handler: str) -> str:
         """The Docker runtime for a CRI runtime handler ("" is Docker's default)."""
@@ -234,7 +182,7 @@ class DockerSandboxes:
             return  # removed while this call waited for the pod's lock
         if record.network.ready:
             record.network.ready = False
-            await self.ctx.store.checkpoints.save_sandbox(record.id, record.network)
+            await self.ctx.store.files.save_sandbox(record.id, record.network)
             self.ctx.store.changed(record)
         faults.reach("docker.stoppod.after-intent")
         for container in self.ctx.store.containers_of(record.id):
@@ -250,12 +198,12 @@ class DockerSandboxes:
         self.ctx.store.changed(record)
 
     async def _teardown_network(self, record: SandboxRecord) -> None:
-        """CNI DEL (once), and the namespace pin released; checkpointed."""
+        """CNI DEL (once), and the namespace pin released; saved."""
         if record.network.torn_down:
             return
         await self.ctx.networks.tear_down(record.id, record.config.metadata, record.network)
         if record.id in self.ctx.store.sandboxes:
-            await self.ctx.store.checkpoints.save_sandbox(record.id, record.network)
+            await self.ctx.store.files.save_sandbox(record.id, record.network)
 
     # RemovePodSandbox.
 
@@ -276,13 +224,12 @@ class DockerSandboxes:
 
     def _forget(self, sandbox_id: str) -> None:
         ctx = self.ctx
-        adopt.forget_sandbox(ctx, sandbox_id)
+        adoptedpods.forget_sandbox(ctx, sandbox_id)
         netns.unpin(ctx.networks.netns_path(sandbox_id))
-        shutil.rmtree(ctx.sandbox_dir(sandbox_id), ignore_errors=True)
-        ctx.store.checkpoints.delete_sandbox(sandbox_id)
-        if ctx.store.sandboxes.pop(sandbox_id, None) is not None:
+        shutil.rmtree(ctx.pod_dir(sandbox_id), ignore_errors=True)
+        ctx.store.files.delete_sandbox(sandbox_id)
+        if ctx.store.discard_sandbox(sandbox_id) is not None:
             ctx.store.gone(sandbox_id, sandbox_id)
-        ctx.sandbox_ids.discard(sandbox_id)
 
     # PodSandboxStatus and ListPodSandbox.
 
@@ -334,7 +281,7 @@ class DockerSandboxes:
         everything = passes_all(wanted)
         items = []
         for record in list(self.ctx.store.sandboxes.values()):
-            if record.id not in self.ctx.sandbox_ids:
+            if record.id not in self.ctx.store.sandbox_ids:
                 continue  # still being set up
             if everything or admits(wanted, record.id, record.state, record.config.labels):
                 items.append(criviews.pod_sandbox(record))

@@ -165,7 +165,7 @@ class DockerStats:
         self, request: cri.PodSandboxStatsRequest
     ) -> cri.PodSandboxStatsResponse:
         sandbox = self.ctx.store.sandbox(request.pod_sandbox_id)
-        if sandbox.id not in self.ctx.sandbox_ids:
+        if sandbox.id not in self.ctx.store.sandbox_ids:
             raise NotFound(f"pod sandbox {sandbox.id!r} not found")
         return cri.PodSandboxStatsResponse(stats=(await self._pods_stats([sandbox]))[0])
 
@@ -177,7 +177,7 @@ class DockerStats:
         sandboxes = [
             s
             for s in list(self.ctx.store.sandboxes.values())
-            if s.id in self.ctx.sandbox_ids
+            if s.id in self.ctx.store.sandbox_ids
             and s.ready
             and admits_stats(wanted, s.id, s.config.labels)
         ]
@@ -324,16 +324,16 @@ class DockerStats:
 
     def _container(self, container_id: str) -> ContainerRecord:
         record = self.ctx.store.container(container_id)
-        if record.id not in self.ctx.container_ids:
+        if record.id not in self.ctx.store.container_ids:
             raise NotFound(f"container {container_id!r} not found")  # still being created
         return record
 
     def _known_containers(self) -> list[ContainerRecord]:
-        ids = self.ctx.container_ids
+        ids = self.ctx.store.container_ids
         return [r for r in list(self.ctx.store.containers.values()) if r.id in ids]
 
     def _containers_of(self, sandbox_id: str) -> list[ContainerRecord]:
-        ids = self.ctx.container_ids
+        ids = self.ctx.store.container_ids
         return [r for r in self.ctx.store.containers_of(sandbox_id) if r.id in ids]
 
     def _forget_others(self) -> None:

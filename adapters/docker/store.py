@@ -2,7 +2,7 @@
 
 Docker is the source of truth; this is a cache of what Docker said, plus the
 few facts Docker cannot hold (a pod's network, a container's updated
-resources), which are checkpointed to small JSON files under
+resources), which are saved to small JSON files, the state files, under
 ``state_dir/docker/``, written atomically before the call that made them
 returns.
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,9 @@ from google.protobuf import json_format
 
 from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.naming import docker_time_ns
-from pycrid.adapters.errors import NotFound
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.podnetwork import NetworkState
+from pycrid.adapters.records import RecordTables
 from pycrid.api.cri import api_pb2 as cri
 
 RUNNING_STATES = ("running", "paused", "restarting")
@@ -133,7 +132,8 @@ class ContainerRecord(_Tracked):
     finished_at: int = 0
     exit_code: int = 0
     oom_killed: bool = False
-    error: str = ""
+    message: str = ""
+    """Docker's error, when the container failed to start."""
     finished_known: bool = False
     """True once an inspect after the exit filled the exit details."""
     log_drained: bool = False
@@ -148,7 +148,7 @@ class ContainerRecord(_Tracked):
         if self.docker_state in EXITED_STATES:
             return cri.CONTAINER_EXITED
         if self.docker_state == "created":
-            return cri.CONTAINER_EXITED if self.error else cri.CONTAINER_CREATED
+            return cri.CONTAINER_EXITED if self.message else cri.CONTAINER_CREATED
         return cri.CONTAINER_UNKNOWN
 
     @property
@@ -157,7 +157,7 @@ class ContainerRecord(_Tracked):
             return ""
         if self.oom_killed:
             return "OOMKilled"
-        return "Completed" if self.exit_code == 0 and not self.error else "Error"
+        return "Completed" if self.exit_code == 0 and not self.message else "Error"
 
     def update(self, inspect: ContainerInspect) -> None:
         state = self._take_inspect(inspect)
@@ -172,11 +172,11 @@ class ContainerRecord(_Tracked):
             self.finished_at = max(self.finished_at, self.started_at)
         self.exit_code = state.get("ExitCode") or 0
         self.oom_killed = bool(state.get("OOMKilled"))
-        self.error = state.get("Error") or ""
+        self.message = state.get("Error") or ""
         self.finished_known = self.state == cri.CONTAINER_EXITED
 
 
-class Checkpoints:
+class StateFiles:
     """Small JSON files, one per pod and per container, written atomically."""
 
     def __init__(self, root: Path) -> None:
@@ -238,42 +238,14 @@ def _ids_in(directory: Path) -> list[str]:
         return []
 
 
-class Store:
-    """Pods and containers by full ID."""
+class Store(RecordTables[SandboxRecord, ContainerRecord]):
+    """Pods and containers by full ID, with their ID indexes (records.py)."""
 
-    def __init__(self, checkpoints: Checkpoints) -> None:
-        self.checkpoints = checkpoints
+    def __init__(self, files: StateFiles) -> None:
+        super().__init__()
+        self.files = files
         self.live = False
         """Whether every change Docker made is here (see the module docstring)."""
-        self.sandboxes: dict[str, SandboxRecord] = {}
-        self.containers: dict[str, ContainerRecord] = {}
-        self.on_change: Callable[[SandboxRecord | ContainerRecord], None] | None = None
-        """Told when a record's state may have moved (container events follow it)."""
-        self.on_gone: Callable[[str, str], None] | None = None
-        """Told of an object forgotten, with its ID and its pod's ID."""
-
-    def changed(self, record: SandboxRecord | ContainerRecord) -> None:
-        if self.on_change is not None:
-            self.on_change(record)
-
-    def gone(self, object_id: str, sandbox_id: str) -> None:
-        if self.on_gone is not None:
-            self.on_gone(object_id, sandbox_id)
-
-    def containers_of(self, sandbox_id: str) -> list[ContainerRecord]:
-        return [c for c in self.containers.values() if c.sandbox_id == sandbox_id]
-
-    def sandbox(self, sandbox_id: str) -> SandboxRecord:
-        record = self.sandboxes.get(sandbox_id)
-        if record is None:
-            raise NotFound(f"pod sandbox {sandbox_id!r} not found")
-        return record
-
-    def container(self, container_id: str) -> ContainerRecord:
-        record = self.containers.get(container_id)
-        if record is None:
-            raise NotFound(f"container {container_id!r} not found")
-        return record
 
     def apply_listing(self, states: dict[str, str], listed_since: float) -> list[str]:
         """Take the states of a ``docker ps -a`` that began at ``listed_since``.
@@ -290,8 +262,8 @@ class Store:
             docker_state = states.get(record.id)
             if docker_state is None:
                 if record.added_at < listed_since:
-                    self.sandboxes.pop(record.id, None)
-                    self.containers.pop(record.id, None)
+                    self.discard_sandbox(record.id)
+                    self.discard_container(record.id)
                     gone.append(record.id)
                     self.gone(record.id, getattr(record, "sandbox_id", record.id))
                 continue

@@ -16,7 +16,7 @@ from pycrid.api.cri import api_pb2 as cri
 
 COUNTER, GAUGE = cri.COUNTER, cri.GAUGE
 
-DESCRIPTORS: dict[str, tuple[int, str, tuple[str, ...]]] = {
+DESCRIPTORS: dict[str, tuple[cri.MetricType, str, tuple[str, ...]]] = {
     "container_cpu_usage_seconds_total": (COUNTER, "Cumulative cpu time consumed in seconds.", ()),
     "container_memory_usage_bytes": (
         GAUGE,

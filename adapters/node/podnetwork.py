@@ -1,11 +1,11 @@
-"""A pod's network: CNI ADD and DEL on a pinned namespace, checkpointed.
+"""A pod's network: CNI ADD and DEL on a pinned namespace, saved.
 
 Both adapters give a pod its network the same way. The namespace is pinned
 to a file under the run directory first (from the pause process for the
 docker adapter, made by pycrid for the oci one), then the network list and
-port mappings are checkpointed, then ADD runs and its result is
-checkpointed too. DEL later uses exactly what ADD used, from the
-checkpoint, so it works after a restart and after the pause process died,
+port mappings are saved, then ADD runs and its result is
+saved too. DEL later uses exactly what ADD used, from what was
+saved, so it works after a restart and after the pause process died,
 and it runs once: the state says when the network is torn down.
 """
 
@@ -26,7 +26,7 @@ PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 
 @dataclass
 class NetworkState:
-    """A pod's network as set up by RunPodSandbox; checkpointed."""
+    """A pod's network as set up by RunPodSandbox; saved with the pod."""
 
     mode: str  # "cni", "docker" or "host"
     ready: bool = False

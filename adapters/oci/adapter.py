@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pycrid.adapters.base import Adapter, StartupError
 from pycrid.adapters.config import Config
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node import cni, systemdcgroup
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
@@ -24,7 +23,7 @@ from pycrid.adapters.oci.runtime.checkpoint import OciCheckpoints
 from pycrid.adapters.oci.runtime.conmon import Conmon
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
-from pycrid.adapters.oci.runtime.events import OciEvents
+from pycrid.adapters.oci.runtime.crievents import OciEvents
 from pycrid.adapters.oci.runtime.info import OciRuntimeInfo
 from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
 from pycrid.adapters.oci.runtime.runc import Runc
@@ -75,20 +74,17 @@ class OciAdapter(Adapter):
             networks=PodNetworks(cni.CniRunner(config.network.cni_bin_dirs), run_dir / "netns"),
             node=self.node,
             run_dir=run_dir,
-            sandbox_ids=IdIndex("pod sandbox"),
-            container_ids=IdIndex("container"),
         )
         self.oci_containers = OciContainers(self.ctx)
         self.oci_sandboxes = OciSandboxes(self.ctx, self.oci_containers)
-        self.oci_containers.sandboxes = self.oci_sandboxes
         self.info = OciRuntimeInfo(config, self.node, self.store_root / "runtime")
         self.oci_stats = OciStats(self.oci_containers)
         self.oci_events = OciEvents(self.ctx, self.oci_sandboxes, self.oci_containers)
         super().__init__(
             name="oci",
             runtime=self.info,
-            sandbox_ids=self.ctx.sandbox_ids,
-            container_ids=self.ctx.container_ids,
+            sandbox_ids=self.ctx.store.sandbox_ids,
+            container_ids=self.ctx.store.container_ids,
             sandboxes=self.oci_sandboxes,
             containers=self.oci_containers,
             images=self.oci_images,
@@ -111,7 +107,7 @@ class OciAdapter(Adapter):
         return used
 
     def _pod_processes(self) -> list[PodProcesses]:
-        return pod_processes(self.ctx.store, self.ctx.sandbox_ids, self.ctx.container_ids)
+        return pod_processes(self.ctx.store)
 
     async def start(self) -> None:
         for program, package in PROGRAMS.items():

@@ -1,11 +1,9 @@
 """Fixtures of the contract suite: each test runs once per adapter.
 
-A test takes ``daemon`` when every adapter must pass it (runtime information,
-images), or ``runtime_daemon`` (or ``pods``, built on it) when it needs the
-RuntimeService's pods and containers. The oci adapter has no runtime yet, so
-its ``runtime_daemon`` tests are expected to fail, strictly, and only with
-UNIMPLEMENTED: any other failure on oci is a real one, and a pass (XPASS) fails
-the run until the mark below is taken away.
+A test takes ``daemon`` when it needs runtime information or images, or
+``runtime_daemon`` (or ``pods``, built on it) when it needs the
+RuntimeService's pods and containers; every adapter must pass both kinds.
+What one adapter cannot do is a strict ``xfail`` on that test, with the reason.
 
 Each test module gets one daemon per adapter, started when its first test
 asks for it; docker daemons use the harness's "docker" network mode.
@@ -15,41 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import Pods, open_pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
-
-OCI_RUNTIME_MISSING = "the oci adapter has no runtime yet (runc + conmon: next issue)"
-
-
-class _UnimplementedMeta(type):
-    def __instancecheck__(cls, instance: object) -> bool:
-        code = getattr(instance, "code", None)
-        return (
-            isinstance(instance, grpc.RpcError)
-            and callable(code)
-            and code() == grpc.StatusCode.UNIMPLEMENTED
-        )
-
-
-class Unimplemented(metaclass=_UnimplementedMeta):
-    """Matches, for ``isinstance``, a gRPC error whose status is UNIMPLEMENTED.
-
-    ``xfail(raises=...)`` takes exception types; this one narrows
-    ``grpc.RpcError`` to the one code that "not built yet" answers.
-    """
-
-
-# Runtime tests on oci: expected to fail with UNIMPLEMENTED until the runtime lands.
-oci_runtime_missing = pytest.mark.xfail(
-    strict=True, raises=Unimplemented, reason=OCI_RUNTIME_MISSING
-)
+from crictl_tests import harness
+from crictl_tests.dockerpods import Pods, open_pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 ADAPTERS = ["docker", "oci"]
-RUNTIME_ADAPTERS = ADAPTERS
 
 
 @pytest.fixture(scope="module", params=ADAPTERS)
@@ -58,9 +28,9 @@ def adapter(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture(scope="module", params=RUNTIME_ADAPTERS)
+@pytest.fixture(scope="module", params=ADAPTERS)
 def runtime_adapter(request: pytest.FixtureRequest) -> str:
-    """An adapter for a RuntimeService test; oci is an expected failure for now."""
+    """An adapter for a RuntimeService test: both of them."""
     return request.param
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from crictl_tests.dockerpods import Pods, rpc_code, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, rpc_code, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE
 
 USER_IMAGES = "gcr.io/k8s-staging-cri-tools/test-image-user-"
 MIB = 1024 * 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from crictl_tests.dockerpods import Pods, wait_for
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, wait_for
 
 
 class Subscriber:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from crictl_tests.dockerpods import Pods, open_pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, open_pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 
 @pytest.fixture(scope="module")

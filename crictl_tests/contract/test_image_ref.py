@@ -8,9 +8,9 @@ both repositories, the mirror's first.
 
 from __future__ import annotations
 
+from crictl_tests.dockerpods import Pods
+from crictl_tests.harness import LOCAL_REGISTRY, WEBSERVER_IMAGE
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, WEBSERVER_IMAGE
 
 
 def test_image_ref_is_the_requested_repository(pods: Pods) -> None:

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
+from crictl_tests.harness import LOCAL_REGISTRY, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import LOCAL_REGISTRY, Daemon
 
 STAGING = "gcr.io/k8s-staging-cri-tools"
 MANIFEST_TYPES = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
+from crictl_tests.dockerpods import Pods
+from crictl_tests.harness import BUSYBOX_IMAGE
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE
 
 
 def crictl_json(crictl: str, pods: Pods, *args: str) -> dict:

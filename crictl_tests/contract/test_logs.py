@@ -15,9 +15,9 @@ from pathlib import Path
 
 import grpc
 
+from crictl_tests.dockerpods import Pods, rpc_code, wait_for
 from pycrid.adapters.node import crilog
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, rpc_code, wait_for
 
 WAIT = 60.0
 COUNTER = "i=0; while [ $i -lt {n} ]; do echo $i; echo $i >&2; i=$((i+1)); sleep 0.05; done"

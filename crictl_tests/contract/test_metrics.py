@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from crictl_tests.dockerpods import Pods, wait_for
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, wait_for
 
 
 def by_name(metrics: list[cri.Metric]) -> dict[str, list[cri.Metric]]:

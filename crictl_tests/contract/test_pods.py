@@ -7,9 +7,9 @@ from pathlib import Path
 
 import grpc
 
+from crictl_tests.dockerpods import Pods, fetch, rpc_code, wait_for
+from crictl_tests.harness import WEBSERVER_IMAGE
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, fetch, rpc_code, wait_for
-from pycrid.crictl_tests.harness import WEBSERVER_IMAGE
 
 HOST_PORT = 12061
 

@@ -9,8 +9,8 @@ import subprocess
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
 
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 # What an RPC with an empty request may answer: anything but a crash.
 CLEAN_ANSWERS = {

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import grpc
 
+from crictl_tests.dockerpods import Pods, rpc_code, wait_for
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, rpc_code, wait_for
 
 
 def test_container_and_pod_stats_describe_and_measure_them(pods: Pods) -> None:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from crictl_tests.dockerpods import Pods, open_pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.dockerpods import Pods, open_pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.server.streaming.client import SpdyExec, UpgradeRefused
 
 # An absolute URL on the loopback streaming server, ending in a single-use token.

@@ -81,10 +81,6 @@ class Outcome:
     exit_code: int = 0
     error: str = ""
 
-    @property
-    def success(self) -> bool:
-        return not self.error and self.exit_code == 0
-
 
 def status_v4(outcome: Outcome) -> bytes:
     """The JSON metav1.Status that v4 and v5 clients decode."""

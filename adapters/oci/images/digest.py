@@ -26,14 +26,6 @@ def parse_digest(digest: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def is_digest(text: str) -> bool:
-    try:
-        parse_digest(text)
-    except ValueError:
-        return False
-    return True
-
-
 def sha256_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

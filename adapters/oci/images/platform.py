@@ -53,7 +53,7 @@ def select(index: Index, wanted: Platform | None = None) -> Descriptor:
         d for d in index.manifests if d.platform is not None and matches(d.platform, wanted)
     ]
     exact = [d for d in candidates if d.platform and _normal_variant(d.platform) == wanted.variant]
-    chosen = (exact or candidates or [None])[0]
+    chosen = (exact or candidates)[0] if exact or candidates else None
     if chosen is None:
         offered = sorted({str(d.platform) for d in index.manifests if d.platform})
         raise ManifestError(

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.oci.images.digest import parse_digest
@@ -240,9 +240,6 @@ class ContentStore:
     def write_blob(self, digest: str, data: bytes) -> None:
         """Store a small verified blob (manifest, config)."""
         atomicfile.write_bytes(self.blob_path(digest), data, mode=0o644)
-
-    def open_blob(self, digest: str) -> BinaryIO:
-        return open(self.blob_path(digest), "rb")
 
     # Snapshots.
 

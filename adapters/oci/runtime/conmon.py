@@ -93,6 +93,9 @@ class Conmon:
         self.systemd_run = systemd_run
         self.runc = Runc(runtime_binary, self.runtime_root, systemd_cgroup=bool(scope_slice))
 
+    def running(self, bundle: Path, container_id: str) -> bool:
+        return conmon_running(bundle, container_id)
+
     def argv(
         self,
         container_id: str,

@@ -47,7 +47,7 @@ from pycrid.adapters.node.programs import check_program
 from pycrid.adapters.oci.images.rootfs import prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.images.store import ImageRecord
-from pycrid.adapters.oci.runtime import conmon, rootfscheck, userns
+from pycrid.adapters.oci.runtime import conmon, podstate, rootfscheck, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.mounts import image_volumes
@@ -109,8 +109,6 @@ class OciContainers:
     def __init__(self, ctx: OciContext) -> None:
         self.ctx = ctx
         self.images = RuntimeImages(ctx.images)
-        self.sandboxes: Any = None
-        """The adapter's OciSandboxes (pod facts for specs); set by the adapter."""
         self._specs: dict[str, dict[str, Any]] = {}
 
     # Paths and the bundle's spec.
@@ -133,7 +131,7 @@ class OciContainers:
     ) -> cri.CreateContainerResponse:
         ctx = self.ctx
         sandbox = ctx.store.sandbox(request.pod_sandbox_id)
-        self.sandboxes.refresh(sandbox)
+        podstate.refresh(self.ctx, sandbox)
         if not sandbox.ready:
             raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
         config = request.config
@@ -142,7 +140,7 @@ class OciContainers:
             same_pod_target(
                 options.target_id,
                 sandbox.id,
-                ctx.container_ids.resolve,
+                ctx.store.container_ids.resolve,
                 lambda full: ctx.store.container(full).sandbox_id,
             )
         meta = config.metadata
@@ -186,8 +184,8 @@ class OciContainers:
             with without_deadline():
                 await asyncio.shield(self._remove(record))
             raise
-        ctx.container_ids.add(record.id)
-        ctx.store.announce(record)
+        ctx.store.publish_container(record.id)
+        ctx.store.changed(record)  # listed now: the feed hears of it
         return cri.CreateContainerResponse(container_id=record.id)
 
     async def _make(
@@ -241,7 +239,7 @@ class OciContainers:
             image_config,
             container_id=record.id,
             rootfs=str(rootfs),
-            pod=self.sandboxes.pod_facts(sandbox),
+            pod=podstate.pod_facts(self.ctx, sandbox),
             node=ctx.node,
             image_name=record.image_name,
             volumes=volumes,
@@ -289,7 +287,9 @@ class OciContainers:
         options = config.linux.security_context.namespace_options
         if options.pid != cri.TARGET:
             return 0
-        target = self.ctx.store.containers.get(self.ctx.container_ids.resolve(options.target_id))
+        target = self.ctx.store.containers.get(
+            self.ctx.store.container_ids.resolve(options.target_id)
+        )
         if target is None:
             raise NotFound(f"target container {options.target_id[:13]} not found")
         return target.pid
@@ -309,7 +309,7 @@ class OciContainers:
                     "not CONTAINER_CREATED"
                 )
             sandbox = self.ctx.store.sandbox(record.sandbox_id)
-            self.sandboxes.refresh(sandbox)
+            podstate.refresh(self.ctx, sandbox)
             if not sandbox.ready:
                 raise FailedPrecondition(f"pod sandbox {sandbox.id[:13]} is not ready")
             # The intent first: a crash after runc started the process but
@@ -433,7 +433,6 @@ class OciContainers:
             os.unlink(ctx.exit_dir / record.id)
         ctx.store.forget_container(record.id)
         await asyncio.to_thread(shutil.rmtree, container_dir, True)
-        ctx.container_ids.discard(record.id)
         self._specs.pop(record.id, None)
 
     # What happened to the process.
@@ -445,7 +444,7 @@ class OciContainers:
         persist = self.ctx.store.container_dir(record.id)
         exited = conmon.exit_code(persist)
         if exited is None:
-            if conmon.conmon_running(self.ctx.bundle(record.id), record.id):
+            if self.ctx.conmon.running(self.ctx.bundle(record.id), record.id):
                 return
             # conmon died without a word (killed, or the node rebooted).
             await asyncio.sleep(0.2)
@@ -474,7 +473,7 @@ class OciContainers:
         record = self.ctx.store.container(request.container_id)
         await self.refresh(record)
         config = record.config
-        status = criviews.container_status(record, record.message)
+        status = criviews.container_status(record)
         user = self.spec(record.id).get("process", {}).get("user") or {}
         if user:
             status.user.linux.uid = user.get("uid", 0)
@@ -502,7 +501,7 @@ class OciContainers:
         containers = []
         exited = self.ctx.exited()
         for record in list(self.ctx.store.containers.values()):
-            if record.id not in self.ctx.container_ids:
+            if record.id not in self.ctx.store.container_ids:
                 continue  # still being made
             if wanted.pod_sandbox_id and record.sandbox_id != wanted.pod_sandbox_id:
                 continue

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pycrid.adapters.config import Config
-from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.oci.images.service import OciImages
-from pycrid.adapters.oci.runtime.conmon import Conmon
 from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
-from pycrid.adapters.oci.runtime.runc import Runc
+from pycrid.adapters.oci.runtime.ociapi import ConmonApi, RuncApi
 from pycrid.adapters.oci.runtime.store import RuntimeStore
 
 
@@ -35,13 +33,11 @@ class OciContext:
     config: Config
     images: OciImages
     store: RuntimeStore
-    runc: Runc
-    conmon: Conmon
+    runc: RuncApi
+    conmon: ConmonApi
     networks: PodNetworks
     node: NodeFacts
     run_dir: Path
-    sandbox_ids: IdIndex
-    container_ids: IdIndex
 
     # Per object.
 

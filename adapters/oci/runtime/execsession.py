@@ -41,7 +41,7 @@ from typing import Any
 from pycrid.adapters.deadline import without_deadline
 from pycrid.adapters.oci.runtime import fdio
 from pycrid.adapters.oci.runtime.execsync import ExecProcess, Stdio
-from pycrid.adapters.oci.runtime.runc import Runc
+from pycrid.adapters.oci.runtime.ociapi import RuncApi
 from pycrid.adapters.streaming import InputStream, OutputStream, ResizeEvents, SessionIO
 
 log = logging.getLogger("pycrid.oci.exec")
@@ -58,12 +58,6 @@ def _make_raw_with_onlcr(fd: int) -> None:
     attrs = termios.tcgetattr(fd)
     attrs[1] |= termios.OPOST | termios.ONLCR
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
-
-
-def window_size(fd: int) -> tuple[int, int]:
-    """(width, height) of a terminal."""
-    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, bytes(8)))
-    return cols, rows
 
 
 async def copy_out(fd: int, stream: OutputStream) -> None:
@@ -189,7 +183,7 @@ class TtyWiring(_Wiring):
 
 
 async def run_exec_session(
-    runc: Runc, container_id: str, process: dict[str, Any], io: SessionIO
+    runc: RuncApi, container_id: str, process: dict[str, Any], io: SessionIO
 ) -> int:
     """Run ``process`` (an OCI Process) in the container wired to ``io``; its exit code.
 
@@ -211,7 +205,7 @@ async def run_exec_session(
         wiring.close()
 
 
-async def _supervise(runc: Runc, execution: ExecProcess, wiring: PipeWiring | TtyWiring) -> int:
+async def _supervise(runc: RuncApi, execution: ExecProcess, wiring: PipeWiring | TtyWiring) -> int:
     outputs = [asyncio.create_task(c) for c in wiring.outputs()]
     inputs = [asyncio.create_task(c) for c in wiring.inputs(execution)]
     exited = asyncio.create_task(execution.proc.wait())

@@ -61,8 +61,7 @@ async def recover(ctx: OciContext, sandboxes: OciSandboxes, containers: OciConta
             await one(container.id[:13], containers._remove(container))
         else:
             await one(container.id[:13], _settle(containers, container))
-    ctx.sandbox_ids.replace(ctx.store.sandboxes)
-    ctx.container_ids.replace(ctx.store.containers)
+    ctx.store.publish_all()
     await _remove_orphans(ctx)
     log.info(
         "recovered %d pod sandboxes and %d containers",

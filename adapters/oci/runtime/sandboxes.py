@@ -43,7 +43,7 @@ from pycrid.adapters.listfilter import admits, passes_all
 from pycrid.adapters.node import atomicfile, cni, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove_rootfs
-from pycrid.adapters.oci.runtime import conmon, userns
+from pycrid.adapters.oci.runtime import podstate, userns
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.imageconfig import ImageConfig
 from pycrid.adapters.oci.runtime.namespaces import check_sysctls
@@ -142,8 +142,8 @@ class OciSandboxes:
             with without_deadline():
                 await asyncio.shield(self._remove(record))
             raise
-        ctx.sandbox_ids.add(record.id)
-        ctx.store.announce(record)
+        ctx.store.publish_sandbox(record.id)
+        ctx.store.changed(record)  # listed now: the feed hears of it
         log.info(
             "pod sandbox %s started for %s/%s",
             record.id[:13],
@@ -260,20 +260,6 @@ class OciSandboxes:
             resolv_conf_path=str(directory / "resolv.conf"),
         )
 
-    def pod_facts(self, record: SandboxRecord) -> PodFacts:
-        """What a container of this pod joins and mounts."""
-        directory = self.ctx.pod_dir(record.id)
-        shm = self.ctx.shm_path(record.id)
-        return PodFacts(
-            sandbox_id=record.id,
-            netns_path="" if record.network.mode == "host" else record.network.netns,
-            pause_pid=record.pid,
-            shm_path=str(shm) if shm.exists() else "",
-            hostname_path=str(directory / "hostname"),
-            hosts_path=str(directory / "hosts"),
-            resolv_conf_path=str(directory / "resolv.conf"),
-        )
-
     # StopPodSandbox.
 
     async def stop_pod_sandbox(
@@ -358,22 +344,12 @@ class OciSandboxes:
             os.unlink(ctx.exit_dir / record.id)
         ctx.store.forget_sandbox(record.id)
         await asyncio.to_thread(shutil.rmtree, ctx.store.sandbox_dir(record.id), True)
-        ctx.sandbox_ids.discard(record.id)
 
     # PodSandboxStatus and ListPodSandbox.
 
     def refresh(self, record: SandboxRecord, exited: set[str] | None = None) -> None:
-        """A pod whose pause process exited is not ready any more.
-
-        ``exited``: what ``ctx.exited()`` said, when the caller looks at many pods.
-        """
-        if not record.ready:
-            return
-        if exited is not None:
-            if record.id in exited:
-                record.ready = False
-        elif conmon.exit_code(self.ctx.store.sandbox_dir(record.id)) is not None:
-            record.ready = False
+        """A pod whose pause process exited is not ready any more (podstate.py)."""
+        podstate.refresh(self.ctx, record, exited)
 
     async def pod_sandbox_status(
         self, request: cri.PodSandboxStatusRequest
@@ -409,7 +385,7 @@ class OciSandboxes:
         items = []
         exited = self.ctx.exited()
         for record in list(self.ctx.store.sandboxes.values()):
-            if record.id not in self.ctx.sandbox_ids:
+            if record.id not in self.ctx.store.sandbox_ids:
                 continue  # still being made
             self.refresh(record, exited)
             if everything or admits(wanted, record.id, record.state, record.config.labels):

@@ -98,7 +98,7 @@ class OciStats:
         return [await self._container_stats(r, s) for r, s in zip(records, samples, strict=True)]
 
     def _known(self) -> list[ContainerRecord]:
-        ids = self.ctx.container_ids
+        ids = self.ctx.store.container_ids
         return [r for r in list(self.ctx.store.containers.values()) if r.id in ids]
 
     # Containers.
@@ -107,7 +107,7 @@ class OciStats:
         self, request: cri.ContainerStatsRequest
     ) -> cri.ContainerStatsResponse:
         record = self.ctx.store.container(request.container_id)
-        if record.id not in self.ctx.container_ids:
+        if record.id not in self.ctx.store.container_ids:
             raise NotFound(f"container {request.container_id[:13]} not found")
         return cri.ContainerStatsResponse(stats=(await self._many([record]))[0])
 
@@ -128,7 +128,7 @@ class OciStats:
         self, request: cri.PodSandboxStatsRequest
     ) -> cri.PodSandboxStatsResponse:
         sandbox = self.ctx.store.sandbox(request.pod_sandbox_id)
-        if sandbox.id not in self.ctx.sandbox_ids:
+        if sandbox.id not in self.ctx.store.sandbox_ids:
             raise NotFound(f"pod sandbox {request.pod_sandbox_id[:13]} not found")
         return cri.PodSandboxStatsResponse(stats=await self._pod(sandbox))
 
@@ -139,7 +139,7 @@ class OciStats:
         sandboxes = [
             s
             for s in list(self.ctx.store.sandboxes.values())
-            if s.id in self.ctx.sandbox_ids
+            if s.id in self.ctx.store.sandbox_ids
             and s.ready
             and admits_stats(wanted, s.id, s.config.labels)
         ]

@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
-from pycrid.adapters.errors import NotFound
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.podnetwork import NetworkState
+from pycrid.adapters.records import RecordTables
 from pycrid.api.cri import api_pb2 as cri
 
 
@@ -61,7 +60,7 @@ class SandboxRecord:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     @property
-    def state(self) -> int:
+    def state(self) -> cri.PodSandboxState:
         return cri.SANDBOX_READY if self.ready else cri.SANDBOX_NOTREADY
 
     def to_json(self) -> dict[str, Any]:
@@ -113,7 +112,7 @@ class ContainerRecord:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False, repr=False)
 
     @property
-    def state(self) -> int:
+    def state(self) -> cri.ContainerState:
         if self.finished_at:
             return cri.CONTAINER_EXITED
         if self.started_at:
@@ -167,17 +166,13 @@ class ContainerRecord:
 RECORD = "record.json"
 
 
-class RuntimeStore:
-    """Pods and containers by full ID, each in ``<root>/<kind>/<id>/record.json``."""
+class RuntimeStore(RecordTables[SandboxRecord, ContainerRecord]):
+    """Pods and containers by full ID, each in ``<root>/<kind>/<id>/record.json``,
+    with their ID indexes (records.py)."""
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = root
-        self.sandboxes: dict[str, SandboxRecord] = {}
-        self.containers: dict[str, ContainerRecord] = {}
-        self.saved: Callable[[SandboxRecord | ContainerRecord], None] | None = None
-        """Told of every record written: how container events learn of state changes."""
-        self.forgotten: Callable[[str, str], None] | None = None
-        """Told of every record dropped, with its ID and its pod's ID."""
 
     def sandbox_dir(self, sandbox_id: str) -> Path:
         return self.root / "sandboxes" / sandbox_id
@@ -185,60 +180,34 @@ class RuntimeStore:
     def container_dir(self, container_id: str) -> Path:
         return self.root / "containers" / container_id
 
-    def sandbox(self, sandbox_id: str) -> SandboxRecord:
-        try:
-            return self.sandboxes[sandbox_id]
-        except KeyError:
-            raise NotFound(f"pod sandbox {sandbox_id[:13]} not found") from None
-
-    def container(self, container_id: str) -> ContainerRecord:
-        try:
-            return self.containers[container_id]
-        except KeyError:
-            raise NotFound(f"container {container_id[:13]} not found") from None
-
-    def containers_of(self, sandbox_id: str) -> list[ContainerRecord]:
-        return [c for c in self.containers.values() if c.sandbox_id == sandbox_id]
-
     async def save_sandbox(self, record: SandboxRecord) -> None:
         await atomicfile.write_json_async(self.sandbox_dir(record.id) / RECORD, record.to_json())
-        self.sandboxes[record.id] = record
-        if self.saved is not None:
-            self.saved(record)
+        self.add_sandbox(record, published=record.id in self.sandbox_ids)
+        self.changed(record)
 
     async def save_container(self, record: ContainerRecord) -> None:
         await atomicfile.write_json_async(self.container_dir(record.id) / RECORD, record.to_json())
-        self.containers[record.id] = record
-        if self.saved is not None:
-            self.saved(record)
-
-    def announce(self, record: SandboxRecord | ContainerRecord) -> None:
-        """Tell ``saved`` of a record again: the object has just become listed."""
-        if self.saved is not None:
-            self.saved(record)
+        self.add_container(record, published=record.id in self.container_ids)
+        self.changed(record)
 
     def forget_sandbox(self, sandbox_id: str) -> None:
         """Drop the record (the caller removes the directory with everything in it)."""
-        self.sandboxes.pop(sandbox_id, None)
-        if self.forgotten is not None:
-            self.forgotten(sandbox_id, sandbox_id)
+        self.discard_sandbox(sandbox_id)
+        self.gone(sandbox_id, sandbox_id)
         with contextlib.suppress(FileNotFoundError):
             (self.sandbox_dir(sandbox_id) / RECORD).unlink()
 
     def forget_container(self, container_id: str) -> None:
-        record = self.containers.pop(container_id, None)
-        if record is not None and self.forgotten is not None:
-            self.forgotten(container_id, record.sandbox_id)
+        record = self.discard_container(container_id)
+        if record is not None:
+            self.gone(container_id, record.sandbox_id)
         with contextlib.suppress(FileNotFoundError):
             (self.container_dir(container_id) / RECORD).unlink()
 
     def load(self) -> list[str]:
         """Read every record on disk; returns what could not be read, one line each."""
         problems = []
-        for kind, cls, table in (
-            ("sandboxes", SandboxRecord, self.sandboxes),
-            ("containers", ContainerRecord, self.containers),
-        ):
+        for kind in ("sandboxes", "containers"):
             directory = self.root / kind
             if not directory.is_dir():
                 continue
@@ -248,9 +217,10 @@ class RuntimeStore:
                 if raw is None:
                     continue  # a directory whose record was never written: an orphan
                 try:
-                    record = cls.from_json(raw)  # type: ignore[attr-defined]
+                    if kind == "sandboxes":
+                        self.add_sandbox(SandboxRecord.from_json(raw), published=False)
+                    else:
+                        self.add_container(ContainerRecord.from_json(raw), published=False)
                 except (KeyError, ValueError, TypeError, json_format.ParseError) as e:
                     problems.append(f"{kind}/{entry.name}: {e}")
-                    continue
-                table[record.id] = record  # type: ignore[index,assignment]
         return problems

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pycrid.adapters.errors import FailedPrecondition
 from pycrid.adapters.node import netnsdial
 from pycrid.adapters.oci.runtime import attach as conmon_attach
+from pycrid.adapters.oci.runtime import podstate
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.execsession import run_exec_session
 from pycrid.adapters.streaming import ForwardOutput, InputStream, SessionIO
@@ -37,7 +38,7 @@ class OciStreaming:
 
     def _pause_pid(self, sandbox_id: str) -> int:
         sandbox = self.ctx.store.sandbox(sandbox_id)
-        self.containers.sandboxes.refresh(sandbox)
+        podstate.refresh(self.ctx, sandbox)
         if not sandbox.ready or sandbox.pid <= 0:
             raise FailedPrecondition(f"pod sandbox {sandbox_id[:13]} is not ready")
         return sandbox.pid

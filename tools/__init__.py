@@ -1,0 +1,1 @@
+"""Client commands and tools: everything of pycrid that is not the daemon."""
