@@ -11,10 +11,10 @@ from typing import Any
 import grpc
 import pytest
 
+from crictl_tests import harness
+from crictl_tests.dockerpods import Pods, open_pods
+from crictl_tests.harness import BUSYBOX_IMAGE
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import Pods, open_pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION

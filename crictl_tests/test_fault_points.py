@@ -29,11 +29,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from crictl_tests import dockerpods, harness
+from crictl_tests.dockerpods import Pods, docker_inspect, ip_allocations, wait_for
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.adapters import faults
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import dockerpods, harness
-from pycrid.crictl_tests.dockerpods import Pods, docker_inspect, ip_allocations, wait_for
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 STEPS = ("pull", "run", "create", "start", "stop", "stoppod")
 

@@ -21,10 +21,10 @@ from typing import Any
 import grpc
 import pytest
 
+from crictl_tests import harness
+from crictl_tests.dockerpods import CALL_TIMEOUT, Pods, open_pods
+from crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import CALL_TIMEOUT, Pods, open_pods
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, Daemon
 
 FAST = 1.0
 """Seconds within which Version must answer while a hostile call is in flight."""

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.kubelet.node import KubeletNode, kubelet_node
+from crictl_tests import harness
+from crictl_tests.kubelet.node import KubeletNode, kubelet_node
 
 ADAPTERS = ["docker", "oci"]
 

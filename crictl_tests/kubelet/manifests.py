@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrid.crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE
+from crictl_tests.harness import BUSYBOX_IMAGE, WEBSERVER_IMAGE
 
 WEB_PORT = 80
 

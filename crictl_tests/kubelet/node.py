@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from crictl_tests import harness
+from crictl_tests.dockerpods import Pods, ip_allocations
+from crictl_tests.harness import Daemon
 from pycrid.adapters.docker.naming import SANDBOX_ID_LABEL
 from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.dockerpods import Pods, ip_allocations
-from pycrid.crictl_tests.harness import Daemon
 from pycrid.server import privateconfig
 
 NODE_NAME = "pycrid-node"

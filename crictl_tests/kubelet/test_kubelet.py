@@ -20,10 +20,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from pycrid.api.cri import api_pb2 as cri
-from pycrid.crictl_tests.harness import PAUSE_IMAGE
-from pycrid.crictl_tests.kubelet import manifests
-from pycrid.crictl_tests.kubelet.node import (
+from crictl_tests.harness import PAUSE_IMAGE
+from crictl_tests.kubelet import manifests
+from crictl_tests.kubelet.node import (
     NAMESPACE,
     NODE_NAME,
     POD_LOGS,
@@ -38,6 +37,7 @@ from pycrid.crictl_tests.kubelet.node import (
     read_cgroup,
     wait_for,
 )
+from pycrid.api.cri import api_pb2 as cri
 from pycrid.server.streaming.client import SpdyExec, SpdyPortForward, read_all
 
 LOG_LINES = 2000
