@@ -101,6 +101,8 @@ class DockerAdapter(Adapter):
         self.event_watch.start()
 
     async def close(self) -> None:
+        await self.info.docker_info.close()
+        await self.ctx.images.disk_usage.close()
         await self.event_watch.close()
         self.docker_stats.close()
         await self.logs.close()

@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from pycrid.adapters.docker import inspectviews
 from pycrid.adapters.docker.api import DockerApi, ImageConfig, ImageInspect, ImageSummary
 from pycrid.adapters.docker.imagenames import ImageNames
 from pycrid.adapters.docker.pullprogress import PullProgress, mib
+from pycrid.adapters.docker.sampled import Sampled
 from pycrid.adapters.errors import (
     CRIError,
     FailedPrecondition,
@@ -85,6 +87,12 @@ def docker_auth(auth: cri.AuthConfig) -> dict[str, str] | None:
     return config or None
 
 
+DISK_USAGE_INTERVAL = 10.0
+"""Seconds between two measures of dockerd's disk usage (ImageFsInfo's figures)."""
+DISK_USAGE_MIN_INTERVAL = 2.0
+"""After a pull or a removal the next measure comes sooner, but not sooner than this."""
+
+
 class DockerImages:
     """The ImageService on dockerd.
 
@@ -115,11 +123,17 @@ class DockerImages:
         # that meets one half done gets a 500 ("layer does not exist").
         # Removals here go one at a time, and inspect asks again.
         self._removing = asyncio.Lock()
+        self.disk_usage = Sampled(
+            self._measure_disk_usage,
+            interval=DISK_USAGE_INTERVAL,
+            min_interval=DISK_USAGE_MIN_INTERVAL,
+        )
 
     # Looking images up.
 
     def changed(self) -> None:
         """Forget what dockerd said of its images: something changed them."""
+        self.disk_usage.mark_stale()
         self._generation += 1
         self._inspected.clear()
         self._listed = None
@@ -366,31 +380,50 @@ class DockerImages:
         return cri.RemoveImageResponse()
 
     async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
+        usage = await self.disk_usage.get()
+        return cri.ImageFsInfoResponse(
+            image_filesystems=[usage.filesystem(usage.layers_bytes)],
+            container_filesystems=[usage.filesystem(usage.writable_bytes)],
+        )
+
+    async def _measure_disk_usage(self) -> DiskUsage:
+        """dockerd's root file system and what its layers take: ``/system/df`` sizes every
+        container, so this runs in the background (``disk_usage``), not per call."""
         info = await self.client.info()
         usage = await self.client.df()
         mountpoint = os.path.join(info.get("DockerRootDir") or "", info.get("Driver") or "")
         inodes_used = 0
         try:
-            fs = os.statvfs(mountpoint)
+            fs = await asyncio.to_thread(os.statvfs, mountpoint)
             inodes_used = fs.f_files - fs.f_ffree
         except OSError:
             pass  # dockerd on another host: bytes are still known
-        now = time.time_ns()
-        images_fs = cri.FilesystemUsage(
-            timestamp=now, fs_id=cri.FilesystemIdentifier(mountpoint=mountpoint)
+        return DiskUsage(
+            taken_at=time.time_ns(),
+            mountpoint=mountpoint,
+            layers_bytes=usage.get("LayersSize") or 0,
+            writable_bytes=sum(c.get("SizeRw") or 0 for c in usage.get("Containers") or []),
+            inodes_used=inodes_used,
         )
-        images_fs.used_bytes.value = usage.get("LayersSize") or 0
-        images_fs.inodes_used.value = inodes_used
-        containers_fs = cri.FilesystemUsage(
-            timestamp=now, fs_id=cri.FilesystemIdentifier(mountpoint=mountpoint)
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """One measure of dockerd's disk: its layers, and its containers' writable layers."""
+
+    taken_at: int
+    mountpoint: str
+    layers_bytes: int
+    writable_bytes: int
+    inodes_used: int
+
+    def filesystem(self, used_bytes: int) -> cri.FilesystemUsage:
+        usage = cri.FilesystemUsage(
+            timestamp=self.taken_at, fs_id=cri.FilesystemIdentifier(mountpoint=self.mountpoint)
         )
-        containers_fs.used_bytes.value = sum(
-            c.get("SizeRw") or 0 for c in usage.get("Containers") or []
-        )
-        containers_fs.inodes_used.value = inodes_used
-        return cri.ImageFsInfoResponse(
-            image_filesystems=[images_fs], container_filesystems=[containers_fs]
-        )
+        usage.used_bytes.value = used_bytes
+        usage.inodes_used.value = self.inodes_used
+        return usage
 
 
 def _docker_name(reference: str) -> str:

@@ -7,11 +7,15 @@ from pathlib import Path
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.docker.api import DockerApi
+from pycrid.adapters.docker.sampled import Sampled
 from pycrid.adapters.errors import CRIError
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.cniinfo import cni_info, cni_unused_info
 from pycrid.adapters.node.podcidr import PodCidr
 from pycrid.api.cri import api_pb2 as cri
+
+INFO_INTERVAL = 30.0
+"""Seconds a ``docker info`` answer serves Status before it is asked again."""
 
 
 class DockerRuntimeInfo:
@@ -21,6 +25,8 @@ class DockerRuntimeInfo:
         self.config = config
         self.client = client
         self.pod_cidr = PodCidr(state_dir)
+        # Runtimes, versions and the cgroup driver change only when dockerd restarts.
+        self.docker_info = Sampled(client.info, interval=INFO_INTERVAL)
 
     def load(self) -> None:
         self.pod_cidr.load()
@@ -35,6 +41,8 @@ class DockerRuntimeInfo:
 
     async def status(self, request: cri.StatusRequest) -> cri.StatusResponse:
         runtime_ready = await self.client.ping()
+        if not runtime_ready:
+            self.docker_info.forget()  # a dockerd that comes back may be another one
         runtime = cri.RuntimeCondition(type="RuntimeReady", status=runtime_ready)
         if not runtime_ready:
             runtime.reason = "DockerDaemonNotReady"
@@ -73,7 +81,7 @@ class DockerRuntimeInfo:
     async def _versions(self) -> dict[str, str]:
         """``dockerVersion`` and ``runcVersion`` (the commit of dockerd's runc)."""
         try:
-            info = await self.client.info()
+            info = await self.docker_info.get()
         except CRIError:
             return {}
         versions = {"dockerVersion": str(info.get("ServerVersion", ""))}
@@ -87,7 +95,7 @@ class DockerRuntimeInfo:
         handlers = [""]
         if runtime_ready:
             try:
-                info = await self.client.info()
+                info = await self.docker_info.get()
             except CRIError:
                 return handlers
             handlers += sorted(info.get("Runtimes") or {})
