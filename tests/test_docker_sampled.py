@@ -113,8 +113,14 @@ async def test_image_fs_info_does_not_size_every_container_on_each_call(kit: Kit
     assert len(kit.docker.called("df")) == 2
 
 
-async def test_status_pings_every_time_and_asks_docker_info_once(kit: Kit, tmp_path: Path) -> None:
-    info = DockerRuntimeInfo(Config(), kit.docker, tmp_path)
+async def test_status_pings_only_without_the_event_stream_and_asks_docker_info_once(
+    kit: Kit, tmp_path: Path
+) -> None:
+    live = [False]
+    info = DockerRuntimeInfo(Config(), kit.docker, tmp_path, live=lambda: live[0])
+    for _ in range(5):
+        response = await info.status(cri.StatusRequest(verbose=True))
+    live[0] = True  # the event stream is connected: dockerd answers
     for _ in range(5):
         response = await info.status(cri.StatusRequest(verbose=True))
     await settle()

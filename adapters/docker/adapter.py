@@ -64,7 +64,7 @@ class DockerAdapter(Adapter):
             resync=lambda: containers.refresh_all(even_if_live=True),
             images_changed=images.changed,
         )
-        self.info = DockerRuntimeInfo(config, self.client, state_dir)
+        self.info = DockerRuntimeInfo(config, self.client, state_dir, live=lambda: store.live)
         self.docker_stats = DockerStats(self.ctx, containers)
         self.docker_events = DockerEvents(self.ctx)
         super().__init__(

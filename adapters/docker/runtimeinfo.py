@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from pycrid.adapters.config import Config
@@ -21,9 +22,17 @@ INFO_INTERVAL = 30.0
 class DockerRuntimeInfo:
     """What the runtime reports about itself, and the pod CIDR kubelet hands it."""
 
-    def __init__(self, config: Config, client: DockerApi, state_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        client: DockerApi,
+        state_dir: Path,
+        live: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.config = config
         self.client = client
+        self.live = live
+        """True while Docker's event stream is connected: dockerd answers, no ping needed."""
         self.pod_cidr = PodCidr(state_dir)
         # Runtimes, versions and the cgroup driver change only when dockerd restarts.
         self.docker_info = Sampled(client.info, interval=INFO_INTERVAL)
@@ -40,7 +49,7 @@ class DockerRuntimeInfo:
         )
 
     async def status(self, request: cri.StatusRequest) -> cri.StatusResponse:
-        runtime_ready = await self.client.ping()
+        runtime_ready = self.live() or await self.client.ping()
         if not runtime_ready:
             self.docker_info.forget()  # a dockerd that comes back may be another one
         runtime = cri.RuntimeCondition(type="RuntimeReady", status=runtime_ready)
