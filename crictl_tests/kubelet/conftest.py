@@ -70,6 +70,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _RESULTS.append((report.nodeid.split("::", 1)[1], outcome))
 
 
+_FIGURES: list[tuple[str, float]] = []
+
+
+def record_figure(what: str, seconds: float) -> None:
+    """A time the suite measured, printed with its results."""
+    _FIGURES.append((what, seconds))
+
+
 def _on(adapter: str, test: str) -> bool:
     params = test.partition("[")[2].removesuffix("]").split("-")
     return adapter in params
@@ -82,6 +90,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("kubelet suite")
     for test, outcome in _RESULTS:
         terminalreporter.write_line(f"{outcome.upper():8} {test}")
+    for what, seconds in _FIGURES:
+        terminalreporter.write_line(f"{what}: {seconds:.1f} s")
     for adapter in ADAPTERS:
         outcomes = [o for t, o in _RESULTS if _on(adapter, t)]
         if not outcomes:
