@@ -109,8 +109,8 @@ def check_process(rootfs: Path, spec: dict[str, Any], field: str) -> None:
     search = _path_of(process.get("env") or [])
     if any(_under(d, destinations) for d in search if d.startswith("/")):
         return
-    for directory in search:
-        if directory.startswith("/") and _executable(_lookup(rootfs, f"{directory}/{program}")):
+    for entry in search:
+        if entry.startswith("/") and _executable(_lookup(rootfs, f"{entry}/{program}")):
             return
     raise InvalidArgument(
         f"{field} {program[:256]!r} is not found in the image's PATH ({':'.join(search)[:256]})"
