@@ -51,7 +51,7 @@ def resources(**fields: Any) -> cri.LinuxContainerConfig:
 
 
 HOST_DIR = tempfile.gettempdir()
-CONTAINERS = {
+CONTAINERS: dict[str, tuple[dict[str, Any], grpc.StatusCode, str]] = {
     "missing program": ({"command": ["/no/such/program"]}, INVALID, "/no/such/program"),
     "program not on PATH": ({"command": ["nosuchprogram"]}, INVALID, "nosuchprogram"),
     "working_dir is a file": ({"working_dir": "/etc/passwd"}, PRECONDITION, "/etc/passwd"),

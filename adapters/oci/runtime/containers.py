@@ -8,6 +8,11 @@ exits, its exit code to ``<container dir>/exit`` (and ``oom`` beside it
 when the kernel killed it for memory). The record learns of the exit from
 those files (``refresh``), on every status or list call.
 
+StartContainer writes the time it asks for the start before ``runc start``:
+after a crash between the two, ``settle_start`` asks runc whether the
+process was started (recovery does it for every such record), so a running
+container is never left CREATED and its exit is read when it comes.
+
 StopContainer sends the stop signal (the CRI's, else the image's, else
 SIGTERM), waits ``timeout`` seconds, then SIGKILLs every process of the
 container and waits for conmon's exit file.

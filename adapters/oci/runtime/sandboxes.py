@@ -8,8 +8,10 @@ network namespace pinned from the pause process and CNI ADD on it, then
 ``runc start``. A failure at any step undoes what was made and answers the
 real error.
 
-StopPodSandbox stops the pod's containers, tears the network down (CNI DEL
-once, the pin released) and kills the pause process; RemovePodSandbox then
+StopPodSandbox first writes the pod NOTREADY and "stopping" (so that a crash
+part-way leaves it NOTREADY, never READY without a network), then stops the
+pod's containers, tears the network down (CNI DEL once, the pin released,
+written down) and kills the pause process; RemovePodSandbox then
 removes every file, mount and runc state. Both are idempotent and work on
 a pod that was only half made.
 """
