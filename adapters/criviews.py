@@ -80,8 +80,15 @@ def container(record: ContainerRecord) -> cri.Container:
 
 
 def _listed_image_ref(record: ContainerRecord) -> str:
-    """An adapter may list another image_ref than ContainerStatus shows (``listed_image_ref``)."""
-    return getattr(record, "listed_image_ref", "") or record.image_ref
+    """ListContainers' image_ref: the image's ID, as containerd and cri-dockerd list it.
+
+    kubelet's image garbage collector takes an image to be in use when a
+    listed container's image_ref equals the image's ID in ListImages; a repo
+    digest there would make it remove the images of running containers.
+    ContainerStatus keeps the pullable reference. An adapter may list yet
+    another reference (``listed_image_ref``).
+    """
+    return getattr(record, "listed_image_ref", "") or record.image_id or record.image_ref
 
 
 def _container(record: ContainerRecord) -> cri.Container:

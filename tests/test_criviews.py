@@ -41,3 +41,10 @@ def test_an_event_carries_its_containers_with_their_messages_and_no_pod_once_gon
     assert pod is None
     assert [(c.id, c.message) for c in containers] == [("c1", "exec format error")]
     assert criviews.event_statuses(None, []) == (None, [])
+
+
+def test_a_container_is_listed_with_its_image_id_and_its_status_keeps_the_repo_digest() -> None:
+    """kubelet's image GC matches listed image_refs against ListImages' IDs."""
+    container = record()
+    assert criviews.container(container).image_ref == "sha256:1"
+    assert criviews.container_status(container).image_ref == "app@sha256:2"

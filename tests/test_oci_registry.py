@@ -425,6 +425,26 @@ async def test_shared_layers_are_fetched_once(fake, puller: Puller) -> None:
     assert registry.blob_requests[sha256_of(base[0])] == 1
 
 
+async def test_an_image_removed_under_a_container_is_pulled_again(fake, puller: Puller) -> None:
+    """The container's lease keeps the snapshot, not the blob: the pull fetches the blob
+    again and reuses the snapshot."""
+    registry, _ = fake
+    layer = layer_tar({"bin/app": b"a" * 3000}, "gzip")
+    publish_image(registry, "v1", [(*layer, mf.OCI_LAYER_GZIP)])
+    ref = parse_reference("example.test/team/app:v1")
+    first = await puller.pull(ref, lambda _: NO_CREDENTIALS)
+    store = puller.store
+    store.add_lease("container", first.diff_ids)
+    assert store.remove(first.id)
+    store.collect_garbage()
+    assert store.has_snapshot(layer[1]) and not store.has_blob(sha256_of(layer[0]))
+
+    again = await puller.pull(ref, lambda _: NO_CREDENTIALS)
+    assert again.id == first.id and store.get(again.id) is not None
+    assert all(store.has_blob(d) for d in again.blobs())
+    assert registry.blob_requests[sha256_of(layer[0])] == 2
+
+
 async def test_a_corrupt_layer_leaves_no_image(fake, puller: Puller) -> None:
     registry, _ = fake
     layer = layer_tar({"f": b"data" * 1000}, "gzip")
@@ -481,5 +501,30 @@ async def test_pulls_are_coalesced_and_dropped_when_nobody_waits(fake, tmp_path:
             await pulling
         assert pulling.cancelled()
         assert images.store.records() == []
+    finally:
+        await images.close()
+
+
+async def test_an_image_in_use_is_not_removed(fake, tmp_path: Path) -> None:
+    """As Docker refuses it; once nothing runs on it, it goes."""
+    registry, endpoint = fake
+    layer = layer_tar({"f": b"x"}, "gzip")
+    publish_image(registry, "used", [(*layer, mf.OCI_LAYER_GZIP)])
+    config = Config(
+        registries={"example.test": RegistryConfig(mirrors=[endpoint.base_url], upstream=False)}
+    )
+    running: set[str] = set()
+    images = OciImages(config, tmp_path / "oci", in_use=lambda: running)
+    await images.start()
+    try:
+        spec = cri.ImageSpec(image="example.test/team/app:used")
+        image_id = (await images.pull_image(cri.PullImageRequest(image=spec))).image_ref
+        running.add(image_id)
+        with pytest.raises(errors.FailedPrecondition, match="in use"):
+            await images.remove_image(cri.RemoveImageRequest(image=spec))
+        assert images.store.get(image_id) is not None
+        running.clear()
+        await images.remove_image(cri.RemoveImageRequest(image=spec))
+        assert images.store.get(image_id) is None
     finally:
         await images.close()

@@ -17,7 +17,7 @@ from pycrid.adapters.config import Config
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
 from pycrid.adapters.node.podnetwork import PodNetworks
-from pycrid.adapters.oci.images.service import OciImages
+from pycrid.adapters.oci.images.service import OciImages, find_image
 from pycrid.adapters.oci.runtime import recovery
 from pycrid.adapters.oci.runtime.checkpoint import OciCheckpoints
 from pycrid.adapters.oci.runtime.conmon import Conmon
@@ -33,6 +33,7 @@ from pycrid.adapters.oci.runtime.store import RuntimeStore
 from pycrid.adapters.oci.runtime.streaming import OciStreaming
 from pycrid.adapters.podmetrics import PodMetrics, PodProcesses, pod_processes
 from pycrid.adapters.podresources import PodCgroupResources, store_members
+from pycrid.api.cri import api_pb2 as cri
 
 log = logging.getLogger("pycrid.oci")
 
@@ -51,6 +52,7 @@ class OciAdapter(Adapter):
             self.store_root,
             progress_timeout=config.oci.pull_progress_timeout,
             max_concurrent_downloads=config.oci.max_concurrent_downloads,
+            in_use=self._images_in_use,
         )
         runc_binary = shutil.which("runc") or "runc"
         self.node = NodeFacts.probe(HostFacts.probe())
@@ -84,6 +86,16 @@ class OciAdapter(Adapter):
             checkpoints=OciCheckpoints(self.oci_containers),
             metrics=PodMetrics(self._pod_processes, self.oci_stats),
         )
+
+    def _images_in_use(self) -> set[str]:
+        """The images of containers that have not exited, and the pause image while a pod runs."""
+        store = self.ctx.store
+        used = {c.image_id for c in store.containers.values() if c.state != cri.CONTAINER_EXITED}
+        if any(s.state == cri.SANDBOX_READY for s in store.sandboxes.values()):
+            pause = find_image(self.oci_images.store.records(), self.config.pause_image)
+            if pause is not None:
+                used.add(pause.id)
+        return used
 
     def _pod_processes(self) -> list[PodProcesses]:
         return pod_processes(self.ctx.store)

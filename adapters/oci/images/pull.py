@@ -325,10 +325,13 @@ class Puller:
     ) -> LayerRecord:
         lock = self._layer_locks.setdefault(diff_id, asyncio.Lock())
         async with lock:
+            # A snapshot can outlive its blob: a container's lease keeps the
+            # snapshot of an image removed under it. The record needs both, so
+            # the blob is fetched again, but the layer is not unpacked twice.
+            if not self.store.has_blob(layer.digest):
+                async with self._downloads:
+                    await self._download(name, ref, layer, endpoints, credentials_for, stats)
             if not self.store.has_snapshot(diff_id):
-                if not self.store.has_blob(layer.digest):
-                    async with self._downloads:
-                        await self._download(name, ref, layer, endpoints, credentials_for, stats)
                 await self._unpack(name, layer, diff_id, stats)
             else:
                 stats.layers_reused += 1

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,11 @@ class OciImages:
         root: Path,
         progress_timeout: float = 60.0,
         max_concurrent_downloads: int = 3,
+        in_use: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.config = config
+        self.in_use = in_use
+        """The IDs of the images that live containers and pods run on."""
         self.store = ContentStore(root)
         self.client = RegistryClient(progress_timeout=progress_timeout)
         # Unpacking and fsync-heavy commits; two threads match the machines' two cores.
@@ -217,6 +221,12 @@ class OciImages:
 
     async def remove_image(self, request: cri.RemoveImageRequest) -> cri.RemoveImageResponse:
         record = find_image(self.store.records(), request.image.image)
+        if record is not None and record.id in set(self.in_use()):
+            # As Docker refuses it: a pod or container that still runs on it would
+            # have to pull it again to restart.
+            raise errors.FailedPrecondition(
+                f"image {record.id} is in use by a container or pod that is not stopped"
+            )
         # Removing an image that is not there succeeds: the CRI makes RemoveImage idempotent.
         if record is not None and self.store.remove(record.id):
             freed = await self._run(self.store.collect_garbage)
