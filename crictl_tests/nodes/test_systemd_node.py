@@ -9,6 +9,7 @@ The tests run in file order against the module's node.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,9 +49,20 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install.build_wheelhouse(tmp_path_factory.mktemp("wheels"))
 
 
+def host_cgroups() -> tuple[list[str], list[str]]:
+    """What a node must never change on the host: /sys/fs/cgroup and its mounts."""
+    mounts = [
+        " ".join(line.split()[3:6])
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if "/sys/fs/cgroup" in line
+    ]
+    return sorted(os.listdir("/sys/fs/cgroup")), sorted(mounts)
+
+
 @pytest.fixture(scope="module", params=["oci", "docker"])
 def node(request: pytest.FixtureRequest, node_image: str, wheelhouse: Path) -> Iterator[Node]:
     adapter = request.param
+    before = host_cgroups()
     node = Node(f"pycrid-node-{adapter}", node_image)
     node.remove()  # one left by an interrupted run
     node.start()
@@ -67,6 +79,7 @@ def node(request: pytest.FixtureRequest, node_image: str, wheelhouse: Path) -> I
     finally:
         node.sh("systemctl stop kubelet pycrid-relay", check=False, timeout=60)
         node.remove()
+    assert host_cgroups() == before, "the node changed the host's cgroup mounts"
 
 
 def unit(node: Node, name: str, *properties: str) -> dict[str, str]:
