@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from pycrid.crictl_tests import harness
-from pycrid.crictl_tests.nodes.node import Node
+from pycrid.crictl_tests.nodes.node import DOCKER, Node
 from pycrid.server import privateconfig
 
 RELAY = Path(__file__).with_name("relay.py")
@@ -169,6 +169,33 @@ def static_pods() -> dict[str, dict]:
     return {"web.json": web, "crasher.json": crasher}
 
 
+def preload_images(node: Node, directory: Path) -> None:
+    """The pods' images into the node's dockerd, as docs/kind.md preloads a node's.
+
+    A node with dockerd has no way to the test registry on the host's loopback:
+    the images are pulled on the host, saved, loaded in the node and tagged
+    with the names kubelet and pycrid ask for.
+    """
+    refs = [harness.PAUSE_IMAGE, harness.BUSYBOX_IMAGE]
+    local = [ref.replace("registry.k8s.io", harness.LOCAL_REGISTRY, 1) for ref in refs]
+    pulled = []
+    for ref in local:
+        present = subprocess.run([DOCKER, "image", "inspect", ref], capture_output=True)
+        if present.returncode != 0:
+            subprocess.run([DOCKER, "pull", "-q", ref], check=True, capture_output=True)
+            pulled.append(ref)
+    archive = directory / "images.tar"
+    try:
+        subprocess.run([DOCKER, "save", "-o", str(archive), *local], check=True, timeout=300)
+    finally:
+        if pulled:  # leave the host's dockerd as it was
+            subprocess.run([DOCKER, "rmi", *pulled], capture_output=True)
+    node.copy_in(archive, "/var/cache/pycrid-images.tar")
+    tags = " && ".join(f"docker tag {a} {b}" for a, b in zip(local, refs, strict=True))
+    node.sh(f"docker load -q -i /var/cache/pycrid-images.tar && {tags}", timeout=300)
+    node.sh("rm -f /var/cache/pycrid-images.tar")
+
+
 def install(node: Node, adapter: str, wheelhouse: Path, kubelet: Path, crictl: Path) -> None:
     node.copy_in(wheelhouse, "/var/cache/pycrid-wheels")
     node.sh(
@@ -187,8 +214,9 @@ def install(node: Node, adapter: str, wheelhouse: Path, kubelet: Path, crictl: P
         node.sh(
             "systemctl unmask docker.service docker.socket containerd.service"
             # As docs/kind/Dockerfile: dockerd starts when pycrid first connects to it.
-            " && systemctl enable docker.socket"
+            " && systemctl enable --now docker.socket"
         )
+        preload_images(node, wheelhouse.parent)
     node.copy_in(kubelet, "/usr/local/bin/kubelet")
     node.copy_in(crictl, "/usr/local/bin/crictl")
     node.write("/etc/crictl.yaml", f"runtime-endpoint: unix://{CRI_SOCKET}\ntimeout: 30\n")

@@ -2,11 +2,14 @@
 
 The image comes from scripts/nodeimage.sh (built once, cached by its inputs).
 The container gets no cgroup mount from the host: its entry point mounts a
-tmpfs and the v1 hierarchies of its own private cgroup namespace. It shares
-the host's network (the test registry on 127.0.0.1:5000), so the node's pods
-run in the host network too and nothing in the node creates a bridge; the
-node's state directories are anonymous volumes (overlayfs cannot sit on the
-container's own overlay), removed with the container.
+tmpfs and the v1 hierarchies of its own private cgroup namespace. A node that
+runs dockerd has a network namespace of its own: dockerd with
+``"bridge": "none"`` deletes any ``docker0`` it finds, and in the host's
+namespace that would be the host's. A node without dockerd may share the host's
+network to reach the test registry on 127.0.0.1:5000 (its pods are host-network
+pods, so nothing in it creates a bridge). The node's state directories are
+anonymous volumes (overlayfs cannot sit on the container's own overlay),
+removed with the container.
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def can_build() -> str | None:
 class Node:
     name: str
     image: str
+    network: str = "bridge"
+    """"host" (the host's network namespace) or a Docker network of its own."""
     boot_seconds: float = 0.0
 
     def start(self) -> None:
@@ -83,7 +88,7 @@ class Node:
             "--hostname",
             self.name,
             "--network",
-            "host",
+            self.network,
             "--cgroupns",
             "private",
             "--security-opt",
@@ -154,6 +159,15 @@ class Node:
             capture_output=True,
             timeout=300,
         )
+
+    def get(self, url: str) -> str:
+        """An HTTP GET from inside the node (its loopback is not the host's)."""
+        script = (
+            "import sys, urllib.request; "
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+        )
+        done = self.sh(f"python3 -c {shlex.quote(script)} {shlex.quote(url)}", check=False)
+        return done.stdout if done.returncode == 0 else ""
 
     def journal(self, *units: str, lines: int = 60) -> str:
         selectors = " ".join(f"-u {shlex.quote(u)}" for u in units)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,8 @@ def host_cgroups() -> tuple[list[str], list[str]]:
 def node(request: pytest.FixtureRequest, node_image: str, wheelhouse: Path) -> Iterator[Node]:
     adapter = request.param
     before = host_cgroups()
-    node = Node(f"pycrid-node-{adapter}", node_image)
+    # dockerd in a node must not share the host's network (see node.py).
+    node = Node(f"pycrid-node-{adapter}", node_image, "host" if adapter == "oci" else "bridge")
     node.remove()  # one left by an interrupted run
     node.start()
     node.adapter = adapter  # type: ignore[attr-defined]
@@ -98,13 +98,11 @@ def wait_for(what: str, check: Any, timeout: float, node: Node | None = None) ->
     raise AssertionError(f"{what}: not within {timeout:.0f} s\n{logs}")
 
 
-def kubelet_pods() -> dict[str, dict[str, Any]]:
-    url = f"http://127.0.0.1:{install.READ_ONLY_PORT}/pods"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            listed = json.load(answer)
-    except OSError:
+def kubelet_pods(node: Node) -> dict[str, dict[str, Any]]:
+    text = node.get(f"http://127.0.0.1:{install.READ_ONLY_PORT}/pods")
+    if not text:
         return {}
+    listed = json.loads(text)
     # A static pod is named <manifest's name>-<node name>.
     return {p["metadata"]["name"].split("-pycrid-node-")[0]: p for p in listed.get("items") or []}
 
@@ -167,7 +165,7 @@ def test_kubelets_first_call_activates_the_daemon_and_ready_follows(node: Node) 
 
 def test_static_pods_become_ready_with_probes_and_a_restart(node: Node) -> None:
     def ready() -> bool:
-        pods = kubelet_pods()
+        pods = kubelet_pods(node)
         web, crasher = pods.get("web"), pods.get("crasher")
         if not web or not crasher:
             return False
@@ -177,7 +175,7 @@ def test_static_pods_become_ready_with_probes_and_a_restart(node: Node) -> None:
         )
 
     wait_for("web Ready and crasher restarted", ready, POD_TIMEOUT, node)
-    crasher = container_status(kubelet_pods()["crasher"])
+    crasher = container_status(kubelet_pods(node)["crasher"])
     terminated = (crasher.get("lastState") or {}).get("terminated") or {}
     assert terminated.get("exitCode") == 3
     assert terminated.get("message", "").strip() == "bye"
@@ -197,9 +195,12 @@ def test_every_container_is_a_scope_under_kubepods_carrying_its_limit(node: Node
         assert memory.startswith("/kubepods.slice/kubepods-"), memory
         scope = memory.rsplit("/", 1)[1]
         assert scope.startswith(f"{prefix}-{container_id[:12]}") and scope.endswith(".scope")
-        assert node.sh(f"systemctl is-active {scope}").stdout.strip() == "active"
-        limit = int(node.sh(f"cat /sys/fs/cgroup/memory{memory}/memory.limit_in_bytes").stdout)
-        limits.append(limit)
+        active = node.sh(f"systemctl is-active {scope}", check=False).stdout.strip()
+        limit = node.sh(f"cat /sys/fs/cgroup/memory{memory}/memory.limit_in_bytes", check=False)
+        if node.sh(f"test -d /proc/{pid}", check=False).returncode != 0:
+            continue  # the crasher exited meanwhile, and its scope with it
+        assert active == "active", scope
+        limits.append(int(limit.stdout))
     assert install.WEB_MEMORY_LIMIT in limits
 
 
@@ -216,10 +217,47 @@ def test_stats_are_read_from_the_scopes(node: Node) -> None:
     assert int(web["linux"]["memory"]["workingSetBytes"]["value"]) > 0, web
 
 
+def memory_cgroup(node: Node, pid: int) -> str:
+    lines = node.sh(f"cat /proc/{pid}/cgroup").stdout.splitlines()
+    return next(line.split(":", 2)[2] for line in lines if line.split(":")[1] == "memory")
+
+
+def memory_limit(node: Node, cgroup: str) -> int:
+    return int(node.sh(f"cat /sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes").stdout)
+
+
+UPDATE_POD = """
+import sys, grpc
+from pycrid.api.cri import api_pb2 as cri, api_pb2_grpc as rpc
+stub = rpc.RuntimeServiceStub(grpc.insecure_channel("unix:///run/pycrid/pycrid.sock"))
+resources = cri.LinuxContainerResources(memory_limit_in_bytes=int(sys.argv[2]))
+stub.UpdatePodSandboxResources(
+    cri.UpdatePodSandboxResourcesRequest(pod_sandbox_id=sys.argv[1], resources=resources)
+)
+"""
+
+
+def test_resource_updates_reach_the_scope_and_the_slice(node: Node) -> None:
+    ((web_id, pid),) = running_containers(node, "web").items()
+    scope = memory_cgroup(node, pid)
+    node.sh(f"crictl update --memory {96 << 20} {web_id}")
+    assert memory_limit(node, scope) == 96 << 20
+    pod_id = json.loads(node.sh(f"crictl inspect {web_id}").stdout)["status"]["labels"][
+        "io.kubernetes.pod.uid"
+    ]
+    sandbox = node.sh(f"crictl pods -q --label io.kubernetes.pod.uid={pod_id}").stdout.split()[0]
+    node.write("/root/update_pod.py", UPDATE_POD)
+    node.sh(f"/opt/pycrid/bin/python /root/update_pod.py {sandbox} {160 << 20}")
+    pod_slice = scope.rsplit("/", 1)[0]
+    assert memory_limit(node, pod_slice) == 160 << 20
+    properties = unit(node, pod_slice.rsplit("/", 1)[1], "MemoryMax", "MemoryLimit")
+    assert str(160 << 20) in properties.values(), properties
+
+
 def test_a_killed_daemon_comes_back_through_restart_keeping_containers(node: Node) -> None:
     before = running_containers(node, "web")
     restarts = int(unit(node, "pycrid.service", "NRestarts")["NRestarts"])
-    web_restarts = container_status(kubelet_pods()["web"])["restartCount"]
+    web_restarts = container_status(kubelet_pods(node)["web"])["restartCount"]
     node.sh("systemctl kill -s KILL pycrid")
 
     def restarted() -> bool:
@@ -230,7 +268,7 @@ def test_a_killed_daemon_comes_back_through_restart_keeping_containers(node: Nod
     after = running_containers(node, "web")
     assert after == before, "the web container did not survive the daemon's restart"
     time.sleep(5)
-    assert container_status(kubelet_pods()["web"])["restartCount"] == web_restarts
+    assert container_status(kubelet_pods(node)["web"])["restartCount"] == web_restarts
 
 
 def test_stopping_the_daemon_leaves_containers_running(node: Node) -> None:
