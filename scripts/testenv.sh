@@ -3,7 +3,9 @@
 #
 #   testenv.sh up      install what is missing, start dockerd and a local registry
 #                      on 127.0.0.1:5000, build and push the test images (unless the
-#                      registry serves the very manifests the last build pushed)
+#                      registry serves the very manifests the last build pushed), and
+#                      build the node image of crictl_tests/nodes/ (scripts/nodeimage.sh,
+#                      about 2 minutes once, then cached by the hash of its inputs)
 #   testenv.sh down    stop the dockerd and registry that `up` started
 #   testenv.sh status  say whether each part is up
 #
@@ -31,7 +33,7 @@ DOCKER=/usr/bin/docker
 export DOCKER_HOST=unix://$DOCKER_SOCK DOCKER_BUILDKIT=0
 
 PACKAGES=(docker.io runc conmon containernetworking-plugins busybox-static docker-registry
-	socat iptables gcc libc6-dev make curl iproute2)
+	socat iptables gcc libc6-dev make curl iproute2 debootstrap)
 
 BUSYBOX_IMAGE=e2e-test-images/busybox:1.29-2
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -475,6 +477,14 @@ ensure_images() {
 	images_current || die "the registry does not serve the images just pushed" "$BUILD_LOG"
 }
 
+# The node image the node-container tests boot: built once, then found by its tag.
+ensure_node_image() {
+	local log=$LOG_DIR/nodeimage.log
+	bash "$REPO_DIR/scripts/nodeimage.sh" build >"$log" 2>&1 ||
+		die "cannot build the node image (scripts/nodeimage.sh)" "$log"
+	bash "$REPO_DIR/scripts/nodeimage.sh" prune >>"$log" 2>&1 || true
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
@@ -484,6 +494,7 @@ cmd_up() {
 	start_dockerd
 	start_registry
 	ensure_images
+	ensure_node_image
 	echo "testenv: up (dockerd, registry on $REGISTRY, $(image_refs | wc -l) image references)"
 }
 

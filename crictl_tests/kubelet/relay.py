@@ -24,6 +24,8 @@ OLD_PACKAGE = "/runtime.v1alpha2."
 NEW_PACKAGE = "/runtime.v1."
 # kubelet 1.20 accepts replies of up to 16 MiB (its maxMsgSize).
 MAX_MESSAGE = 16 * 1024 * 1024
+NO_DEADLINE = 86400.0
+"""A remaining time above this (a day) means the caller set no deadline."""
 
 
 def _identity(data: bytes) -> bytes:
@@ -49,9 +51,12 @@ class Relay(grpc.GenericRpcHandler):
         )
 
         async def relay(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            # A call without a deadline (kubelet's ImageFsInfo) shows centuries
+            # remaining, which must not become a deadline of its own.
             remaining = context.time_remaining()
+            timeout = remaining if remaining is not None and remaining < NO_DEADLINE else None
             try:
-                return await forward(request, timeout=remaining)
+                return await forward(request, timeout=timeout)
             except grpc.aio.AioRpcError as error:
                 await context.abort(error.code(), error.details() or "")
                 raise  # not reached: abort raises
