@@ -75,7 +75,8 @@ RELAY_UNIT = f"""[Unit]
 Description=CRI v1alpha2 relay for kubelet 1.20
 [Service]
 ExecStartPre=/bin/mkdir -p /run/pycrid-relay
-ExecStart=/opt/pycrid/bin/python /usr/local/lib/pycrid-relay.py --listen unix://{RELAY_SOCKET} --target unix://{CRI_SOCKET}
+ExecStart=/opt/pycrid/bin/python /usr/local/lib/pycrid-relay.py \\
+    --listen unix://{RELAY_SOCKET} --target unix://{CRI_SOCKET}
 """
 
 

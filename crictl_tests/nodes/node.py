@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pycrid.adapters.node.hostfacts import CAPABILITY_NAMES
 from crictl_tests import harness
+from pycrid.adapters.node.hostfacts import CAPABILITY_NAMES
 
 REPO = harness.REPO_ROOT
 NODEIMAGE = REPO / "scripts" / "nodeimage.sh"
