@@ -255,11 +255,17 @@ class Pool:
     scratch: Path = Path("/nonexistent")
     runtime_handlers: list[str] = field(default_factory=lambda: ["", "runc"])
 
+    def hostile_files(self) -> list[str]:
+        """Files no request may make the daemon wait on or read without end
+        (``HOSTILE_FILES``, made in the scratch dir by the test)."""
+        return [str(self.scratch / name) for name in HOSTILE_FILES]
+
     def mount_sources(self) -> list[str]:
         return [
             str(self.scratch),
             str(self.scratch / "mnt"),
             str(self.scratch / "file.txt"),
+            *self.hostile_files(),
             "/pycrid-fuzz-nonexistent",
             "/",
             "/etc/hostname",
@@ -274,10 +280,19 @@ class Pool:
             str(self.scratch / "empty-seccomp.json"),
             str(self.scratch),
             str(self.scratch / "nonexistent.json"),
+            *self.hostile_files(),
+            "/dev/zero",
             "relative.json",
             "",
         ]
 
+
+HOSTILE_FILES = ("fifo", "zero", "link-to-fifo", "link-to-seccomp.json")
+"""In the scratch dir: a FIFO, a character device like /dev/zero, symlinks to
+the FIFO and to a good profile. The log directory has them too (``LOG_FILES``)."""
+LOG_FILES = ("fifo.log", "zero.log", "link.log")
+"""In the scratch dir's logs/ (a FIFO, a device node, a symlink), and
+logs/link-dir, a symlink to a directory: log paths and directories to refuse."""
 
 PREFIX_LENGTHS = (1, 3, 6, 12, 13, 20, 64)
 
@@ -384,9 +399,10 @@ def special_string(
     if name == "runtime_handler":
         return strings(tame, st.sampled_from([*pool.runtime_handlers, "no-such-runtime"]))
     if name == "log_directory":
-        return paths(tame, [str(pool.scratch / "logs"), str(pool.scratch / "logs" / "x")])
+        logs = pool.scratch / "logs"
+        return paths(tame, [str(logs), str(logs / "x"), str(logs / "link-dir")])
     if name == "log_path":
-        return strings(tame, st.sampled_from(["c.log", "c/0.log", "x.log"]))
+        return strings(tame, st.sampled_from(["c.log", "c/0.log", "x.log", *LOG_FILES]))
     if name == "hostname":
         if tame:
             return st.sampled_from(["pod", "web-0.example", "a" * 63])
@@ -396,7 +412,9 @@ def special_string(
     if name == "host_path" and msg == "Device":
         if tame:
             return st.sampled_from(sorted(SAFE_DEVICES))
-        return paths(tame, [*sorted(SAFE_DEVICES), "/dev/nonexistent", "relative"])
+        return paths(
+            tame, [*sorted(SAFE_DEVICES), *pool.hostile_files(), "/dev/nonexistent", "relative"]
+        )
     if name == "host_path":
         if tame:
             return st.sampled_from(pool.mount_sources()[:3])
@@ -678,7 +696,7 @@ def _safe_pod(config: cri.PodSandboxConfig, pool: Pool) -> None:
 
 
 def _safe_seccomp(security: Any, pool: Pool) -> None:
-    """Profiles are read by the daemon: only files in the scratch dir (no FIFO, no /dev/zero)."""
+    """Profiles are read by the daemon: only the pool's (the scratch dir's, /dev/zero)."""
     safe = set(pool.seccomp_profiles())
     if security.HasField("seccomp") and security.seccomp.localhost_ref not in safe:
         security.seccomp.localhost_ref = str(pool.scratch / "nonexistent.json")
@@ -712,7 +730,11 @@ def _safe_container(config: cri.ContainerConfig, pool: Pool) -> None:
         if os.path.isabs(mount.host_path) and not _under(mount.host_path, pool.scratch):
             mount.readonly = True  # what exists outside the scratch dir is never written
     for device in config.devices:
-        if device.host_path not in SAFE_DEVICES and os.path.lexists(device.host_path):
+        if (
+            device.host_path not in SAFE_DEVICES
+            and not _under(device.host_path, pool.scratch)
+            and os.path.lexists(device.host_path)
+        ):
             device.host_path = "/dev/null"
     _safe_seccomp(config.linux.security_context, pool)
 

@@ -1,4 +1,4 @@
-"""Fuzz: generated and hostile CRI requests against a real daemon (docker adapter, CNI).
+"""Fuzz: generated and hostile CRI requests against a real daemon, on each adapter (CNI).
 
 Every RPC of ``runtime.v1.RuntimeService`` and ``ImageService`` gets requests
 drawn by hypothesis from its input message's descriptor (``crigen.py``), with
@@ -9,7 +9,16 @@ runs too. The whole run is bounded: ``EXAMPLES`` requests per RPC at most and
 It checks that the daemon never answers UNKNOWN or INTERNAL, does not hang,
 does not die, and that once every pod and container is removed through the CRI
 nothing is left: no Docker container of the daemon, no checkpoint, no run
-file or pinned netns, no CNI IP allocation, no iptables rule of the pod subnet.
+file or pinned netns, no CNI IP allocation, no iptables rule of the pod subnet
+(on oci: no record, root filesystem, mount or conmon).
+
+Paths in requests include FIFOs, device nodes and symlinks (``crigen.HOSTILE_FILES``)
+and ``/dev/zero``; a few shapes random requests cannot draw are sent once per run
+(``known_defects``): counts far above ``[limits]``, a PID namespace target in
+another pod. While the fuzz runs, a watcher asks Version every 0.2 s: an answer
+slower than ``VERSION_SLOW`` is a failure (something blocked the event loop). On the
+oci adapter, the caller mistakes that only runc refuses yet (``OCI_RUNC_REFUSALS``) are
+counted in the summary instead of failing the run.
 
 Deterministic by default (seed 0). ``PYCRID_FUZZ_RANDOM=1`` draws a random seed
 and ``PYCRID_FUZZ_SEED=n`` replays one; ``PYCRID_FUZZ_BUDGET`` (seconds) and
@@ -24,6 +33,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -49,11 +59,14 @@ from pycrid.api.cri import api_pb2 as cri
 
 CALL_DEADLINE = 15.0
 """The deadline of every generated call."""
-BUDGET = float(os.environ.get("PYCRID_FUZZ_BUDGET", "90"))
+BUDGET = float(os.environ.get("PYCRID_FUZZ_BUDGET", "75"))
+"""Seconds of generated requests per adapter."""
 EXAMPLES = int(os.environ.get("PYCRID_FUZZ_EXAMPLES", "300"))
 TRACE = frozenset(filter(None, os.environ.get("PYCRID_FUZZ_TRACE", "").split(",")))
 """RPCs whose most common error messages the summary lists (a debugging aid)."""
 EVENTS_WINDOW = 0.3
+VERSION_SLOW = 1.0
+"""Seconds within which Version must answer whatever else is in flight."""
 """How long the endless GetContainerEvents stream is read before the test cancels it."""
 
 if os.environ.get("PYCRID_FUZZ_RANDOM", "") not in ("", "0"):
@@ -94,6 +107,17 @@ WEIGHTS = {
 
 ACCEPTED = frozenset(grpc.StatusCode) - {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
+OCI_RUNC_REFUSALS = (
+    ("CreateContainer", "runc create failed: unable to start container process: exec: "),
+    ("CreateContainer", "error during container init: error mounting"),
+    ("CreateContainer", "error during container init: mkdir"),
+    ("UpdateContainerResources", "failed to write"),
+)
+"""(RPC, words of runc) of caller mistakes that on the oci adapter only runc refuses yet, as
+INTERNAL with runc's words: a missing program, a mount inside /proc, a working_dir that is a
+file, a cpuset the host lacks. They are counted in the summary, not failed, until they are
+checked before runc is asked; every other INTERNAL fails the run."""
+
 
 @dataclass
 class Fuzzer:
@@ -108,6 +132,9 @@ class Fuzzer:
     """Image names that generated PullImage requests pulled."""
     sent: int = 0
     crashed: bool = False
+    adapter: str = "docker"
+    runc_refusals: Counter[str] = field(default_factory=Counter)
+    """OCI_RUNC_REFUSALS met, by RPC."""
 
     def call(self, method: MethodDescriptor, request: Message) -> tuple[grpc.StatusCode, str, Any]:
         """Send one request; its status code, details and response (None for streams)."""
@@ -148,7 +175,7 @@ class Fuzzer:
             self.pool.container_ids.append(response.container_id)
         if isinstance(response, cri.PullImageResponse):
             self.pulled.add(request.image.image)
-        if self.accepted(method, request, code):
+        if self.accepted(method, request, code) or self.runc_refusal(method.name, code, details):
             return
         if self.daemon.process is not None and self.daemon.process.poll() is not None:
             self.crashed = True
@@ -156,6 +183,17 @@ class Fuzzer:
         self.failures.append(
             (f"{method.name} -> {code.name}: {details[:200]!r}", crigen.short_repr(request))
         )
+
+    def runc_refusal(self, rpc: str, code: grpc.StatusCode, details: str) -> bool:
+        """An INTERNAL of ``OCI_RUNC_REFUSALS`` on the oci adapter; counted apart."""
+        known = (
+            self.adapter == "oci"
+            and code == grpc.StatusCode.INTERNAL
+            and any(rpc == name and words in details for name, words in OCI_RUNC_REFUSALS)
+        )
+        if known:
+            self.runc_refusals[rpc] += 1
+        return known
 
     def accepted(self, method: MethodDescriptor, request: Message, code: grpc.StatusCode) -> bool:
         if code == grpc.StatusCode.CANCELLED:
@@ -232,6 +270,16 @@ def scratch_dir() -> Path:
     (root / "seccomp.json").write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
     (root / "bad-seccomp.json").write_text("{")
     (root / "empty-seccomp.json").write_text("")
+    # crigen.HOSTILE_FILES and crigen.LOG_FILES.
+    zero = os.makedev(1, 5)  # /dev/zero's numbers
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "zero", 0o666 | stat.S_IFCHR, zero)
+    (root / "link-to-fifo").symlink_to(root / "fifo")
+    (root / "link-to-seccomp.json").symlink_to(root / "seccomp.json")
+    os.mkfifo(root / "logs" / "fifo.log")
+    os.mknod(root / "logs" / "zero.log", 0o666 | stat.S_IFCHR, zero)
+    (root / "logs" / "link.log").symlink_to(root / "file.txt")
+    (root / "logs" / "link-dir").symlink_to(root / "mnt")
     return root
 
 
@@ -341,7 +389,75 @@ def known_defects(pods: Pods, sandbox_id: str, scratch: Path) -> list[tuple[str,
         *_long_program_in_args(pods, sandbox_id),
         *_bad_mounts(pods, sandbox_id, scratch),
         *_working_dir_on_a_file(pods, sandbox_id),
+        *_huge_counts(pods, sandbox_id),
+        *_cross_pod_target(pods, sandbox_id),
     ]
+
+
+def _refused_at_once(what: str, request: Message, call: Callable[[], Any]) -> list[tuple[str, str]]:
+    """``call`` must be INVALID_ARGUMENT within 2 seconds."""
+    began = time.monotonic()
+    try:
+        call()
+        code, details = grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        code, details = e.code(), e.details() or ""
+    took = time.monotonic() - began
+    if code == grpc.StatusCode.INVALID_ARGUMENT and took < 2.0:
+        return []
+    found = (
+        f"{what} -> {code.name} in {took:.1f}s: {details[:200]!r}; want INVALID_ARGUMENT at once"
+    )
+    return [(found, crigen.short_repr(request))]
+
+
+def _huge_counts(pods: Pods, sandbox_id: str) -> list[tuple[str, str]]:
+    """Counts far above the default ``[limits]``: refused before any work."""
+    found = []
+    shapes: dict[str, Callable[[cri.ContainerConfig], None]] = {
+        "100,000 environment variables": lambda c: c.envs.extend(
+            cri.KeyValue(key=f"V{i}", value=b"x" * 100) for i in range(100_000)
+        ),
+        "5,000 mounts": lambda c: c.mounts.extend(
+            cri.Mount(container_path=f"/m{i}", host_path="/etc/hostname") for i in range(5000)
+        ),
+        "5,000 devices": lambda c: c.devices.extend(
+            cri.Device(container_path=f"/dev/d{i}", host_path="/dev/null") for i in range(5000)
+        ),
+    }
+    for what, shape in shapes.items():
+        config = pods.container_config("huge", command=["true"])
+        shape(config)
+        request = cri.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config)
+        found += _refused_at_once(
+            f"CreateContainer with {what}",
+            request,
+            lambda r=request: pods.rt.CreateContainer(r, timeout=CALL_DEADLINE),
+        )
+    pod = pods.sandbox_config("huge")
+    pod.port_mappings.extend(cri.PortMapping(container_port=1 + i) for i in range(5000))
+    run_request = cri.RunPodSandboxRequest(config=pod)
+    found += _refused_at_once(
+        "RunPodSandbox with 5,000 port mappings",
+        run_request,
+        lambda: pods.rt.RunPodSandbox(run_request, timeout=CALL_DEADLINE),
+    )
+    return found
+
+
+def _cross_pod_target(pods: Pods, sandbox_id: str) -> list[tuple[str, str]]:
+    """A PID namespace target in another pod (its processes would show)."""
+    other = pods.run(pods.sandbox_config("fuzz-other"))
+    foreign = pods.create(other, pods.container_config("foreign", command=["true"]))
+    config = pods.container_config("cross-pod", command=["true"])
+    options = config.linux.security_context.namespace_options
+    options.pid, options.target_id = cri.TARGET, foreign
+    request = cri.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=config)
+    return _refused_at_once(
+        "CreateContainer with a PID target in another pod",
+        request,
+        lambda: pods.rt.CreateContainer(request, timeout=CALL_DEADLINE),
+    )
 
 
 def _create(pods: Pods, request: cri.CreateContainerRequest) -> tuple[str, grpc.RpcError | None]:
@@ -525,7 +641,7 @@ def describe(fuzzer: Fuzzer, elapsed: float) -> list[str]:
 
 
 GLOBAL_STATE = frozenset({"image-names.json", "runtime-config.json"})
-"""The docker adapter's state files that belong to no pod or container."""
+"""The adapters' state files that belong to no pod or container."""
 
 
 def other_state_files(daemon: Daemon) -> list[str]:
@@ -582,7 +698,42 @@ def grouped(failures: list[tuple[str, str]]) -> list[str]:
     ]
 
 
+class VersionWatch:
+    """Asks Version every 0.2 s in a thread; the slowest answer, and failures."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.slowest = 0.0
+        self.failures: list[tuple[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> VersionWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            began = time.monotonic()
+            try:
+                self.daemon.runtime.Version(cri.VersionRequest(), timeout=10)
+            except grpc.RpcError as e:
+                if self.daemon.process is None or self.daemon.process.poll() is None:
+                    self.failures.append((f"Version -> {e.code().name} during the fuzz", ""))
+                return
+            took = time.monotonic() - began
+            self.slowest = max(self.slowest, took)
+            if took > VERSION_SLOW:
+                self.failures.append((f"Version answered after {took:.1f}s during the fuzz", ""))
+
+
+@pytest.mark.parametrize("adapter", ["docker", "oci"])
 def test_generated_requests_get_no_unknown_or_internal_and_leave_nothing(
+    adapter: str,
     docker_engine: None,
     test_registry: None,
     daemon_factory: Callable[..., Daemon],
@@ -590,29 +741,46 @@ def test_generated_requests_get_no_unknown_or_internal_and_leave_nothing(
 ) -> None:
     scratch = scratch_dir()
     conf_dir, ipam_dir = fuzz_network(scratch)
-    daemon = daemon_factory("docker", {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}})
+    daemon = daemon_factory(adapter, {"network": {"mode": "cni", "cni_conf_dir": str(conf_dir)}})
     pods = Pods(daemon, ipam_dir=ipam_dir)
     failures: list[tuple[str, str]] = []
     pulled: set[str] = set()
     with tidy_machine(daemon, scratch, pulled):
         try:
             pods.pull(BUSYBOX_IMAGE)
-            fuzzer = Fuzzer(daemon, real_objects(pods, scratch), pulled=pulled)
-            failures += known_defects(pods, fuzzer.pool.sandbox_ids[0], scratch)
+            fuzzer = Fuzzer(daemon, real_objects(pods, scratch), pulled=pulled, adapter=adapter)
             started = time.monotonic()
-            todo = methods()
-            for index, method in enumerate(todo):
-                left = BUDGET - (time.monotonic() - started)
-                weights = [WEIGHTS.get(m.name, 1) for m in todo[index:]]
-                fuzzer.fuzz(method, index, time.monotonic() + left * weights[0] / sum(weights))
-                if fuzzer.crashed:
-                    break
+            with VersionWatch(daemon) as watch:
+                for kind, example in known_defects(pods, fuzzer.pool.sandbox_ids[0], scratch):
+                    rpc, _, rest = kind.partition(" ")
+                    code = grpc.StatusCode.INTERNAL if "-> INTERNAL:" in rest else None
+                    if code is None or not fuzzer.runc_refusal(rpc, code, rest):
+                        failures.append((kind, example))
+                todo = methods()
+                for index, method in enumerate(todo):
+                    left = BUDGET - (time.monotonic() - started)
+                    weights = [WEIGHTS.get(m.name, 1) for m in todo[index:]]
+                    fuzzer.fuzz(method, index, time.monotonic() + left * weights[0] / sum(weights))
+                    if fuzzer.crashed:
+                        break
+            summary.lines += [f"{adapter} adapter:"]
             summary.lines += describe(fuzzer, time.monotonic() - started)
+            summary.lines.append(f"  slowest Version during the fuzz: {watch.slowest:.3f}s")
+            if fuzzer.runc_refusals:
+                summary.lines.append(
+                    f"  caller mistakes only runc refused: {dict(fuzzer.runc_refusals)}"
+                )
+            failures += watch.failures
             failures += fuzzer.failures
             require_alive(daemon, failures)
             failures += [(line, "") for line in remove_everything(daemon)]
             leftovers = pods.leftovers()
-            leftovers["other state files"] = other_state_files(daemon)
+            if adapter == "docker":
+                leftovers["other state files"] = other_state_files(daemon)
+            else:  # UpdateRuntimeConfig's file belongs to no pod
+                records = leftovers.get("records and root filesystems", [])
+                records[:] = [p for p in records if p.name not in GLOBAL_STATE]
+                leftovers = {kind: found for kind, found in leftovers.items() if found}
             leftovers["iptables rules"] = subnet_rules()
             failures += [(f"left behind: {k}: {v[:5]}", "") for k, v in leftovers.items() if v]
             failures += [(f"daemon log: {line}", "") for line in logged_errors(daemon)]

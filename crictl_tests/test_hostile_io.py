@@ -308,3 +308,18 @@ def test_user_namespaces_as_the_docs_say(pods: Pods) -> None:
         pods.daemon, lambda: pods.rt.RunPodSandbox(request, timeout=60), code
     )
     assert "user namespace" in details or "host_id 0" in details
+
+
+def test_reopen_never_writes_through_a_symlink_planted_beside_the_log(
+    pods: Pods, pod: tuple[str, cri.PodSandboxConfig], tmp_path: Path
+) -> None:
+    """conmon writes the new file under ``<log>.tmp`` first; a symlink there is not followed."""
+    container_id = pods.run_container(pod[0], pods.container_config("planted"))
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    log_file = Path(pod[1].log_directory) / "planted.log"
+    log_file.rename(log_file.with_suffix(".log.1"))
+    Path(f"{log_file}.tmp").symlink_to(victim)
+    pods.rt.ReopenContainerLog(cri.ReopenContainerLogRequest(container_id=container_id), timeout=30)
+    assert victim.read_text() == "keep"
+    assert log_file.is_file() and not log_file.is_symlink()

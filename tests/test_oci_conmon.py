@@ -100,6 +100,35 @@ async def test_exit_code_from_the_exit_file(kit: OciKit) -> None:
 
 @requires_runtime
 @bounded(30)
+async def test_a_non_ascii_name_and_log_path_are_fine(kit: OciKit) -> None:
+    """Pod metadata and log directories may hold any character; conmon parses them."""
+    prepared = kit.prepare(["sh", "-c", "echo hi"])
+    log_path = kit.logs / "pöd" / "0.log"
+    log_path.parent.mkdir()
+    pid = await kit.conmon.create(
+        prepared.id,
+        prepared.bundle,
+        str(log_path),
+        kit.exits,
+        prepared.persist,
+        tty=False,
+        stdin=False,
+        stdin_once=False,
+        name="èó_08",
+    )
+    assert pid > 0
+    await kit.runc.start(prepared.id)
+    assert await exit_of(prepared) == 0
+    await wait_for(lambda: b"hi" in log_path.read_bytes(), what="the log line")
+
+
+def test_conmon_names_are_ascii() -> None:
+    assert conmon.ascii_name("ns_web") == "ns_web"
+    assert conmon.ascii_name("èó_08") == "\\xe8\\xf3_08"
+
+
+@requires_runtime
+@bounded(30)
 async def test_killed_container_exits_137(kit: OciKit) -> None:
     started = await kit.run(["sh", "-c", "sh -c 'kill -9 $$'; exec sleep 1000"])
     # The inner shell killed itself; the container's init (pid 1) ignores its own SIGKILL.

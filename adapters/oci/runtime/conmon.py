@@ -64,6 +64,12 @@ CTL_RESIZE = 1
 CTL_REOPEN_LOG = 2
 
 
+def ascii_name(name: str) -> str:
+    """The name conmon shows (in its log lines): pod metadata may hold any
+    character, and conmon refuses non-ASCII arguments where the locale lacks UTF-8."""
+    return name.encode("ascii", "backslashreplace").decode("ascii")
+
+
 class Conmon:
     """conmon 2.1 running runc, with runc's cgroupfs or systemd cgroup driver.
 
@@ -114,7 +120,7 @@ class Conmon:
         argv = [
             *self.scope_argv(container_id),
             self.binary,
-            *("-b", str(bundle), "-c", container_id, "-u", container_id, "-n", name),
+            *("-b", str(bundle), "-c", container_id, "-u", container_id, "-n", ascii_name(name)),
             *("-r", runtime or self.runtime_binary),
             *("--runtime-arg", f"--root={self.runtime_root}"),
             *("--runtime-arg", f"--log={bundle / RUNC_LOG}", "--runtime-arg", "--log-format=json"),
@@ -214,7 +220,14 @@ class Conmon:
     async def _spawn(
         self, argv: list[str], bundle: Path, sync_fd: int, start_fd: int
     ) -> asyncio.subprocess.Process:
-        env = {"PATH": MONITOR_PATH, "_OCI_SYNCPIPE": str(sync_fd), "_OCI_STARTPIPE": str(start_fd)}
+        env = {
+            "PATH": MONITOR_PATH,
+            "_OCI_SYNCPIPE": str(sync_fd),
+            "_OCI_STARTPIPE": str(start_fd),
+            # conmon's option parser refuses any non-ASCII argument (a log path
+            # from the pod's log directory) in the C locale.
+            "LC_ALL": "C.UTF-8",
+        }
         if "XDG_RUNTIME_DIR" in os.environ:
             env["XDG_RUNTIME_DIR"] = os.environ["XDG_RUNTIME_DIR"]
         log.debug("running %s", argv)
