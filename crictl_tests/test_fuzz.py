@@ -16,9 +16,7 @@ Paths in requests include FIFOs, device nodes and symlinks (``crigen.HOSTILE_FIL
 and ``/dev/zero``; a few shapes random requests cannot draw are sent once per run
 (``known_defects``): counts far above ``[limits]``, a PID namespace target in
 another pod. While the fuzz runs, a watcher asks Version every 0.2 s: an answer
-slower than ``VERSION_SLOW`` is a failure (something blocked the event loop). On the
-oci adapter, the caller mistakes that only runc refuses yet (``OCI_RUNC_REFUSALS``) are
-counted in the summary instead of failing the run.
+slower than ``VERSION_SLOW`` is a failure (something blocked the event loop).
 
 Deterministic by default (seed 0). ``PYCRID_FUZZ_RANDOM=1`` draws a random seed
 and ``PYCRID_FUZZ_SEED=n`` replays one; ``PYCRID_FUZZ_BUDGET`` (seconds) and
@@ -107,16 +105,6 @@ WEIGHTS = {
 
 ACCEPTED = frozenset(grpc.StatusCode) - {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
-OCI_RUNC_REFUSALS = (
-    ("CreateContainer", "runc create failed: unable to start container process: exec: "),
-    ("CreateContainer", "error during container init: error mounting"),
-    ("CreateContainer", "error during container init: mkdir"),
-    ("UpdateContainerResources", "failed to write"),
-)
-"""(RPC, words of runc) of caller mistakes that on the oci adapter only runc refuses yet, as
-INTERNAL with runc's words: a missing program, a mount inside /proc, a working_dir that is a
-file, a cpuset the host lacks. They are counted in the summary, not failed, until they are
-checked before runc is asked; every other INTERNAL fails the run."""
 
 
 @dataclass
@@ -133,8 +121,6 @@ class Fuzzer:
     sent: int = 0
     crashed: bool = False
     adapter: str = "docker"
-    runc_refusals: Counter[str] = field(default_factory=Counter)
-    """OCI_RUNC_REFUSALS met, by RPC."""
 
     def call(self, method: MethodDescriptor, request: Message) -> tuple[grpc.StatusCode, str, Any]:
         """Send one request; its status code, details and response (None for streams)."""
@@ -175,7 +161,7 @@ class Fuzzer:
             self.pool.container_ids.append(response.container_id)
         if isinstance(response, cri.PullImageResponse):
             self.pulled.add(request.image.image)
-        if self.accepted(method, request, code) or self.runc_refusal(method.name, code, details):
+        if self.accepted(method, request, code):
             return
         if self.daemon.process is not None and self.daemon.process.poll() is not None:
             self.crashed = True
@@ -183,17 +169,6 @@ class Fuzzer:
         self.failures.append(
             (f"{method.name} -> {code.name}: {details[:200]!r}", crigen.short_repr(request))
         )
-
-    def runc_refusal(self, rpc: str, code: grpc.StatusCode, details: str) -> bool:
-        """An INTERNAL of ``OCI_RUNC_REFUSALS`` on the oci adapter; counted apart."""
-        known = (
-            self.adapter == "oci"
-            and code == grpc.StatusCode.INTERNAL
-            and any(rpc == name and words in details for name, words in OCI_RUNC_REFUSALS)
-        )
-        if known:
-            self.runc_refusals[rpc] += 1
-        return known
 
     def accepted(self, method: MethodDescriptor, request: Message, code: grpc.StatusCode) -> bool:
         if code == grpc.StatusCode.CANCELLED:
@@ -751,11 +726,7 @@ def test_generated_requests_get_no_unknown_or_internal_and_leave_nothing(
             fuzzer = Fuzzer(daemon, real_objects(pods, scratch), pulled=pulled, adapter=adapter)
             started = time.monotonic()
             with VersionWatch(daemon) as watch:
-                for kind, example in known_defects(pods, fuzzer.pool.sandbox_ids[0], scratch):
-                    rpc, _, rest = kind.partition(" ")
-                    code = grpc.StatusCode.INTERNAL if "-> INTERNAL:" in rest else None
-                    if code is None or not fuzzer.runc_refusal(rpc, code, rest):
-                        failures.append((kind, example))
+                failures += known_defects(pods, fuzzer.pool.sandbox_ids[0], scratch)
                 todo = methods()
                 for index, method in enumerate(todo):
                     left = BUDGET - (time.monotonic() - started)
@@ -766,10 +737,6 @@ def test_generated_requests_get_no_unknown_or_internal_and_leave_nothing(
             summary.lines += [f"{adapter} adapter:"]
             summary.lines += describe(fuzzer, time.monotonic() - started)
             summary.lines.append(f"  slowest Version during the fuzz: {watch.slowest:.3f}s")
-            if fuzzer.runc_refusals:
-                summary.lines.append(
-                    f"  caller mistakes only runc refused: {dict(fuzzer.runc_refusals)}"
-                )
             failures += watch.failures
             failures += fuzzer.failures
             require_alive(daemon, failures)

@@ -132,6 +132,14 @@ def test_bad_pods_are_invalid_arguments(config: cri.PodSandboxConfig) -> None:
         container(linux__resources__cpuset_cpus="0-3;rm"),
         container(stop_signal=999),
         container(working_dir="relative"),
+        container(working_dir="/proc/x"),
+        container(working_dir="/sys/fs/x"),
+        container(working_dir="/etc/hostname"),
+        container(linux__resources__memory_swap_limit_in_bytes=64 << 20),
+        container(
+            linux__resources__memory_limit_in_bytes=128 << 20,
+            linux__resources__memory_swap_limit_in_bytes=64 << 20,
+        ),
         container(command=["a" * (1 << 20)]),
         container(labels={"a": "b\x00"}),
     ],
@@ -140,6 +148,17 @@ def test_bad_containers_are_invalid_arguments(config: cri.ContainerConfig) -> No
     with pytest.raises(InvalidArgument) as refused:
         validate.container_config(config)
     assert len(str(refused.value)) < 200
+
+
+def test_swap_at_or_above_the_memory_limit_and_ordinary_working_dirs_pass() -> None:
+    validate.container_config(
+        container(
+            working_dir="/procs/x",
+            linux__resources__memory_limit_in_bytes=64 << 20,
+            linux__resources__memory_swap_limit_in_bytes=64 << 20,
+        )
+    )
+    validate.container_config(container(linux__resources__memory_swap_limit_in_bytes=-1))
 
 
 @pytest.mark.parametrize("value", [-1, 2**62, 2**32 - 1])

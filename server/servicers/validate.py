@@ -336,6 +336,12 @@ def resources(res: cri.LinuxContainerResources, what: str = "resources") -> None
             f"{what}.{field} {value} is not -1, 0 or a size up to 2^62",
         )
     require(
+        res.memory_swap_limit_in_bytes <= 0
+        or 0 < res.memory_limit_in_bytes <= res.memory_swap_limit_in_bytes,
+        f"{what}.memory_swap_limit_in_bytes {res.memory_swap_limit_in_bytes} needs a "
+        f"memory_limit_in_bytes no larger than it (memory plus swap includes the memory)",
+    )
+    require(
         res.memory_limit_in_bytes <= 0 or res.memory_limit_in_bytes >= MIN_MEMORY,
         f"{what}.memory_limit_in_bytes {res.memory_limit_in_bytes} is below the minimum "
         f"of {MIN_MEMORY} bytes (6 MiB)",
@@ -476,6 +482,16 @@ def container_config(config: cri.ContainerConfig, limits: LimitsConfig = DEFAULT
         program(config.command[0], "command[0]")
     if config.working_dir:
         absolute_path(config.working_dir, "working_dir")
+        kernel_dir = next((d for d in KERNEL_FILESYSTEMS if under(config.working_dir, d)), "")
+        require(
+            not kernel_dir,
+            f"working_dir {shown(config.working_dir)} is inside {kernel_dir}, a kernel file "
+            "system where no directory can be made for it",
+        )
+        require(
+            posixpath.normpath(config.working_dir) not in POD_FILES,
+            f"working_dir {shown(config.working_dir)} is a file the pod provides, not a directory",
+        )
     for env in config.envs:
         require(bool(ENV_NAME.match(env.key)), f"environment variable {shown(env.key)} has no name")
     for mount in config.mounts:
@@ -497,6 +513,17 @@ def container_config(config: cri.ContainerConfig, limits: LimitsConfig = DEFAULT
     namespace_options(security.namespace_options, "container")
     for path in [*security.masked_paths, *security.readonly_paths]:
         absolute_path(path, "masked or read-only path")
+
+
+KERNEL_FILESYSTEMS = ("/proc", "/sys")
+"""Mounted by the runtime in every container: nothing below them can be made."""
+POD_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+"""Files the pod mounts into each of its containers."""
+
+
+def under(path: str, directory: str) -> bool:
+    """Whether ``path`` is strictly below ``directory``."""
+    return posixpath.normpath(path).startswith(directory + "/")
 
 
 def proc_mount(container_path: str) -> None:
