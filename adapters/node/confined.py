@@ -44,7 +44,7 @@ def open_beneath(root: str, relative: str, flags: int, mode: int = 0o640) -> int
     except OSError as e:
         if e.errno in (errno.EEXIST, errno.ELOOP, errno.ENOTDIR):
             raise InvalidArgument(
-                f"log directory {root[:64]!r} is a symlink or not a directory"
+                f"log_directory {root[:64]!r} is a symlink or not a directory"
             ) from None
         raise
     try:
