@@ -39,7 +39,7 @@ def exec_probe(*command: str, period: int = 1, **fields: Any) -> dict[str, Any]:
 def init_and_probes() -> dict[str, Any]:
     """Two init containers in order, then a web server with httpGet and tcpSocket
     probes and a sidecar with an exec probe on what the init containers wrote."""
-    work = [{"name": "work", "mountPath": "/work"}]
+    work = [{"name": "work", "mountPath": "/shared"}]
     return pod(
         "init-probes",
         {
@@ -52,11 +52,11 @@ def init_and_probes() -> dict[str, Any]:
         sleeper(
             "sidecar",
             volumeMounts=work,
-            readinessProbe=exec_probe("grep", "-q", "second", "/work/order"),
+            readinessProbe=exec_probe("grep", "-q", "second", "/shared/order"),
         ),
         initContainers=[
-            shell("first", "sleep 1; echo first >> /work/order", volumeMounts=work),
-            shell("second", "echo second >> /work/order", volumeMounts=work),
+            shell("first", "sleep 1; echo first >> /shared/order", volumeMounts=work),
+            shell("second", "echo second >> /shared/order", volumeMounts=work),
         ],
         volumes=[{"name": "work", "emptyDir": {}}],
     )

@@ -123,7 +123,7 @@ def test_init_containers_run_in_order_and_probes_make_the_pod_ready(node: Kubele
     for status in pod["status"]["containerStatuses"]:
         assert status["ready"], status
         assert status["state"]["running"]["startedAt"] >= init_done, status
-    assert sh(node, "init-probes", "sidecar", "cat /work/order") == "first\nsecond\n"
+    assert sh(node, "init-probes", "sidecar", "cat /shared/order") == "first\nsecond\n"
 
 
 # 2. Liveness.
