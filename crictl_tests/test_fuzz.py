@@ -106,7 +106,6 @@ WEIGHTS = {
 ACCEPTED = frozenset(grpc.StatusCode) - {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
 
-
 @dataclass
 class Fuzzer:
     daemon: Daemon

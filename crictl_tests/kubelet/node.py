@@ -18,13 +18,11 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,10 +117,8 @@ class KubeletNode:
     healthz_port: int = field(default_factory=free_port)
     kubelet_settings: dict[str, Any] = field(default_factory=dict)
     host_port: int = 0
-    sandboxes_seen: set[str] = field(default_factory=set)
     _log_checked: int = 0
     _removed: set[str] = field(default_factory=set)
-    _kubelet_started_at: int = 0
 
     # Layout.
 
@@ -167,11 +163,6 @@ class KubeletNode:
         assert ipam_dir == self.ipam_dir
         config["network"] = {"mode": "cni", "cni_conf_dir": str(conf_dir)}
         self.daemon = Daemon(root=self.root, config=config)
-        self.daemon.start()
-
-    def restart_pycrid(self, sig: int = signal.SIGTERM) -> None:
-        assert self.daemon is not None
-        self.daemon.stop(sig)
         self.daemon.start()
 
     def start_relay(self) -> None:
@@ -223,16 +214,7 @@ class KubeletNode:
         }
         return privateconfig.merge(config, self.kubelet_settings)
 
-    def kubelet_log_since_start(self) -> str:
-        """What the running kubelet logged (the log file collects every start's)."""
-        with open(self.kubelet_log, "rb") as log:
-            log.seek(self._kubelet_started_at)
-            return log.read().decode(errors="replace")
-
     def start_kubelet(self) -> None:
-        self._kubelet_started_at = (
-            self.kubelet_log.stat().st_size if self.kubelet_log.exists() else 0
-        )
         config_path = self.root / "kubelet.json"
         config_path.write_text(json.dumps(self.kubelet_config(), indent=2))
         endpoint = f"unix://{self.relay_socket}"
@@ -292,7 +274,6 @@ class KubeletNode:
         assert self.daemon is not None
         runtime = self.daemon.runtime
         for pod in runtime.ListPodSandbox(cri.ListPodSandboxRequest(), timeout=CALL_TIMEOUT).items:
-            self.sandboxes_seen.add(pod.id)
             runtime.StopPodSandbox(
                 cri.StopPodSandboxRequest(pod_sandbox_id=pod.id), timeout=CALL_TIMEOUT
             )
@@ -425,11 +406,11 @@ class KubeletNode:
 
     def cri_sandboxes(self) -> list[Any]:
         assert self.daemon is not None
-        items = self.daemon.runtime.ListPodSandbox(
-            cri.ListPodSandboxRequest(), timeout=CALL_TIMEOUT
-        ).items
-        self.sandboxes_seen.update(p.id for p in items)
-        return list(items)
+        return list(
+            self.daemon.runtime.ListPodSandbox(
+                cri.ListPodSandboxRequest(), timeout=CALL_TIMEOUT
+            ).items
+        )
 
     def container_pid(self, container_id: str) -> int:
         assert self.daemon is not None
@@ -579,7 +560,3 @@ def keep_logs(root: Path, adapter: str) -> None:
     for name in ("kubelet.log", "daemon.log", "relay.log", "kubelet.json", "config.toml"):
         with contextlib.suppress(OSError):
             shutil.copy(root / name, kept / name)
-
-
-def http_error_body(error: urllib.error.HTTPError) -> str:
-    return error.read().decode(errors="replace")
