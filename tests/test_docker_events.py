@@ -90,6 +90,18 @@ async def test_an_oom_kill_is_told_by_the_status_after_it(kit: Kit) -> None:
     assert (await kit.status(container)).reason == "OOMKilled"
 
 
+async def test_an_oom_event_after_the_exit_still_makes_it_oom_killed(kit: Kit) -> None:
+    """dockerd 20.10 keeps OOMKilled false when the OOM comes after the exit."""
+    pod = await kit.run_pod()
+    container = await running_container(kit, pod)
+    await kit.follow_events()
+    kit.docker.exit(container, 137, oom=True, late_oom=True)
+    record = kit.ctx.store.container(container)
+    await until(lambda: record.oom_event)
+    status = await kit.status(container)
+    assert (status.reason, status.exit_code) == ("OOMKilled", 137)
+
+
 async def test_a_pod_whose_pause_container_dies_is_not_ready_at_once(kit: Kit) -> None:
     pod = await kit.run_pod()
     await kit.follow_events()

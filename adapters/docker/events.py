@@ -182,7 +182,11 @@ class EventWatch:
             self._follow_up(self.resync())
             return
         if action == "oom" and isinstance(record, ContainerRecord):
+            # As containerd does: an OOM kill in the container makes its reason
+            # OOMKilled, whether the event comes before its exit or after.
+            record.oom_event = record.oom_killed = True
             record.inspected_state = ""  # the exit details to come need an inspect
+            self.store.changed(record)
             return
         docker_state = CONTAINER_STATES.get(action)
         if docker_state and record.advance(docker_state):

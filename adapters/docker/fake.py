@@ -433,18 +433,27 @@ class FakeDocker:
         self.registry[str(ref)] = image
         return image
 
-    def exit(self, container_id: str, code: int = 0, *, oom: bool = False) -> None:
-        """The container's process ends with ``code``."""
+    def exit(
+        self, container_id: str, code: int = 0, *, oom: bool = False, late_oom: bool = False
+    ) -> None:
+        """The container's process ends with ``code``.
+
+        ``late_oom``: dockerd 20.10's race when the kill is quick: containerd's OOM
+        event comes after the exit, so inspect keeps OOMKilled false and the ``oom``
+        event follows ``die``.
+        """
         with self.changed:
             container = self.containers[container_id]
             container.status = "exited"
             container.exit_code = code
-            container.oom_killed = oom
+            container.oom_killed = oom and not late_oom
             container.pid = 0
             container.finished_at = self.clock()
-            if oom:
+            if oom and not late_oom:
                 self.emit("container", "oom", container_id)
             self.emit("container", "die", container_id, exitCode=str(code))
+            if oom and late_oom:
+                self.emit("container", "oom", container_id)
             self.changed.notify_all()
 
     def emit(self, kind: str, action: str, actor: str, **attributes: str) -> None:

@@ -132,6 +132,9 @@ class ContainerRecord(_Tracked):
     finished_at: int = 0
     exit_code: int = 0
     oom_killed: bool = False
+    oom_event: bool = False
+    """Docker's ``oom`` event came. dockerd 20.10 may get the OOM after the exit when the
+    kill is quick, and then inspect says OOMKilled false for good; the event still comes."""
     message: str = ""
     """Docker's error, when the container failed to start."""
     finished_known: bool = False
@@ -171,7 +174,7 @@ class ContainerRecord(_Tracked):
         if self.finished_at:
             self.finished_at = max(self.finished_at, self.started_at)
         self.exit_code = state.get("ExitCode") or 0
-        self.oom_killed = bool(state.get("OOMKilled"))
+        self.oom_killed = self.oom_event or bool(state.get("OOMKilled"))
         self.message = state.get("Error") or ""
         self.finished_known = self.state == cri.CONTAINER_EXITED
 
