@@ -103,11 +103,13 @@ def bench_daemon(adapter: str, network: str, root: Path) -> Iterator[scratchdaem
                 subprocess.run(["ip", "link", "delete", BENCH_BRIDGE], check=False)
 
 
-def sleeper_config(name: str = "sleeper", attempt: int = 0) -> cri.ContainerConfig:
+def sleeper_config(
+    name: str = "sleeper", attempt: int = 0, image: str = scratchdaemon.BUSYBOX_IMAGE
+) -> cri.ContainerConfig:
     """A busybox container that sleeps for an hour."""
     return cri.ContainerConfig(
         metadata=cri.ContainerMetadata(name=name, attempt=attempt),
-        image=cri.ImageSpec(image=scratchdaemon.BUSYBOX_IMAGE),
+        image=cri.ImageSpec(image=image),
         command=["sh", "-c", "sleep 3600"],
         log_path=f"{name}-{attempt}.log",
     )
@@ -122,11 +124,23 @@ class Pod:
     config: cri.PodSandboxConfig
 
 
-def start_pod(rt: Any, timings: Timings, name: str, log_dir: Path) -> Pod:
+def start_pod(
+    rt: Any,
+    timings: Timings,
+    name: str,
+    log_dir: Path,
+    image: str = scratchdaemon.BUSYBOX_IMAGE,
+) -> Pod:
     """Run a pod with one sleeper container, timing each call and the whole "pod start"."""
     config = cri.PodSandboxConfig(
         metadata=cri.PodSandboxMetadata(name=name, namespace="bench", uid=uuid.uuid4().hex),
         log_directory=str(log_dir),
+        # As kubelet sends it: cri-dockerd leaves a pod without it on Docker's bridge.
+        linux=cri.LinuxPodSandboxConfig(
+            security_context=cri.LinuxSandboxSecurityContext(
+                namespace_options=cri.NamespaceOption()
+            )
+        ),
     )
     started = time.perf_counter()
     sandbox_id = timings.time(
@@ -142,7 +156,9 @@ def start_pod(rt: Any, timings: Timings, name: str, log_dir: Path) -> Pod:
         lambda: (
             rt.CreateContainer(
                 cri.CreateContainerRequest(
-                    pod_sandbox_id=sandbox_id, config=sleeper_config(), sandbox_config=config
+                    pod_sandbox_id=sandbox_id,
+                    config=sleeper_config(image=image),
+                    sandbox_config=config,
                 ),
                 timeout=TIMEOUT,
             ).container_id
