@@ -9,8 +9,9 @@ messages from any record with the attributes below.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
+from pycrid.adapters import revision
 from pycrid.adapters.records import ContainerRecord, PodRecord
 from pycrid.api.cri import api_pb2 as cri
 
@@ -34,19 +35,31 @@ def _pod_fields(record: PodRecord) -> dict[str, Any]:
 _LISTED = "_cri_listed"
 
 
-def _kept(record: object, key: tuple[object, ...], build: Callable[[], T]) -> T:
+def _kept(
+    record: object, key: tuple[object, ...], build: Callable[[], T], attribute: str = _LISTED
+) -> T:
     """``build()``, made again only when ``key`` changed since the last call for ``record``.
 
     kubelet lists every pod and container every second, and most have not
     changed since; the listed message is kept on the record with the facts it
     was built from. Callers copy it into their answer and never change it.
     """
-    kept = getattr(record, _LISTED, None)
+    kept = getattr(record, attribute, None)
     if kept is not None and kept[0] == key:
         return cast(T, kept[1])
     view = build()
-    setattr(record, _LISTED, (key, view))
+    object.__setattr__(record, attribute, (key, view))  # a view kept is no change
     return view
+
+
+def status_answer(record: object, build: Callable[[], T]) -> T:
+    """A status call's answer for ``record``, made again only once some record changed.
+
+    kubelet asks the status of every pod and container every second; the
+    answer depends on the record alone, and any change to a record moves
+    the revision (revision.py). Callers never change the answer.
+    """
+    return _kept(record, (revision.current(),), build, "_cri_status_answer")
 
 
 def pod_sandbox(record: PodRecord) -> cri.PodSandbox:
@@ -155,3 +168,35 @@ def pod_attributes(record: PodRecord) -> cri.PodSandboxAttributes:
     return cri.PodSandboxAttributes(
         id=record.id, metadata=config.metadata, labels=config.labels, annotations=config.annotations
     )
+
+
+A = TypeVar("A")
+
+
+class KeptAnswer(Generic[A]):
+    """An unfiltered list answer, given again while nothing it shows changed.
+
+    The answer is kept under a key that starts with the revision it was made
+    at (revision.py) and holds whatever else it was made from (the oci
+    adapter's exit directory). Building a list answer copies every listed
+    message into it, the larger part of a list call at a hundred pods; a
+    kept answer is only serialized again. Callers never change it.
+    """
+
+    __slots__ = ("_answer", "_key")
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] | None = None
+        self._answer: A | None = None
+
+    @staticmethod
+    def key(*parts: object) -> tuple[object, ...]:
+        """The key of an answer made now from ``parts``; take it before making the answer."""
+        return (revision.current(), *parts)
+
+    def get(self, key: tuple[object, ...]) -> A | None:
+        return self._answer if key == self._key else None
+
+    def keep(self, key: tuple[object, ...], answer: A) -> A:
+        self._key, self._answer = key, answer
+        return answer

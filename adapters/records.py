@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
+from pycrid.adapters import revision
 from pycrid.adapters.errors import NotFound
 from pycrid.adapters.idindex import IdIndex
 from pycrid.adapters.node.podnetwork import NetworkState
@@ -140,33 +141,40 @@ class RecordTables(Generic[S, C]):
         return self.container_ids.resolve(prefix)
 
     def add_sandbox(self, record: S, *, published: bool = True) -> None:
+        revision.move()
         self.sandboxes[record.id] = record
         if published:
             self.sandbox_ids.add(record.id)
 
     def add_container(self, record: C, *, published: bool = True) -> None:
+        revision.move()
         self.containers[record.id] = record
         if published:
             self.container_ids.add(record.id)
 
     def publish_sandbox(self, sandbox_id: str) -> None:
+        revision.move()
         if sandbox_id in self.sandboxes:
             self.sandbox_ids.add(sandbox_id)
 
     def publish_container(self, container_id: str) -> None:
+        revision.move()
         if container_id in self.containers:
             self.container_ids.add(container_id)
 
     def publish_all(self) -> None:
         """Every record resolvable: after recovery."""
+        revision.move()
         self.sandbox_ids.replace(self.sandboxes)
         self.container_ids.replace(self.containers)
 
     def discard_sandbox(self, sandbox_id: str) -> S | None:
         """Forget a pod's record and its ID; the record, or None when there was none."""
+        revision.move()
         self.sandbox_ids.discard(sandbox_id)
         return self.sandboxes.pop(sandbox_id, None)
 
     def discard_container(self, container_id: str) -> C | None:
+        revision.move()
         self.container_ids.discard(container_id)
         return self.containers.pop(container_id, None)

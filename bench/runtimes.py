@@ -30,7 +30,13 @@ from pycrid.tools import scratchdaemon
 REPO = Path(__file__).resolve().parent.parent
 ANCHOR_SCRIPTS = Path(os.environ.get("PYCRID_ANCHORS", REPO.parent / "shared/tools/anchors"))
 ANCHORS_DIR = Path(os.environ.get("ANCHORS_DIR", "/tmp/pycrid-anchors"))
-CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 32 * 1024 * 1024)]
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 32 * 1024 * 1024),
+    # A restarted daemon is found within milliseconds, not after gRPC's 1 s back-off.
+    ("grpc.initial_reconnect_backoff_ms", 5),
+    ("grpc.min_reconnect_backoff_ms", 5),
+    ("grpc.max_reconnect_backoff_ms", 20),
+]
 
 PYCRID = ("docker", "oci")
 ANCHORS = ("containerd", "cri-dockerd")

@@ -50,6 +50,7 @@ class DockerContainers:
     def __init__(self, ctx: DockerContext) -> None:
         self.ctx = ctx
         self._refreshing: asyncio.Future[None] | None = None
+        self._listed: criviews.KeptAnswer[cri.ListContainersResponse] = criviews.KeptAnswer()
 
     # CreateContainer.
 
@@ -249,8 +250,11 @@ class DockerContainers:
             await self._inspect(record)
         await self._settle(record)
         config = record.config
-        status = criviews.container_status(record)
-        response = cri.ContainerStatusResponse(status=status)
+
+        def answer() -> cri.ContainerStatusResponse:
+            return cri.ContainerStatusResponse(status=criviews.container_status(record))
+
+        response = answer() if request.verbose else criviews.status_answer(record, answer)
         if request.verbose:
             inspect = await self.ctx.client.inspect_container(record.id)
             host = inspect.get("HostConfig") or {}
@@ -265,7 +269,7 @@ class DockerContainers:
                     "imageID": record.image_id,
                 }
             )
-        if status.state == cri.CONTAINER_EXITED:
+        if response.status.state == cri.CONTAINER_EXITED:
             # Once a client sees EXITED, the container's log file is complete.
             await self.ctx.log_copiers.wait_copied(record.id)
         return response
@@ -307,6 +311,11 @@ class DockerContainers:
         self, request: cri.ListContainersRequest
     ) -> cri.ListContainersResponse:
         await self.refresh_all()
+        wanted = request.filter
+        everything = passes_all(wanted)
+        key = self._listed.key()
+        if everything and (kept := self._listed.get(key)) is not None:
+            return kept  # kept only when every exited container had settled
         unsettled = [
             record
             for record in self.ctx.store.containers.values()
@@ -314,8 +323,6 @@ class DockerContainers:
         ]
         if unsettled:
             await asyncio.gather(*(self._settle(record) for record in unsettled))
-        wanted = request.filter
-        everything = passes_all(wanted)
         containers = []
         for record in list(self.ctx.store.containers.values()):
             if record.id not in self.ctx.store.container_ids:
@@ -324,7 +331,10 @@ class DockerContainers:
                 continue
             if everything or admits(wanted, record.id, record.state, record.config.labels):
                 containers.append(criviews.container(record))
-        return cri.ListContainersResponse(containers=containers)
+        response = cri.ListContainersResponse(containers=containers)
+        if everything and not unsettled:
+            self._listed.keep(key, response)
+        return response
 
     # UpdateContainerResources.
 

@@ -52,6 +52,7 @@ class DockerSandboxes:
         self.ctx = ctx
         self.containers = containers
         """To stop and remove a pod's containers."""
+        self._listed: criviews.KeptAnswer[cri.ListPodSandboxResponse] = criviews.KeptAnswer()
 
     # RunPodSandbox.
 
@@ -239,6 +240,11 @@ class DockerSandboxes:
         record = self.ctx.store.sandbox(request.pod_sandbox_id)
         if record.ready and not (self.ctx.store.live and record.details_current):
             await self._refresh(record)
+        if not request.verbose:
+            return criviews.status_answer(
+                record,
+                lambda: cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record)),
+            )
         response = cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record))
         if request.verbose:
             info = self._verbose_info(record)
@@ -279,10 +285,14 @@ class DockerSandboxes:
         await self.containers.refresh_all()
         wanted = request.filter
         everything = passes_all(wanted)
+        key = self._listed.key()
+        if everything and (kept := self._listed.get(key)) is not None:
+            return kept
         items = []
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.store.sandbox_ids:
                 continue  # still being set up
             if everything or admits(wanted, record.id, record.state, record.config.labels):
                 items.append(criviews.pod_sandbox(record))
-        return cri.ListPodSandboxResponse(items=items)
+        response = cri.ListPodSandboxResponse(items=items)
+        return self._listed.keep(key, response) if everything else response

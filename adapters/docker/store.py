@@ -45,6 +45,7 @@ from pycrid.adapters.docker.naming import docker_time_ns
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.records import RecordTables
+from pycrid.adapters.revision import Tracked
 from pycrid.api.cri import api_pb2 as cri
 
 RUNNING_STATES = ("running", "paused", "restarting")
@@ -58,7 +59,7 @@ def moves_forward(current: str, new: str) -> bool:
 
 
 @dataclass
-class _Tracked:
+class _Tracked(Tracked):
     """What pods and containers share: a Docker state and how well it is known."""
 
     docker_state: str = "created"

@@ -19,13 +19,14 @@ from typing import Any
 
 from pycrid.adapters import faults
 from pycrid.adapters.node import cni, netns
+from pycrid.adapters.revision import Tracked
 from pycrid.api.cri import api_pb2 as cri
 
 PROTOCOLS = {cri.TCP: "tcp", cri.UDP: "udp", cri.SCTP: "sctp"}
 
 
 @dataclass
-class NetworkState:
+class NetworkState(Tracked):
     """A pod's network as set up by RunPodSandbox; saved with the pod."""
 
     mode: str  # "cni", "docker" or "host"

@@ -355,12 +355,16 @@ def exit_code(persist_dir: Path) -> tuple[int, int] | None:
     The code is 128 + the signal for a killed container, -1 when conmon
     could not tell. The finish time is when conmon wrote the file (its ctime).
     """
-    path = persist_dir / EXIT_FILE
+    path = f"{persist_dir}/{EXIT_FILE}"  # kubelet asks every second: no pathlib here
     try:
-        text = path.read_text().strip()
-        finished = path.stat().st_ctime_ns
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    try:
+        text = os.read(fd, 256).decode(errors="replace").strip()
+        finished = os.fstat(fd).st_ctime_ns
+    finally:
+        os.close(fd)
     try:
         return int(text), finished
     except ValueError:

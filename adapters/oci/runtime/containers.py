@@ -67,6 +67,8 @@ log = logging.getLogger("pycrid.oci")
 KILL_WAIT = 10.0
 """Seconds for conmon to report an exit after SIGKILL."""
 POLL_INTERVAL = 0.05
+MONITOR_RECHECK = 5.0
+"""Seconds a conmon seen running is taken to run still (see _monitor_running)."""
 
 
 class RuntimeImages:
@@ -115,6 +117,9 @@ class OciContainers:
         self.ctx = ctx
         self.images = RuntimeImages(ctx.images)
         self._specs: dict[str, dict[str, Any]] = {}
+        self._listed: criviews.KeptAnswer[cri.ListContainersResponse] = criviews.KeptAnswer()
+        self._monitor_seen: dict[str, float] = {}
+        """When each container's conmon was last seen running (monotonic seconds)."""
 
     # Paths and the bundle's spec.
 
@@ -439,8 +444,25 @@ class OciContainers:
         ctx.store.forget_container(record.id)
         await asyncio.to_thread(shutil.rmtree, container_dir, True)
         self._specs.pop(record.id, None)
+        self._monitor_seen.pop(record.id, None)
 
     # What happened to the process.
+
+    def _monitor_running(self, container_id: str) -> bool:
+        """Whether the container's conmon runs, asked of /proc at most every MONITOR_RECHECK s.
+
+        conmon writes the exit file before it exits, so this only catches a
+        conmon that died without a word (killed); a few seconds late is soon
+        enough, where asking /proc each time was a third of ContainerStatus.
+        """
+        now = time.monotonic()
+        if now - self._monitor_seen.get(container_id, -MONITOR_RECHECK) < MONITOR_RECHECK:
+            return True
+        if self.ctx.conmon.running(self.ctx.bundle(container_id), container_id):
+            self._monitor_seen[container_id] = now
+            return True
+        self._monitor_seen.pop(container_id, None)
+        return False
 
     async def refresh(self, record: ContainerRecord) -> None:
         """Learn of an exit from conmon's files (the only way pycrid hears of one)."""
@@ -449,7 +471,7 @@ class OciContainers:
         persist = self.ctx.store.container_dir(record.id)
         exited = conmon.exit_code(persist)
         if exited is None:
-            if self.ctx.conmon.running(self.ctx.bundle(record.id), record.id):
+            if self._monitor_running(record.id):
                 return
             # conmon died without a word (killed, or the node rebooted).
             await asyncio.sleep(0.2)
@@ -477,15 +499,11 @@ class OciContainers:
     ) -> cri.ContainerStatusResponse:
         record = self.ctx.store.container(request.container_id)
         await self.refresh(record)
-        config = record.config
-        status = criviews.container_status(record)
-        user = self.spec(record.id).get("process", {}).get("user") or {}
-        if user:
-            status.user.linux.uid = user.get("uid", 0)
-            status.user.linux.gid = user.get("gid", 0)
-            status.user.linux.supplemental_groups.extend(user.get("additionalGids") or [])
-        response = cri.ContainerStatusResponse(status=status)
+        answer = criviews.status_answer(record, lambda: self._status_answer(record))
         if request.verbose:
+            config = record.config
+            response = cri.ContainerStatusResponse()
+            response.CopyFrom(answer)
             response.info["info"] = json.dumps(
                 {
                     "pid": record.pid,
@@ -496,15 +514,28 @@ class OciContainers:
                     "imageID": record.image_id,
                 }
             )
-        return response
+            return response
+        return answer
+
+    def _status_answer(self, record: ContainerRecord) -> cri.ContainerStatusResponse:
+        status = criviews.container_status(record)
+        user = self.spec(record.id).get("process", {}).get("user") or {}
+        if user:
+            status.user.linux.uid = user.get("uid", 0)
+            status.user.linux.gid = user.get("gid", 0)
+            status.user.linux.supplemental_groups.extend(user.get("additionalGids") or [])
+        return cri.ContainerStatusResponse(status=status)
 
     async def list_containers(
         self, request: cri.ListContainersRequest
     ) -> cri.ListContainersResponse:
         wanted = request.filter
         everything = passes_all(wanted)
-        containers = []
         exited = self.ctx.exited()
+        key = self._listed.key(frozenset(exited))
+        if everything and (kept := self._listed.get(key)) is not None:
+            return kept
+        containers = []
         for record in list(self.ctx.store.containers.values()):
             if record.id not in self.ctx.store.container_ids:
                 continue  # still being made
@@ -514,7 +545,8 @@ class OciContainers:
                 await self.refresh(record)
             if everything or admits(wanted, record.id, record.state, record.config.labels):
                 containers.append(criviews.container(record))
-        return cri.ListContainersResponse(containers=containers)
+        response = cri.ListContainersResponse(containers=containers)
+        return self._listed.keep(key, response) if everything else response
 
     # UpdateContainerResources, ReopenContainerLog, ExecSync.
 

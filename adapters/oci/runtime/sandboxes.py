@@ -104,6 +104,7 @@ class OciSandboxes:
     def __init__(self, ctx: OciContext, containers: OciContainers) -> None:
         self.ctx = ctx
         self.containers = containers
+        self._listed: criviews.KeptAnswer[cri.ListPodSandboxResponse] = criviews.KeptAnswer()
 
     # RunPodSandbox.
 
@@ -358,9 +359,13 @@ class OciSandboxes:
     ) -> cri.PodSandboxStatusResponse:
         record = self.ctx.store.sandbox(request.pod_sandbox_id)
         self.refresh(record)
+        if not request.verbose:
+            return criviews.status_answer(
+                record,
+                lambda: cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record)),
+            )
         response = cri.PodSandboxStatusResponse(status=criviews.pod_sandbox_status(record))
-        if request.verbose:
-            response.info["info"] = json.dumps(await asyncio.to_thread(self._verbose, record))
+        response.info["info"] = json.dumps(await asyncio.to_thread(self._verbose, record))
         return response
 
     def _verbose(self, record: SandboxRecord) -> dict[str, Any]:
@@ -384,12 +389,16 @@ class OciSandboxes:
     ) -> cri.ListPodSandboxResponse:
         wanted = request.filter
         everything = passes_all(wanted)
-        items = []
         exited = self.ctx.exited()
+        key = self._listed.key(frozenset(exited))
+        if everything and (kept := self._listed.get(key)) is not None:
+            return kept
+        items = []
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.store.sandbox_ids:
                 continue  # still being made
             self.refresh(record, exited)
             if everything or admits(wanted, record.id, record.state, record.config.labels):
                 items.append(criviews.pod_sandbox(record))
-        return cri.ListPodSandboxResponse(items=items)
+        response = cri.ListPodSandboxResponse(items=items)
+        return self._listed.keep(key, response) if everything else response

@@ -38,6 +38,7 @@ from google.protobuf import json_format
 from pycrid.adapters.node import atomicfile
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.records import RecordTables
+from pycrid.adapters.revision import Tracked
 from pycrid.api.cri import api_pb2 as cri
 
 
@@ -46,7 +47,7 @@ def _to_json(message: Any) -> dict[str, Any]:
 
 
 @dataclass
-class SandboxRecord:
+class SandboxRecord(Tracked):
     id: str
     config: cri.PodSandboxConfig
     runtime_handler: str
@@ -90,7 +91,7 @@ class SandboxRecord:
 
 
 @dataclass
-class ContainerRecord:
+class ContainerRecord(Tracked):
     id: str
     sandbox_id: str
     config: cri.ContainerConfig
