@@ -134,8 +134,45 @@ def find_plugin(plugin_type: str, bin_dirs: list[str]) -> Path:
     raise NetworkNotReady(f"CNI plugin {plugin_type!r} not found in {', '.join(bin_dirs)}")
 
 
+_checked: dict[tuple[str, tuple[str, ...]], tuple[tuple[object, ...], str]] = {}
+
+
 def network_problem(conf_dir: str, bin_dirs: list[str]) -> str:
-    """Why pods cannot get a CNI network right now, or "" when they can."""
+    """Why pods cannot get a CNI network right now, or "" when they can.
+
+    kubelet asks Status every few seconds; the config is read and its
+    plugins looked up again only when an entry of the config directory or
+    one of the plugin directories changed since the last answer.
+    """
+    key = (conf_dir, tuple(bin_dirs))
+    mark = _fingerprint(conf_dir, bin_dirs)
+    kept = _checked.get(key)
+    if kept is not None and kept[0] == mark:
+        return kept[1]
+    problem = _network_problem(conf_dir, bin_dirs)
+    _checked[key] = (mark, problem)
+    return problem
+
+
+def _fingerprint(conf_dir: str, bin_dirs: list[str]) -> tuple[object, ...]:
+    """What changes when a config file or a plugin directory changes."""
+    marks: list[object] = []
+    for directory in (conf_dir, *bin_dirs):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            marks.append(None)
+        else:
+            marks.append((st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
+    with contextlib.suppress(OSError), os.scandir(conf_dir) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                st = entry.stat()
+                marks.append((entry.name, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
+    return tuple(marks)
+
+
+def _network_problem(conf_dir: str, bin_dirs: list[str]) -> str:
     try:
         network = load_network(conf_dir)
         for plugin in network.plugins:
