@@ -111,7 +111,8 @@ class Puller:
         self.store = store
         self.client = client
         self.executor = executor
-        self._downloads = asyncio.Semaphore(max_concurrent_downloads)
+        self.max_concurrent_downloads = max_concurrent_downloads
+        """Layers fetched at once by each pull, as containerd counts them."""
         self._layer_locks: dict[str, asyncio.Lock] = {}
         self._bad_endpoints: dict[str, float] = {}
         self.last_stats = PullStats()
@@ -262,9 +263,10 @@ class Puller:
         faults.reach("oci.pull.after-manifests")
         stats.layers_total = len(image_manifest.layers)
         stats.bytes_total = sum(layer.size for layer in image_manifest.layers)
+        downloads = asyncio.Semaphore(self.max_concurrent_downloads)
         layers = await asyncio.gather(
             *(
-                self._layer(name, ref, layer, diff_id, endpoints, credentials_for, stats)
+                self._layer(name, ref, layer, diff_id, endpoints, credentials_for, stats, downloads)
                 for layer, diff_id in zip(image_manifest.layers, config.diff_ids, strict=True)
             )
         )
@@ -326,6 +328,7 @@ class Puller:
         endpoints: list[Endpoint],
         credentials_for: CredentialsFor,
         stats: PullStats,
+        downloads: asyncio.Semaphore,
     ) -> LayerRecord:
         lock = self._layer_locks.setdefault(diff_id, asyncio.Lock())
         async with lock:
@@ -333,7 +336,7 @@ class Puller:
             # snapshot of an image removed under it. The record needs both, so
             # the blob is fetched again, but the layer is not unpacked twice.
             if not self.store.has_blob(layer.digest):
-                async with self._downloads:
+                async with downloads:
                     await self._download(name, ref, layer, endpoints, credentials_for, stats)
             if not self.store.has_snapshot(diff_id):
                 await self._unpack(name, layer, diff_id, stats)

@@ -41,6 +41,9 @@ log = logging.getLogger("pycrid.oci.registry")
 
 USER_AGENT = f"pycrid/{PYCRID_VERSION}"
 CHUNK = 256 * 1024
+WRITE_BATCH = 4 * 1024 * 1024
+"""Bytes of a blob received before they are hashed and written, in a thread: a pull of
+several large layers must not hash and write them one after the other on the event loop."""
 MAX_REDIRECTS = 5
 
 T = TypeVar("T")
@@ -315,11 +318,20 @@ class RegistryClient:
                     endpoint, repository, f"blobs/{descriptor.digest}", credentials
                 ) as response:
                     try:
+                        batch: list[bytes] = []
+                        batched = 0
                         async for chunk in response.content.iter_chunked(CHUNK):
-                            verifier.update(chunk)
-                            target.write(chunk)
+                            batch.append(chunk)
+                            batched += len(chunk)
+                            if batched >= WRITE_BATCH:
+                                await asyncio.to_thread(_absorb, verifier, target, batch)
+                                if progress is not None:
+                                    progress(batched)
+                                batch, batched = [], 0
+                        if batch:
+                            await asyncio.to_thread(_absorb, verifier, target, batch)
                             if progress is not None:
-                                progress(len(chunk))
+                                progress(batched)
                     except aiohttp.SocketTimeoutError as e:
                         raise Stalled(
                             f"{endpoint}: blob {descriptor.digest}: no data for "
@@ -343,3 +355,10 @@ class RegistryClient:
                 raise Corrupt(f"{endpoint}: blob {descriptor.digest}: {e}") from None
 
         await self._retrying(f"blob {descriptor.digest} from {endpoint}", attempt)
+
+
+def _absorb(verifier: Verifier, target: BinaryIO, chunks: list[bytes]) -> None:
+    """Hash and write received chunks (in a thread: both release the GIL)."""
+    for chunk in chunks:
+        verifier.update(chunk)
+    target.writelines(chunks)

@@ -94,7 +94,7 @@ class OciImages:
         self.client = RegistryClient(progress_timeout=progress_timeout)
         # Unpacking and fsync-heavy commits; two threads match the machines' two cores.
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2, thread_name_prefix="oci-store"
+            max_workers=4, thread_name_prefix="oci-store"
         )
         self.puller = Puller(
             config, self.store, self.client, self.executor, max_concurrent_downloads

@@ -314,7 +314,11 @@ def unpack(source: BinaryIO, root: Path, expected_diff_id: str | None = None) ->
     writer = _Writer(root)
     try:
         try:
-            with tarfile.open(fileobj=hashing, mode="r|") as tar:  # type: ignore[call-overload]
+            # tarfile's stream reads 10 KiB at a time unless told otherwise: a
+            # large layer then costs a hundred Python-level reads per MiB.
+            with tarfile.open(  # type: ignore[call-overload]
+                fileobj=hashing, mode="r|", bufsize=COPY_CHUNK
+            ) as tar:
                 for member in tar:
                     parts = clean_path(member.name)
                     if not parts:
