@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
 
 import grpc
@@ -86,8 +88,26 @@ async def _set_health(health_servicer: health.HealthServicer, serving: bool) -> 
         await health_servicer.set(name, status)
 
 
+def watch_children_with_pidfds() -> None:
+    """Learn of child exits from pidfds on the event loop, not a thread per child.
+
+    Every pod start runs conmon, runc and the CNI plugins; Python 3.11's
+    default watcher starts a thread to wait for each of them. 3.12 and later
+    use pidfds by default (and deprecate choosing a watcher).
+    """
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except OSError:
+            return  # a kernel before 5.3
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+
+
 async def serve(config: Config, adapter: Adapter | None = None) -> None:
     """Run until SIGTERM or SIGINT; raise StartupError when serving cannot begin."""
+    watch_children_with_pidfds()
     lock = InstanceLock()
     try:
         lock.acquire(Path(config.state_dir), "state directory")

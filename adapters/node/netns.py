@@ -4,6 +4,10 @@ A pod's network namespace lives as long as a process is in it or a mount
 refers to it. Pinning it under the run directory keeps it (and the path CNI
 plugins were given) valid after the pause process is gone, so that CNI DEL
 still finds the interfaces and releases the pod's IP.
+
+A namespace is either pinned from a process already in it (``pin``) or made
+empty and pinned before any process joins it (``create``), so that CNI can
+set it up while the pause container is being created, as containerd does.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import threading
 from pathlib import Path
 
 from pycrid.adapters import errors
 
 MS_BIND = 0x1000
+CLONE_NEWNET = 0x40000000
 MNT_DETACH = 0x2
 UMOUNT_NOFOLLOW = 0x8
 
@@ -33,14 +39,45 @@ def pin(pid: int, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_pinned(path):
         return
+    _bind(f"/proc/{pid}/ns/net", path, f"of pid {pid}")
+
+
+def create(path: Path) -> None:
+    """A new, empty network namespace pinned on ``path``.
+
+    It is made by a thread of its own that ends right after: a thread that
+    entered another namespace must never run anything else (a pool thread
+    would start CNI plugins and conmon in it). Blocks for about a millisecond.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_pinned(path):
+        return
+    failures: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise NetnsError(f"cannot make a network namespace: {os.strerror(err)}")
+            _bind(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, "made")
+        except BaseException as e:  # handed to the caller
+            failures.append(e)
+
+    maker = threading.Thread(target=make, name="netns-create")
+    maker.start()
+    maker.join()
+    if failures:
+        raise failures[0]
+
+
+def _bind(source: str, path: Path, what: str) -> None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o444)
     os.close(fd)
-    source = f"/proc/{pid}/ns/net".encode()
-    if _libc.mount(source, str(path).encode(), None, MS_BIND, None) != 0:
+    if _libc.mount(source.encode(), str(path).encode(), None, MS_BIND, None) != 0:
         err = ctypes.get_errno()
         with contextlib.suppress(OSError):
             path.unlink()
-        raise NetnsError(f"cannot pin network namespace of pid {pid}: {os.strerror(err)}")
+        raise NetnsError(f"cannot pin the network namespace {what}: {os.strerror(err)}")
 
 
 def unpin(path: Path) -> None:

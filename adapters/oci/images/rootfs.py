@@ -6,9 +6,10 @@ snapshots are the read-only lower layers, topmost first. While the rootfs
 exists, a lease in the store keeps those snapshots from being collected even
 if the image is removed.
 
-The lower directories are passed relative to the snapshots directory (mount
-runs there), as containerd does, so that images with many layers fit in the
-one page the kernel accepts for mount options.
+The lower directories are passed as absolute paths to mount(2) directly
+(mounts.py). When those do not fit in the one page the kernel accepts for
+mount options, the mount program runs in the snapshots directory with the
+paths relative to it, as containerd does for images with many layers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from pycrid.adapters.errors import Internal
+from pycrid.adapters.node import mounts
 from pycrid.adapters.oci.images.store import ContentStore, ImageRecord
 
 MAX_MOUNT_OPTIONS = 4000
@@ -64,25 +66,38 @@ async def prepare_rootfs(
         )
         for directory in (upper, work, rootfs):
             directory.mkdir(parents=True, exist_ok=True)
-        lowers = [
-            str(store.snapshot_fs(diff_id).relative_to(store.snapshots_dir))
-            for diff_id in reversed(image.diff_ids)
-        ]
-        if not lowers:
-            empty = container_dir / "empty"
-            empty.mkdir(exist_ok=True)
-            lowers = [str(empty)]
         missing = [d for d in image.diff_ids if not store.has_snapshot(d)]
         if missing:
             raise Internal(f"image {image.id} lacks the snapshots of {', '.join(missing)}")
-        options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
-        if len(options) > MAX_MOUNT_OPTIONS:
-            raise Internal(f"image {image.id} has too many layers for one overlay mount")
-        code, output = await _run(
-            "mount", "-t", "overlay", "overlay", "-o", options, str(rootfs), cwd=store.snapshots_dir
-        )
-        if code != 0:
-            raise Internal(f"cannot mount the rootfs of {container_id}: {output}")
+        layers = [store.snapshot_fs(diff_id) for diff_id in reversed(image.diff_ids)]
+        if not layers:
+            empty = container_dir / "empty"
+            empty.mkdir(exist_ok=True)
+            layers = [empty]
+        written = f"upperdir={upper},workdir={work}"
+        options = f"lowerdir={':'.join(map(str, layers))},{written}"
+        if len(options) <= MAX_MOUNT_OPTIONS:
+            try:
+                await asyncio.to_thread(mounts.mount, "overlay", rootfs, "overlay", options)
+            except OSError as e:
+                raise Internal(f"cannot mount the rootfs of {container_id}: {e}") from None
+        else:
+            relative = [str(layer.relative_to(store.snapshots_dir)) for layer in layers]
+            options = f"lowerdir={':'.join(relative)},{written}"
+            if len(options) > MAX_MOUNT_OPTIONS:
+                raise Internal(f"image {image.id} has too many layers for one overlay mount")
+            code, output = await _run(
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                options,
+                str(rootfs),
+                cwd=store.snapshots_dir,
+            )
+            if code != 0:
+                raise Internal(f"cannot mount the rootfs of {container_id}: {output}")
     except BaseException:
         store.remove_lease(lease_name(container_id))
         raise
@@ -93,12 +108,14 @@ async def remove_rootfs(store: ContentStore, container_dir: Path, container_id: 
     """Unmount and delete a container's rootfs and its writes; done if already gone."""
     rootfs = container_dir / "rootfs"
     if rootfs.exists() and is_mounted(rootfs):
-        code, output = await _run("umount", str(rootfs))
-        if code != 0:
+        try:
+            await asyncio.to_thread(mounts.unmount, rootfs)
+        except OSError:
             # Busy (a process still holds it): detach now, the kernel frees it later.
-            code, output = await _run("umount", "--lazy", str(rootfs))
-            if code != 0:
-                raise Internal(f"cannot unmount the rootfs of {container_id}: {output}")
+            try:
+                await asyncio.to_thread(mounts.unmount, rootfs, lazy=True)
+            except OSError as e:
+                raise Internal(f"cannot unmount the rootfs of {container_id}: {e}") from None
     with contextlib.suppress(FileNotFoundError):
         await asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, container_dir)
     store.remove_lease(lease_name(container_id))

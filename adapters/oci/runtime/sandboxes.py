@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import secrets
 import shutil
 import signal
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +44,7 @@ from pycrid.adapters.errors import (
     backend_failure,
 )
 from pycrid.adapters.listfilter import admits, passes_all
-from pycrid.adapters.node import atomicfile, cni, netns
+from pycrid.adapters.node import atomicfile, cni, mounts, netns
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.oci.images.rootfs import is_mounted, prepare_rootfs, remove_rootfs
 from pycrid.adapters.oci.runtime import podstate, userns
@@ -164,7 +166,16 @@ class OciSandboxes:
     ) -> None:
         ctx = self.ctx
         ids = userns.PodIds.of(record.config.linux.security_context.namespace_options)
+        # CNI sets the namespace up while the pause container is made, as with
+        # containerd. A pod with a user namespace needs its network namespace
+        # made inside that one, so runc makes it and CNI follows.
+        early_network = network_list is not None and ids is None
+        netns_path = ctx.networks.netns_path(record.id)
+        if early_network:
+            await asyncio.to_thread(netns.create, netns_path)
         pod = await self._pod_files(record, ids)
+        if early_network:
+            pod = dataclasses.replace(pod, netns_path=str(netns_path))
         fs_dir = ctx.store.sandbox_dir(record.id) / "fs"
         if ids is None:
             rootfs = await prepare_rootfs(ctx.images.store, image, fs_dir, record.id)
@@ -191,25 +202,38 @@ class OciSandboxes:
             )
         for note in generated.notes:
             log.info("pod sandbox %s: %s", record.id[:13], note)
-        with backend_failure(f"pod sandbox {record.id[:13]} could not be created"):
-            record.pid = await ctx.conmon.create(
-                record.id,
-                bundle,
-                str(bundle / "pause.log"),
-                ctx.exit_dir,
-                ctx.store.sandbox_dir(record.id),
-                name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
-                runtime=runtime,
+
+        async def make_pause() -> None:
+            with backend_failure(f"pod sandbox {record.id[:13]} could not be created"):
+                record.pid = await ctx.conmon.create(
+                    record.id,
+                    bundle,
+                    str(bundle / "pause.log"),
+                    ctx.exit_dir,
+                    ctx.store.sandbox_dir(record.id),
+                    name=f"{record.config.metadata.namespace}_{record.config.metadata.name}",
+                    runtime=runtime,
+                )
+            faults.reach("oci.run.after-conmon-create")
+
+        async def save(state: NetworkState) -> None:
+            await ctx.store.save_sandbox(record)
+
+        if early_network:
+            assert network_list is not None
+            await _both(
+                make_pause(),
+                ctx.networks.set_up(record.id, record.config, network_list, record.network, save),
             )
-        faults.reach("oci.run.after-conmon-create")
-        await ctx.store.save_sandbox(record)
-        if network_list is not None:
-            netns.pin(record.pid, ctx.networks.netns_path(record.id))
-
-            async def save(state: NetworkState) -> None:
-                await ctx.store.save_sandbox(record)
-
-            await ctx.networks.set_up(record.id, record.config, network_list, record.network, save)
+            await ctx.store.save_sandbox(record)
+        else:
+            await make_pause()
+            await ctx.store.save_sandbox(record)
+            if network_list is not None:
+                netns.pin(record.pid, netns_path)
+                await ctx.networks.set_up(
+                    record.id, record.config, network_list, record.network, save
+                )
         faults.reach("oci.run.before-runc-start")
         with backend_failure(f"pod sandbox {record.id[:13]} could not be started"):
             await ctx.runc.start(record.id)
@@ -247,11 +271,10 @@ class OciSandboxes:
             shm_path = self.ctx.shm_path(record.id)
             shm_path.mkdir(exist_ok=True)
             if not is_mounted(shm_path):
-                code, output = await run_command(
-                    "mount", "-t", "tmpfs", "-o", SHM_OPTIONS, "shm", str(shm_path)
-                )
-                if code != 0:
-                    raise Internal(f"cannot mount the pod's /dev/shm: {output}")
+                try:
+                    await asyncio.to_thread(mounts.mount, "shm", shm_path, "tmpfs", SHM_OPTIONS)
+                except OSError as e:
+                    raise Internal(f"cannot mount the pod's /dev/shm: {e}") from None
             shm = str(shm_path)
         return PodFacts(
             sandbox_id=record.id,
@@ -336,9 +359,10 @@ class OciSandboxes:
         await ctx.runc.delete(record.id, force=True)
         shm = ctx.shm_path(record.id)
         if shm.exists() and is_mounted(shm):
-            code, output = await run_command("umount", "--lazy", str(shm))
-            if code != 0:
-                log.warning("pod sandbox %s: cannot unmount /dev/shm: %s", record.id[:13], output)
+            try:
+                await asyncio.to_thread(mounts.unmount, shm, lazy=True)
+            except OSError as e:
+                log.warning("pod sandbox %s: cannot unmount /dev/shm: %s", record.id[:13], e)
         userns.clear_staging(userns.staging_dir(ctx.run_dir, record.id))
         await remove_rootfs(ctx.images.store, ctx.store.sandbox_dir(record.id) / "fs", record.id)
         for directory in (ctx.pod_dir(record.id), ctx.bundle(record.id)):
@@ -402,3 +426,11 @@ class OciSandboxes:
                 items.append(criviews.pod_sandbox(record))
         response = cri.ListPodSandboxResponse(items=items)
         return self._listed.keep(key, response) if everything else response
+
+
+async def _both(first: Awaitable[None], second: Awaitable[None]) -> None:
+    """Run both to their end, then raise the first one's failure: the caller's clean-up
+    must not start while the other still works on the pod."""
+    for outcome in await asyncio.gather(first, second, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
