@@ -84,6 +84,8 @@ IMAGE = "127.0.0.1:5000/e2e-test-images/busybox:1.29-2"
 
 READ_CALLS = relist.READ_CALLS
 NODE_CALLS = ("ListContainerStats", "Status", "ImageFsInfo")
+FLOORED_NODE_CALLS = ("Status", "ImageFsInfo")
+"""Node-wide calls kubelet polls that the floor answers too (its copy of the daemon's)."""
 PULLERS = ("oci", "containerd")
 NONE = "-"
 
@@ -139,23 +141,32 @@ class Result:
 # Measuring.
 
 
-def node_call(rt: Runtime, name: str) -> Callable[[], Any]:
+def node_call(runtime: Any, images: Any, name: str) -> Callable[[], Any]:
+    """A call of one of NODE_CALLS on the given stubs."""
     if name == "ListContainerStats":
-        return lambda: rt.runtime.ListContainerStats(
-            cri.ListContainerStatsRequest(), timeout=TIMEOUT
-        )
+        return lambda: runtime.ListContainerStats(cri.ListContainerStatsRequest(), timeout=TIMEOUT)
     if name == "Status":
-        return lambda: rt.runtime.Status(cri.StatusRequest(), timeout=TIMEOUT)
-    return lambda: rt.images.ImageFsInfo(cri.ImageFsInfoRequest(), timeout=TIMEOUT)
+        return lambda: runtime.Status(cri.StatusRequest(), timeout=TIMEOUT)
+    return lambda: images.ImageFsInfo(cri.ImageFsInfoRequest(), timeout=TIMEOUT)
 
 
 def time_reads(rt: Runtime, pods: list[Pod], level: Level, args: argparse.Namespace) -> None:
     """The read calls, beside the floor for pycrid; then the node-wide calls."""
     if isinstance(rt, PycridRuntime):
-        with relist.floor_server(relist.FloorData.copy_from(rt.runtime, pods)) as floor:
+        data = relist.FloorData.copy_from(rt.runtime, pods).copy_node(rt.runtime, rt.images)
+        with relist.floor_server(data) as floor:
             level.reads, level.floor = relist.time_reads(
                 rt.runtime, floor.runtime, pods, args.repeats
             )
+            for name in FLOORED_NODE_CALLS:
+                ours = node_call(rt.runtime, rt.images, name)
+                theirs = node_call(floor.runtime, floor.images, name)
+                for repeat in range(-relist.WARMUP_ROUNDS, args.repeats):
+                    if repeat < 0:
+                        ours(), theirs()
+                    else:
+                        level.reads.time(name, ours)
+                        level.floor.time(name, theirs)
     else:
         for repeat in range(-relist.WARMUP_ROUNDS, args.repeats):
             for name in READ_CALLS:
@@ -165,8 +176,10 @@ def time_reads(rt: Runtime, pods: list[Pod], level: Level, args: argparse.Namesp
                 else:
                     level.reads.time(name, call)
     for name in NODE_CALLS:
+        if level.reads.samples[name]:
+            continue  # timed beside the floor
         repeats = args.stats_repeats if name == "ListContainerStats" else args.repeats
-        call = node_call(rt, name)
+        call = node_call(rt.runtime, rt.images, name)
         call()
         for _ in range(repeats):
             level.reads.time(name, call)
@@ -372,10 +385,14 @@ def comparison_rows(
             floor=lambda lv, call=call: lv.floor.median(call) if lv.floor.samples[call] else None,
         )
     for call in NODE_CALLS:
+        floored = call in FLOORED_NODE_CALLS
         add(
             f"{call} (ms)",
             lambda r, lv, call=call: lv.reads.median(call),
             1 if call == "ListContainerStats" else 2,
+            floor=(lambda lv, call=call: lv.floor.median(call) if lv.floor.samples[call] else None)
+            if floored
+            else None,
         )
     empty = {name: r.empty_pss_kib for name, r in results.items()}
     add(

@@ -102,6 +102,14 @@ class FloorData:
     containers: dict[str, cri.Container]
     pod_statuses: dict[str, cri.PodSandboxStatusResponse]
     container_statuses: dict[str, cri.ContainerStatusResponse]
+    node: dict[str, Any] = field(default_factory=dict)
+    """The answers to Status and ImageFsInfo (``copy_node``), by call name."""
+
+    def copy_node(self, rt: Any, images: Any) -> FloorData:
+        """Also the daemon's answers to Status and ImageFsInfo, which kubelet polls."""
+        self.node["Status"] = rt.Status(cri.StatusRequest(), timeout=TIMEOUT)
+        self.node["ImageFsInfo"] = images.ImageFsInfo(cri.ImageFsInfoRequest(), timeout=TIMEOUT)
+        return self
 
     @classmethod
     def copy_from(cls, rt: Any, pods: list[Pod]) -> FloorData:
@@ -133,7 +141,7 @@ class FloorData:
                 k: base64.b64encode(m.SerializeToString()).decode() for k, m in messages.items()
             }
 
-        parts = ("pods", "containers", "pod_statuses", "container_statuses")
+        parts = ("pods", "containers", "pod_statuses", "container_statuses", "node")
         path.write_text(json.dumps({name: encode(getattr(self, name)) for name in parts}))
 
     @classmethod
@@ -148,7 +156,15 @@ class FloorData:
             containers=decode("containers", cri.Container),
             pod_statuses=decode("pod_statuses", cri.PodSandboxStatusResponse),
             container_statuses=decode("container_statuses", cri.ContainerStatusResponse),
+            node={
+                name: kind.FromString(base64.b64decode(saved.get("node", {})[name]))
+                for name, kind in NODE_ANSWERS.items()
+                if name in saved.get("node", {})
+            },
         )
+
+
+NODE_ANSWERS = {"Status": cri.StatusResponse, "ImageFsInfo": cri.ImageFsInfoResponse}
 
 
 class FloorServicer(api_pb2_grpc.RuntimeServiceServicer):
@@ -180,6 +196,27 @@ class FloorServicer(api_pb2_grpc.RuntimeServiceServicer):
             raise AssertionError("abort raises")
         return answer
 
+    async def Status(self, request: Any, context: Any) -> cri.StatusResponse:
+        return await _node_answer(self.data, "Status", context)
+
+
+class FloorImages(api_pb2_grpc.ImageServiceServicer):
+    """ImageFsInfo answered from the copy; every other image call is UNIMPLEMENTED."""
+
+    def __init__(self, data: FloorData) -> None:
+        self.data = data
+
+    async def ImageFsInfo(self, request: Any, context: Any) -> cri.ImageFsInfoResponse:
+        return await _node_answer(self.data, "ImageFsInfo", context)
+
+
+async def _node_answer(data: FloorData, name: str, context: Any) -> Any:
+    answer = data.node.get(name)
+    if answer is None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"no {name} answer was copied")
+        raise AssertionError("abort raises")
+    return answer
+
 
 async def serve_floor(socket_path: Path, data_path: Path) -> None:
     """Serve the floor on ``socket_path`` until SIGTERM or SIGINT."""
@@ -189,9 +226,9 @@ async def serve_floor(socket_path: Path, data_path: Path) -> None:
             ("grpc.max_receive_message_length", 32 * 1024 * 1024),
         ]
     )
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(
-        FloorServicer(FloorData.load(data_path)), server
-    )
+    data = FloorData.load(data_path)
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(FloorServicer(data), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(FloorImages(data), server)
     server.add_insecure_port(f"unix://{socket_path}")
     await server.start()
     stopping = asyncio.Event()
@@ -204,10 +241,11 @@ async def serve_floor(socket_path: Path, data_path: Path) -> None:
 
 @dataclass
 class Floor:
-    """A running floor process and a client of it."""
+    """A running floor process and clients of it."""
 
     process: subprocess.Popen[bytes]
     runtime: api_pb2_grpc.RuntimeServiceStub
+    images: api_pb2_grpc.ImageServiceStub
 
 
 @contextlib.contextmanager
@@ -231,7 +269,11 @@ def floor_server(data: FloorData, timeout: float = 30.0) -> Iterator[Floor]:
         except grpc.FutureTimeoutError:
             output = (workdir / "floor.log").read_text(errors="replace")
             raise RuntimeError(f"the floor server did not start:\n{output}") from None
-        yield Floor(process, api_pb2_grpc.RuntimeServiceStub(channel))
+        yield Floor(
+            process,
+            api_pb2_grpc.RuntimeServiceStub(channel),
+            api_pb2_grpc.ImageServiceStub(channel),
+        )
     finally:
         channel.close()
         process.terminate()

@@ -269,3 +269,37 @@ async def test_pod_network_checkpoints_before_add_and_dels_once(
     # The namespace is not pinned here, so DEL is told it is gone.
     assert calls(log)[-1]["env"]["CNI_NETNS"] == ""
     assert restored.torn_down and not restored.ready
+
+
+def test_network_problem_reads_the_config_again_only_after_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status asks every few seconds; the answer is kept while the directories stand."""
+    conf, bin_dir = tmp_path / "conf", tmp_path / "bin"
+    conf.mkdir()
+    bin_dir.mkdir()
+    reads = []
+    real = cni._network_problem
+
+    def counted(conf_dir: str, bin_dirs: list[str]) -> str:
+        reads.append(conf_dir)
+        return real(conf_dir, bin_dirs)
+
+    monkeypatch.setattr(cni, "_network_problem", counted)
+    assert "no CNI network config" in cni.network_problem(str(conf), [str(bin_dir)])
+    assert "no CNI network config" in cni.network_problem(str(conf), [str(bin_dir)])
+    assert len(reads) == 1
+    config = conf / "10.conflist"
+    config.write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]})
+    )
+    assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
+    plugin = bin_dir / "bridge"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    assert cni.network_problem(str(conf), [str(bin_dir)]) == ""
+    assert cni.network_problem(str(conf), [str(bin_dir)]) == ""
+    assert len(reads) == 3
+    config.write_text(json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": []}) + " ")
+    cni.network_problem(str(conf), [str(bin_dir)])  # rewritten in place: size and times moved
+    assert len(reads) == 4

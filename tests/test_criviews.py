@@ -1,9 +1,14 @@
-"""The listed views of pods and containers are kept until what they show changes."""
+"""The listed views of pods and containers, and the answers made of them, are kept until
+what they show changes."""
 
 from __future__ import annotations
 
-from pycrid.adapters import criviews
+from typing import Any
+
+from pycrid.adapters import criviews, revision
 from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.adapters.node.podnetwork import NetworkState
+from pycrid.adapters.records import RecordTables
 from pycrid.api.cri import api_pb2 as cri
 
 
@@ -48,3 +53,48 @@ def test_a_container_is_listed_with_its_image_id_and_its_status_keeps_the_repo_d
     container = record()
     assert criviews.container(container).image_ref == "sha256:1"
     assert criviews.container_status(container).image_ref == "app@sha256:2"
+
+
+def test_every_change_of_a_record_its_network_or_a_table_moves_the_revision() -> None:
+    container = record()
+    network = NetworkState(mode="cni")
+    tables: RecordTables[Any, ContainerRecord] = RecordTables()
+    changes = [
+        lambda: setattr(container, "exit_code", 1),
+        lambda: container.advance("running"),
+        lambda: setattr(network, "ready", True),
+        lambda: tables.add_container(container),
+        lambda: tables.discard_container(container.id),
+    ]
+    for change in changes:
+        before = revision.current()
+        change()
+        assert revision.current() > before
+    before = revision.current()
+    criviews.container(container)  # keeping a view is no change
+    assert revision.current() == before
+
+
+def test_a_status_answer_is_made_again_once_any_record_changed() -> None:
+    container, other = record(), record()
+    made = []
+
+    def build() -> cri.ContainerStatusResponse:
+        made.append(1)
+        return cri.ContainerStatusResponse(status=criviews.container_status(container))
+
+    first = criviews.status_answer(container, build)
+    assert criviews.status_answer(container, build) is first and len(made) == 1
+    other.exit_code = 7  # any record: the revision is one number
+    assert criviews.status_answer(container, build) is not first and len(made) == 2
+
+
+def test_a_kept_list_answer_holds_for_its_key_only() -> None:
+    kept: criviews.KeptAnswer[str] = criviews.KeptAnswer()
+    key = kept.key(frozenset({"a"}))
+    assert kept.get(key) is None
+    assert kept.keep(key, "answer") == "answer"
+    assert kept.get(kept.key(frozenset({"a"}))) == "answer"
+    assert kept.get(kept.key(frozenset({"a", "b"}))) is None
+    record().exit_code = 1
+    assert kept.get(kept.key(frozenset({"a"}))) is None

@@ -129,3 +129,20 @@ async def test_status_pings_only_without_the_event_stream_and_asks_docker_info_o
     assert len(kit.docker.called("info")) == 1
     assert "dockerVersion" in response.info
     await info.docker_info.close()
+
+
+async def test_a_plain_status_answer_is_kept_while_nothing_it_says_changed(
+    kit: Kit, tmp_path: Path
+) -> None:
+    live = [True]
+    info = DockerRuntimeInfo(Config(), kit.docker, tmp_path, live=lambda: live[0])
+    first = await info.status(cri.StatusRequest())
+    assert await info.status(cri.StatusRequest()) is first
+    assert "config" not in first.info
+    assert "config" in (await info.status(cri.StatusRequest(verbose=True))).info
+    live[0] = False
+    kit.docker.fail("ping", Unavailable("down"))
+    down = await info.status(cri.StatusRequest())
+    assert down is not first
+    assert [c.status for c in down.status.conditions] == [False, False]
+    await info.docker_info.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pycrid.adapters import errors
+from pycrid.adapters.oci.runtime import containers as containers_module
 from pycrid.adapters.oci.runtime import recovery
 from pycrid.adapters.oci.runtime.fake import FakeProcesses
 from pycrid.api.cri import api_pb2 as cri
@@ -150,6 +151,55 @@ async def test_an_exit_conmon_reports_is_seen_and_a_lost_conmon_is_unknown(kit: 
     del kit.world.containers[second]  # conmon and the process vanished without a word
     lost = await status(kit, second)
     assert (lost.state, lost.exit_code, lost.reason) == (cri.CONTAINER_EXITED, 255, "Unknown")
+
+
+async def test_a_conmon_seen_running_then_lost_is_noticed_once_the_recheck_is_due(
+    kit: OciKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pod = await run_pod(kit)
+    container = await create(kit, pod)
+    await start(kit, container)
+    assert (await status(kit, container)).state == cri.CONTAINER_RUNNING  # conmon seen
+    del kit.world.containers[container]
+    assert (await status(kit, container)).state == cri.CONTAINER_RUNNING  # not asked again yet
+    monkeypatch.setattr(containers_module, "MONITOR_RECHECK", 0.0)
+    lost = await status(kit, container)
+    assert (lost.state, lost.exit_code, lost.reason) == (cri.CONTAINER_EXITED, 255, "Unknown")
+
+
+async def test_lists_and_statuses_are_given_again_until_something_they_show_changes(
+    kit: OciKit,
+) -> None:
+    pod = await run_pod(kit)
+    container = await create(kit, pod)
+    await start(kit, container)
+    everything = cri.ListContainersRequest()
+    listed = await kit.containers.list_containers(everything)
+    assert await kit.containers.list_containers(everything) is listed
+    pods = await kit.sandboxes.list_pod_sandbox(cri.ListPodSandboxRequest())
+    assert await kit.sandboxes.list_pod_sandbox(cri.ListPodSandboxRequest()) is pods
+    request = cri.ContainerStatusRequest(container_id=container)
+    answer = await kit.containers.container_status(request)
+    assert await kit.containers.container_status(request) is answer
+    verbose = cri.ContainerStatusRequest(container_id=container, verbose=True)
+    assert "info" in (await kit.containers.container_status(verbose)).info
+    assert "info" not in (await kit.containers.container_status(request)).info
+    filtered = cri.ListContainersRequest(filter=cri.ContainerFilter(pod_sandbox_id=pod))
+    assert await kit.containers.list_containers(filtered) is not listed
+
+    kit.world.exit(container, 2)  # only conmon's exit file says so
+    after = await kit.containers.list_containers(everything)
+    assert [(c.id, c.state) for c in after.containers] == [(container, cri.CONTAINER_EXITED)]
+    assert (await kit.containers.container_status(request)).status.exit_code == 2
+    second = await create(kit, pod, "second")
+    names = {c.metadata.name for c in (await kit.containers.list_containers(everything)).containers}
+    assert names == {"app", "second"}
+    kit.world.exit(pod, 0)
+    listed_pods = await kit.sandboxes.list_pod_sandbox(cri.ListPodSandboxRequest())
+    assert [p.state for p in listed_pods.items] == [cri.SANDBOX_NOTREADY]
+    await kit.containers.remove_container(cri.RemoveContainerRequest(container_id=second))
+    left = await kit.containers.list_containers(everything)
+    assert [c.id for c in left.containers] == [container]
 
 
 async def test_a_stopped_pod_stops_its_containers_and_its_removal_takes_them(
