@@ -369,31 +369,27 @@ def comparison_rows(
             level = result.level(count)
             values[name] = value(result, level)
         if floor is not None:
-            floors = [floor(lv) for name in PYCRID if (lv := at(name)) is not None]
-            floors = [f for f in floors if f is not None]
+            measured = [floor(lv) for name in PYCRID if (lv := at(name)) is not None]
+            floors = [f for f in measured if f is not None]
             values["floor"] = statistics.median(floors) if floors else None
             for name in PYCRID:
                 if (lv := at(name)) is not None:
                     values[f"floor:{name}"] = floor(lv)
         rows.append((title, values, digits))
 
+    def measured(call: str) -> Callable[[Result, Level], float | None]:
+        return lambda result, level: level.reads.median(call)
+
+    def floored(call: str) -> Callable[[Level], float | None]:
+        return lambda level: level.floor.median(call) if level.floor.samples[call] else None
+
     add("pod start (ms)", lambda r, lv: lv.starts.median("pod start"), 0)
     for call in READ_CALLS:
-        add(
-            f"{call} (ms)",
-            lambda r, lv, call=call: lv.reads.median(call),
-            floor=lambda lv, call=call: lv.floor.median(call) if lv.floor.samples[call] else None,
-        )
+        add(f"{call} (ms)", measured(call), floor=floored(call))
     for call in NODE_CALLS:
-        floored = call in FLOORED_NODE_CALLS
-        add(
-            f"{call} (ms)",
-            lambda r, lv, call=call: lv.reads.median(call),
-            1 if call == "ListContainerStats" else 2,
-            floor=(lambda lv, call=call: lv.floor.median(call) if lv.floor.samples[call] else None)
-            if floored
-            else None,
-        )
+        digits = 1 if call == "ListContainerStats" else 2
+        floor = floored(call) if call in FLOORED_NODE_CALLS else None
+        add(f"{call} (ms)", measured(call), digits, floor=floor)
     empty = {name: r.empty_pss_kib for name, r in results.items()}
     add(
         "memory per pod, daemon + shims (PSS, MiB)",
@@ -461,7 +457,10 @@ def extra_rows(
         ]
         rows.append(row + [NONE] * len(ratios))
     for index, title in enumerate(("restart: first answer (s)", "restart: lists complete (s)")):
-        values = {n: results[n].restart[index] if results[n].restart else None for n in names}
+        values = {}
+        for n in names:
+            restarted = results[n].restart
+            values[n] = restarted[index] if restarted else None
         if any(v is not None for v in values.values()):
             row = [title, NONE, *(cell(values[n]) for n in names)]
             row += [

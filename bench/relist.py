@@ -164,7 +164,10 @@ class FloorData:
         )
 
 
-NODE_ANSWERS = {"Status": cri.StatusResponse, "ImageFsInfo": cri.ImageFsInfoResponse}
+NODE_ANSWERS: dict[str, Any] = {
+    "Status": cri.StatusResponse,
+    "ImageFsInfo": cri.ImageFsInfoResponse,
+}
 
 
 class FloorServicer(api_pb2_grpc.RuntimeServiceServicer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import hashlib
 import io
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from pycrid.adapters.oci.images import unpackers
 from pycrid.adapters.oci.images.unpack import (
     OPAQUE_XATTR,
     UnpackError,
@@ -282,3 +284,27 @@ def test_clean_path() -> None:
     assert clean_path(".") == []
     with pytest.raises(UnpackError):
         clean_path("a/../../b")
+
+
+async def test_a_large_layer_is_unpacked_by_a_worker_process_and_a_bad_one_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every layer goes to the workers here (threshold 0); the answers are the thread's."""
+    monkeypatch.setattr(unpackers, "PROCESS_THRESHOLD", 0)
+    threads = concurrent.futures.ThreadPoolExecutor(1)
+    layers = unpackers.Unpackers(threads, workers=1)
+    tar = make_tar(entry("etc", tarfile.DIRTYPE), entry("etc/motd", data=b"hello\n"))
+    blob = tmp_path / "layer.tar.gz"
+    blob.write_bytes(gzip.compress(tar))
+    try:
+        (tmp_path / "fs").mkdir()
+        result = await layers.unpack(blob, tmp_path / "fs", diff_id(tar))
+        assert result.diff_id == diff_id(tar)
+        assert (tmp_path / "fs" / "etc" / "motd").read_bytes() == b"hello\n"
+        (tmp_path / "again").mkdir()
+        with pytest.raises(UnpackError, match="diff"):
+            await layers.unpack(blob, tmp_path / "again", "sha256:" + "0" * 64)
+    finally:
+        layers.close()
+        threads.shutdown()
+    assert layers._pool is None

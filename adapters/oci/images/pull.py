@@ -35,7 +35,8 @@ from pycrid.adapters.oci.images.failures import (
 )
 from pycrid.adapters.oci.images.registry import RegistryClient
 from pycrid.adapters.oci.images.store import ContentStore, ImageRecord, LayerRecord
-from pycrid.adapters.oci.images.unpack import UnpackError, unpack_file
+from pycrid.adapters.oci.images.unpack import UnpackError
+from pycrid.adapters.oci.images.unpackers import Unpackers
 
 log = logging.getLogger("pycrid.oci.pull")
 
@@ -111,6 +112,7 @@ class Puller:
         self.store = store
         self.client = client
         self.executor = executor
+        self.unpackers = Unpackers(executor)
         self.max_concurrent_downloads = max_concurrent_downloads
         """Layers fetched at once by each pull, as containerd counts them."""
         self._layer_locks: dict[str, asyncio.Lock] = {}
@@ -387,8 +389,8 @@ class Puller:
         try:
             (work / "fs").mkdir()
             started = time.monotonic()
-            result = await self._run(
-                unpack_file, self.store.blob_path(layer.digest), work / "fs", diff_id
+            result = await self.unpackers.unpack(
+                self.store.blob_path(layer.digest), work / "fs", diff_id
             )
             stats.unpack_seconds += time.monotonic() - started
             stats.unpacked_bytes += result.size

@@ -114,6 +114,7 @@ class OciImages:
         for task in self._pulls.values():
             task.cancel()
         await self.client.close()
+        self.puller.unpackers.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, function: Any, *args: Any) -> Any:
