@@ -130,9 +130,9 @@ class Result:
     relist: Relist | None = None
     restart: tuple[float, float] | None = None
     """Seconds from the new daemon's start to its first answer, and to complete lists."""
-    burst: tuple[float, list[float]] | None = None
-    """Seconds until all burst pods ran, and each pod's start in ms."""
-    pulls: largeimage.Pulls | None = None
+    bursts: list[tuple[float, list[float]]] = field(default_factory=list)
+    """Per burst: seconds until all its pods ran, and each pod's start in ms."""
+    pulls: largeimage.Pulls = field(default_factory=largeimage.Pulls.none)
 
     def level(self, count: int) -> Level:
         return next(lv for lv in self.levels if lv.count == count)
@@ -185,8 +185,10 @@ def time_reads(rt: Runtime, pods: list[Pod], level: Level, args: argparse.Namesp
             level.reads.time(name, call)
 
 
-def memory(rt: Runtime) -> int:
-    return pss_kib([rt.daemon_pid(), *rt.shim_pids()])
+def memory(rt: Runtime, pods: list[Pod]) -> int:
+    """PSS of the daemon and of the shims of ``pods`` (Docker's shims serve two runtimes)."""
+    ids = {p.sandbox_id for p in pods} | {p.container_id for p in pods}
+    return pss_kib([rt.daemon_pid(), *rt.shim_pids(ids)])
 
 
 def relist_cpu(rt: Runtime, pods: list[Pod], seconds: int) -> Relist:
@@ -289,41 +291,62 @@ def burst(rt: Runtime, args: argparse.Namespace, log_root: Path) -> tuple[float,
         remove_pods(rt, pods)
 
 
-def bench_runtime(rt: Runtime, args: argparse.Namespace, scratch: Path) -> Result:
-    """Every measure on one runtime."""
-    result = Result(rt.name)
-    log_root = scratch / rt.name / "logs"
-    rt.images.PullImage(cri.PullImageRequest(image=cri.ImageSpec(image=IMAGE)), timeout=TIMEOUT)
-    remove_pods(rt, start_pods(rt, ["warm-up"], log_root, 1, Timings()))
-    result.empty_pss_kib = memory(rt)
-    pods: list[Pod] = []
+def bench_all(
+    runtimes: dict[str, Runtime], args: argparse.Namespace, scratch: Path
+) -> dict[str, Result]:
+    """Every measure on every runtime, the timed ones taken in turns.
+
+    The machine's speed drifts by a third within minutes, so runtimes are
+    not measured one after the other: each pod is started on every runtime
+    in turn, bursts and pulls alternate between them, and every runtime has
+    its pods up while the others are timed.
+    """
+    results = {name: Result(name) for name in runtimes}
+    logs = {name: scratch / name / "logs" for name in runtimes}
+    for name, rt in runtimes.items():
+        request = cri.PullImageRequest(image=cri.ImageSpec(image=IMAGE))
+        rt.images.PullImage(request, timeout=TIMEOUT)
+        remove_pods(rt, start_pods(rt, ["warm-up"], logs[name], 1, Timings()))
+        results[name].empty_pss_kib = memory(rt, [])
+    pods: dict[str, list[Pod]] = {name: [] for name in runtimes}
     try:
         for count in args.counts:
-            level = Level(count)
-            result.levels.append(level)
-            names = [f"bench-{index}" for index in range(len(pods), count)]
-            progress(f"{rt.label}: starting {len(names)} pods")
-            pods += start_pods(rt, names, log_root, 1, level.starts)
-            progress(f"{rt.label}: {count} pods up, timing the calls")
-            time_reads(rt, pods, level, args)
-            level.pss_kib = memory(rt)
-            level.rss_kib = rss_kib(rt.daemon_pid())
-        if "relist" not in args.skip:
-            progress(f"{rt.label}: 1 Hz relist for {args.relist_seconds} s")
-            result.relist = relist_cpu(rt, pods, args.relist_seconds)
-        if "restart" not in args.skip:
-            progress(f"{rt.label}: restarting with {len(pods)} pods")
-            result.restart = restart(rt, pods)
+            levels = {name: Level(count) for name in runtimes}
+            for name in runtimes:
+                results[name].levels.append(levels[name])
+            progress(f"starting pods {len(pods[next(iter(runtimes))])} to {count}, in turns")
+            for index in range(len(pods[next(iter(runtimes))]), count):
+                for name, rt in runtimes.items():
+                    started = start_pods(rt, [f"bench-{index}"], logs[name], 1, levels[name].starts)
+                    pods[name] += started
+            for name, rt in runtimes.items():
+                progress(f"{rt.label}: {count} pods up, timing the calls")
+                time_reads(rt, pods[name], levels[name], args)
+                levels[name].pss_kib = memory(rt, pods[name])
+                levels[name].rss_kib = rss_kib(rt.daemon_pid())
+        for name, rt in runtimes.items():
+            if "relist" not in args.skip:
+                progress(f"{rt.label}: 1 Hz relist for {args.relist_seconds} s")
+                results[name].relist = relist_cpu(rt, pods[name], args.relist_seconds)
+            if "restart" not in args.skip:
+                progress(f"{rt.label}: restarting with {len(pods[name])} pods")
+                results[name].restart = restart(rt, pods[name])
     finally:
-        progress(f"{rt.label}: removing {len(pods)} pods")
-        remove_pods(rt, pods)
+        for name, rt in runtimes.items():
+            progress(f"{rt.label}: removing {len(pods[name])} pods")
+            remove_pods(rt, pods[name])
     if "burst" not in args.skip:
-        progress(f"{rt.label}: a burst of {args.burst} pods, {args.in_flight} in flight")
-        result.burst = burst(rt, args, log_root)
-    if "pull" not in args.skip and rt.name in PULLERS:
-        progress(f"{rt.label}: pulling the large image")
-        result.pulls = largeimage.measure(rt.images, args.pull_runs)
-    return result
+        for round_ in range(args.burst_rounds):
+            for name, rt in runtimes.items():
+                progress(f"{rt.label}: burst {round_ + 1} of {args.burst} pods")
+                results[name].bursts.append(burst(rt, args, logs[name]))
+    if "pull" not in args.skip:
+        for _ in range(args.pull_runs):
+            for name, rt in runtimes.items():
+                if name in PULLERS:
+                    progress(f"{rt.label}: pulling the large image")
+                    results[name].pulls.add(largeimage.measure(rt.images, 1))
+    return results
 
 
 @contextlib.contextmanager
@@ -474,7 +497,15 @@ def burst_and_pulls(
     results: dict[str, Result], names: list[str], args: argparse.Namespace
 ) -> list[str]:
     out = []
-    bursts = {n: results[n].burst for n in names if results[n].burst}
+    # Per runtime: the median time until all ran, and every pod's start of every burst.
+    bursts = {
+        n: (
+            statistics.median(wall for wall, _ in results[n].bursts),
+            [start for _, starts in results[n].bursts for start in starts],
+        )
+        for n in names
+        if results[n].bursts
+    }
     if bursts:
         header = ["measure", *(LABELS[n] for n in bursts)]
         pairs = [(a, REFERENCE[a]) for a in PYCRID if a in bursts and REFERENCE[a] in bursts]
@@ -488,9 +519,12 @@ def burst_and_pulls(
             row = [title, *(cell(value(b), 2 if "(s)" in title else 0) for b in bursts.values())]
             row += [ratio(value(bursts[a]), value(bursts[b])) for a, b in pairs]
             rows.append(row)
-        title = f"Burst: {args.burst} pods started with {args.in_flight} calls in flight"
+        title = (
+            f"Burst: {args.burst} pods started with {args.in_flight} calls in flight "
+            f"(median of {args.burst_rounds} bursts, taken in turns)"
+        )
         out.append(table(title, header, rows, args.format))
-    pulls = {n: results[n].pulls for n in names if results[n].pulls}
+    pulls = {n: results[n].pulls for n in names if results[n].pulls.cold}
     if pulls:
         header = ["seconds", *(LABELS[n] for n in pulls)]
         both = "oci" in pulls and "containerd" in pulls
@@ -527,6 +561,7 @@ def main() -> None:
     parser.add_argument("--relist-seconds", type=int, default=30)
     parser.add_argument("--burst", type=int, default=50)
     parser.add_argument("--in-flight", type=int, default=10)
+    parser.add_argument("--burst-rounds", type=int, default=2, help="bursts per runtime")
     parser.add_argument("--pull-runs", type=int, default=1)
     parser.add_argument("--skip", default="", help="comma-separated: relist,restart,burst,pull")
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
@@ -542,10 +577,14 @@ def main() -> None:
     try:
         if "pull" not in args.skip and set(names) & set(PULLERS):
             largeimage.ensure_pushed(progress)
-        with tempfile.TemporaryDirectory(prefix="pycrid-bench-") as scratch:
-            for name in names:
-                with open_runtime(name, Path(scratch)) as rt:
-                    results[name] = bench_runtime(rt, args, Path(scratch))
+        with (
+            tempfile.TemporaryDirectory(prefix="pycrid-bench-") as scratch,
+            contextlib.ExitStack() as stack,
+        ):
+            runtimes = {
+                name: stack.enter_context(open_runtime(name, Path(scratch))) for name in names
+            }
+            results = bench_all(runtimes, args, Path(scratch))
     except KeyboardInterrupt:
         progress("interrupted; everything the benchmark created is removed")
         sys.exit(130)

@@ -88,6 +88,15 @@ class Pulls:
     warm: list[float]
     concurrent: list[float]
 
+    @classmethod
+    def none(cls) -> Pulls:
+        return cls([], [], [])
+
+    def add(self, other: Pulls) -> None:
+        self.cold += other.cold
+        self.warm += other.warm
+        self.concurrent += other.concurrent
+
 
 def _pull(images: Any, tag: str) -> float:
     started = time.perf_counter()

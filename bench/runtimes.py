@@ -73,6 +73,21 @@ def processes(name: str, *needles: str) -> list[int]:
     return found
 
 
+def moby_shims(ids: set[str]) -> list[int]:
+    """Docker's shims (one per container) of the containers ``ids``: both Docker-based
+    runtimes share dockerd, so its shims are told apart by container ID."""
+    found = []
+    for pid in processes("containerd-shim-runc-v2", "-namespace moby"):
+        argv = _cmdline(pid)
+        if (
+            "-id" in argv
+            and argv.index("-id") + 1 < len(argv)
+            and argv[argv.index("-id") + 1] in ids
+        ):
+            found.append(pid)
+    return found
+
+
 def pss_kib(pids: list[int]) -> int:
     """The proportional set size of the processes, summed, in KiB."""
     total = 0
@@ -114,7 +129,8 @@ class Runtime:
     def daemon_pid(self) -> int:
         raise NotImplementedError
 
-    def shim_pids(self) -> list[int]:
+    def shim_pids(self, ids: set[str]) -> list[int]:
+        """The shims of this runtime's containers; ``ids``: its pod and container IDs."""
         raise NotImplementedError
 
     def restart(self) -> int:
@@ -140,10 +156,10 @@ class PycridRuntime(Runtime):
         assert self.daemon.process is not None
         return self.daemon.process.pid
 
-    def shim_pids(self) -> list[int]:
+    def shim_pids(self, ids: set[str]) -> list[int]:
         if self.name == "oci":
             return processes("conmon", str(self.daemon.root))
-        return processes("containerd-shim-runc-v2", "-namespace moby")
+        return moby_shims(ids)
 
     def restart(self) -> int:
         self.daemon.stop()
@@ -173,10 +189,10 @@ class AnchorRuntime(Runtime):
     def daemon_pid(self) -> int:
         return int(self.pid_file.read_text())
 
-    def shim_pids(self) -> list[int]:
+    def shim_pids(self, ids: set[str]) -> list[int]:
         if self.name == "containerd":
             return processes("containerd-shim-runc-v2", f"-address {self.socket_path}")
-        return processes("containerd-shim-runc-v2", "-namespace moby")
+        return moby_shims(ids)
 
     def restart(self) -> int:
         subprocess.run([ANCHOR_SCRIPTS / "stop.sh", self.name], check=True, capture_output=True)

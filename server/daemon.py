@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -88,31 +90,42 @@ async def _set_health(health_servicer: health.HealthServicer, serving: bool) -> 
         await health_servicer.set(name, status)
 
 
-def watch_children_with_pidfds() -> None:
+@contextlib.contextmanager
+def children_watched_with_pidfds() -> Iterator[None]:
     """Learn of child exits from pidfds on the event loop, not a thread per child.
 
     Every pod start runs conmon, runc and the CNI plugins; Python 3.11's
     default watcher starts a thread to wait for each of them. 3.12 and later
-    use pidfds by default (and deprecate choosing a watcher).
+    use pidfds by default (and deprecate choosing a watcher). The previous
+    watcher is put back at the end (tests serve in their own event loops).
     """
-    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-        try:
-            os.close(os.pidfd_open(os.getpid()))
-        except OSError:
-            return  # a kernel before 5.3
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
-        asyncio.set_child_watcher(watcher)
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        yield
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        yield  # a kernel before 5.3
+        return
+    previous = asyncio.get_child_watcher()
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+    try:
+        yield
+    finally:
+        asyncio.set_child_watcher(previous)
+        watcher.close()
 
 
 async def serve(config: Config, adapter: Adapter | None = None) -> None:
     """Run until SIGTERM or SIGINT; raise StartupError when serving cannot begin."""
-    watch_children_with_pidfds()
     lock = InstanceLock()
     try:
         lock.acquire(Path(config.state_dir), "state directory")
         lock.acquire(Path(config.run_dir), "run directory")
-        await _serve_locked(config, adapter)
+        with children_watched_with_pidfds():
+            await _serve_locked(config, adapter)
     finally:
         lock.release()
 

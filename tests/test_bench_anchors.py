@@ -45,7 +45,7 @@ def test_the_report_sets_each_adapter_beside_its_anchor_and_the_floor(
         level.rss_kib = 50 * 1024
         made = anchors.Result(name, levels=[level], empty_pss_kib=100 * 1024)
         made.relist = anchors.Relist(2.0, 0.0, 1.0 if floor is not None else None)
-        made.burst = (5.0, [100.0, 200.0])
+        made.bursts = [(5.0, [100.0, 200.0]), (7.0, [300.0])]
         if name in ("oci", "containerd"):
             made.pulls = largeimage.Pulls([1.0 if name == "oci" else 2.0], [0.1], [4.0])
         return made
@@ -64,6 +64,7 @@ def test_the_report_sets_each_adapter_beside_its_anchor_and_the_floor(
         burst=50,
         in_flight=10,
         pull_runs=1,
+        burst_rounds=2,
     )
     text = anchors.report(results, args)
     at_100 = text.split("**Burst")[0]
@@ -82,4 +83,5 @@ def test_the_report_sets_each_adapter_beside_its_anchor_and_the_floor(
     assert row("memory per pod, daemon + shims (PSS, MiB)")["pycrid oci"] == "1.00"
     assert row("Status (ms)")["docker / floor"] == "1.20"
     assert "| cold pull | 1.00 | 2.00 | 0.50 |" in text
+    assert "| all running (s) | 6.00 | 6.00 | 6.00 | 6.00 | 1.00 | 1.00 |" in text
     assert "one pod, p99 (ms)" in text
