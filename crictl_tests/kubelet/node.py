@@ -285,7 +285,10 @@ class KubeletNode:
         """What the backend still holds after ``stop`` (every list should be empty)."""
         assert self.daemon is not None
         pods = Pods(self.daemon, ipam_dir=self.ipam_dir)
-        found = pods._docker_leftovers() if self.adapter == "docker" else pods._oci_leftovers()
+        try:
+            found = pods._docker_leftovers() if self.adapter == "docker" else pods._oci_leftovers()
+        finally:
+            shutil.rmtree(pods.log_root, ignore_errors=True)  # made by Pods, used by none here
         found["ip allocations"] = ip_allocations(self.ipam_dir)
         found["mounts under kubelet's root"] = [
             m for m in mount_points() if m.startswith(f"{self.kubelet_root}/")
