@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import platform
 import signal
@@ -62,7 +61,16 @@ from typing import Any
 import grpc
 import largeimage
 import relist
-from common import TIMEOUT, Pod, Timings, remove_pod, rss_kib, start_pod, uninterrupted
+from common import (
+    TIMEOUT,
+    Pod,
+    Timings,
+    percentile,
+    remove_pod,
+    rss_kib,
+    start_pod,
+    uninterrupted,
+)
 from runtimes import (
     ANCHORS,
     LABELS,
@@ -92,11 +100,6 @@ NONE = "-"
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 @dataclass

@@ -54,9 +54,13 @@ class Timings:
         return statistics.median(self.samples[name])
 
     def p95(self, name: str) -> float:
-        """The 95th percentile (nearest rank)."""
-        ordered = sorted(self.samples[name])
-        return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+        return percentile(self.samples[name], 0.95)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The ``fraction`` percentile of ``samples`` (nearest rank)."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 @contextlib.contextmanager
@@ -67,6 +71,28 @@ def uninterrupted() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def processes(name: str, *needles: str) -> list[int]:
+    """PIDs of the processes called ``name`` whose command line holds every needle."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() != name[:15]:
+                continue
+            line = " ".join(cmdline(int(entry.name)))
+            if all(needle in line for needle in needles):
+                found.append(int(entry.name))
+    return found
 
 
 def link_exists(name: str) -> bool:

@@ -66,6 +66,7 @@ from common import (
     Pod,
     Timings,
     bench_daemon,
+    processes,
     remove_container,
     remove_pod,
     rss_kib,
@@ -345,12 +346,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 def dockerd_pids() -> list[int]:
     """The dockerd processes on this machine."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "dockerd":
-                pids.append(int(entry.name))
-    return pids
+    return processes("dockerd")
 
 
 def echo_ms(pause: float, rounds: int = 5) -> float:

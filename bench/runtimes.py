@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-from common import BENCH_BRIDGE, BENCH_SUBNET, link_exists, uninterrupted
+from common import BENCH_BRIDGE, BENCH_SUBNET, cmdline, link_exists, processes, uninterrupted
 
 from pycrid.api.cri import api_pb2_grpc
 from pycrid.tools import scratchdaemon
@@ -51,34 +51,12 @@ LABELS = {
 }
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def processes(name: str, *needles: str) -> list[int]:
-    """PIDs of the processes called ``name`` whose command line holds every needle."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if (entry / "comm").read_text().strip() != name[:15]:
-                continue
-            line = " ".join(_cmdline(int(entry.name)))
-            if all(needle in line for needle in needles):
-                found.append(int(entry.name))
-    return found
-
-
 def moby_shims(ids: set[str]) -> list[int]:
     """Docker's shims (one per container) of the containers ``ids``: both Docker-based
     runtimes share dockerd, so its shims are told apart by container ID."""
     found = []
     for pid in processes("containerd-shim-runc-v2", "-namespace moby"):
-        argv = _cmdline(pid)
+        argv = cmdline(pid)
         if (
             "-id" in argv
             and argv.index("-id") + 1 < len(argv)

@@ -86,18 +86,29 @@ def test_no_config_is_network_not_ready(tmp_path: Path) -> None:
         cni.load_network(tmp_path)
 
 
+def write_bridge_network(conf: Path) -> Path:
+    """A one-plugin network list in ``conf``; its path."""
+    config = conf / "10.conflist"
+    config.write_text(
+        json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]})
+    )
+    return config
+
+
+def install_plugin(bin_dir: Path, name: str) -> None:
+    plugin = bin_dir / name
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+
+
 def test_network_problem_names_a_missing_plugin(tmp_path: Path) -> None:
     conf = tmp_path / "conf"
     bin_dir = tmp_path / "bin"
     conf.mkdir()
     bin_dir.mkdir()
-    (conf / "10.conflist").write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]})
-    )
+    write_bridge_network(conf)
     assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
-    plugin = bin_dir / "bridge"
-    plugin.write_text("#!/bin/sh\n")
-    plugin.chmod(0o755)
+    install_plugin(bin_dir, "bridge")
     assert cni.network_problem(str(conf), [str(bin_dir)]) == ""
     with pytest.raises(cni.NetworkNotReady):
         cni.find_plugin("../bridge", [str(bin_dir)])
@@ -289,14 +300,9 @@ def test_network_problem_reads_the_config_again_only_after_a_change(
     assert "no CNI network config" in cni.network_problem(str(conf), [str(bin_dir)])
     assert "no CNI network config" in cni.network_problem(str(conf), [str(bin_dir)])
     assert len(reads) == 1
-    config = conf / "10.conflist"
-    config.write_text(
-        json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]})
-    )
+    config = write_bridge_network(conf)
     assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
-    plugin = bin_dir / "bridge"
-    plugin.write_text("#!/bin/sh\n")
-    plugin.chmod(0o755)
+    install_plugin(bin_dir, "bridge")
     assert cni.network_problem(str(conf), [str(bin_dir)]) == ""
     assert cni.network_problem(str(conf), [str(bin_dir)]) == ""
     assert len(reads) == 3
