@@ -10,6 +10,7 @@ import pytest
 
 from pycrid.adapters.docker.events import EventWatch
 from pycrid.adapters.docker.store import ContainerRecord
+from pycrid.adapters.node.oomlog import KernelOomLog
 from pycrid.api.cri import api_pb2 as cri
 
 from .dockerkit import BUSYBOX, Kit, make_kit
@@ -100,6 +101,50 @@ async def test_an_oom_event_after_the_exit_still_makes_it_oom_killed(kit: Kit) -
     await until(lambda: record.oom_event)
     status = await kit.status(container)
     assert (status.reason, status.exit_code) == ("OOMKilled", 137)
+
+
+async def test_an_oom_kill_docker_never_reports_is_read_from_the_kernel_log(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """The kill came before dockerd's shim watched the cgroup: no ``oom`` event, ever."""
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("")
+    oom_log = kit.ctx.store.oom_log = KernelOomLog(kmsg)
+    pod = await kit.run_pod()
+    container = await running_container(kit, pod)
+    other = await running_container(kit, pod, name="other")
+    await kit.follow_events()
+    with kmsg.open("a") as log:
+        log.write(
+            "6,1,2,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),"
+            f"cpuset={container},mems_allowed=0,oom_memcg=/docker/{container},"
+            f"task_memcg=/docker/{container},task=tail,pid=42,uid=0\n"
+        )
+    kit.docker.exit(container, 137, oom=True, lost_oom=True)
+    kit.docker.exit(other, 137)
+    for exited in (container, other):
+        record = kit.ctx.store.container(exited)
+        await until(lambda record=record: record.docker_state == "exited")
+    assert (await kit.status(container)).reason == "OOMKilled"
+    assert (await kit.status(other)).reason == "Error"
+    oom_log.close()
+
+
+async def test_an_exit_first_seen_by_an_inspect_also_asks_the_kernel_log(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """No events followed: the status call's inspect is where the exit is learned."""
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("")
+    kit.ctx.store.oom_log = KernelOomLog(kmsg)
+    container = await running_container(kit, await kit.run_pod())
+    kmsg.write_text(
+        f"6,1,2,-;oom-kill:constraint=CONSTRAINT_MEMCG,task_memcg=/docker/{container}\n"
+    )
+    kit.docker.exit(container, 137, oom=True, lost_oom=True)
+    status = await kit.status(container)
+    assert (status.state, status.reason) == (cri.CONTAINER_EXITED, "OOMKilled")
+    kit.ctx.store.oom_log.close()
 
 
 async def test_a_pod_whose_pause_container_dies_is_not_ready_at_once(kit: Kit) -> None:

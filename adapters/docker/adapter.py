@@ -28,6 +28,7 @@ from pycrid.adapters.docker.store import StateFiles, Store
 from pycrid.adapters.docker.streaming import DockerStreaming
 from pycrid.adapters.node import cni
 from pycrid.adapters.node.hostfacts import HostFacts
+from pycrid.adapters.node.oomlog import KernelOomLog
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.podmetrics import PodMetrics, PodProcesses, pod_processes
 from pycrid.adapters.podresources import PodCgroupResources, store_members
@@ -41,7 +42,7 @@ class DockerAdapter(Adapter):
         self.client = DockerClient(config.docker.endpoint)
         state_dir = Path(config.state_dir) / "docker"
         run_dir = Path(config.run_dir) / "docker"
-        store = Store(StateFiles(state_dir))
+        store = Store(StateFiles(state_dir), oom_log=KernelOomLog())
         images = DockerImages(self.client, config, state_dir, live=lambda: store.live)
         self.logs = LogCopiers(self.client, state_dir)
         self.ctx = DockerContext(
@@ -104,6 +105,8 @@ class DockerAdapter(Adapter):
         await self.info.docker_info.close()
         await self.ctx.images.disk_usage.close()
         await self.event_watch.close()
+        if self.ctx.store.oom_log is not None:
+            self.ctx.store.oom_log.close()
         self.docker_stats.close()
         await self.logs.close()
         await self.client.close()

@@ -434,14 +434,22 @@ class FakeDocker:
         return image
 
     def exit(
-        self, container_id: str, code: int = 0, *, oom: bool = False, late_oom: bool = False
+        self,
+        container_id: str,
+        code: int = 0,
+        *,
+        oom: bool = False,
+        late_oom: bool = False,
+        lost_oom: bool = False,
     ) -> None:
         """The container's process ends with ``code``.
 
         ``late_oom``: dockerd 20.10's race when the kill is quick: containerd's OOM
         event comes after the exit, so inspect keeps OOMKilled false and the ``oom``
-        event follows ``die``.
+        event follows ``die``. ``lost_oom``: the kill came before the shim watched
+        the cgroup, so dockerd never hears of it.
         """
+        late_oom = late_oom or lost_oom
         with self.changed:
             container = self.containers[container_id]
             container.status = "exited"
@@ -452,7 +460,7 @@ class FakeDocker:
             if oom and not late_oom:
                 self.emit("container", "oom", container_id)
             self.emit("container", "die", container_id, exitCode=str(code))
-            if oom and late_oom:
+            if oom and late_oom and not lost_oom:
                 self.emit("container", "oom", container_id)
             self.changed.notify_all()
 

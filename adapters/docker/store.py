@@ -43,6 +43,7 @@ from google.protobuf import json_format
 from pycrid.adapters.docker.api import ContainerInspect
 from pycrid.adapters.docker.naming import docker_time_ns
 from pycrid.adapters.node import atomicfile
+from pycrid.adapters.node.oomlog import KernelOomLog
 from pycrid.adapters.node.podnetwork import NetworkState
 from pycrid.adapters.records import RecordTables
 from pycrid.adapters.revision import Tracked
@@ -50,6 +51,8 @@ from pycrid.api.cri import api_pb2 as cri
 
 RUNNING_STATES = ("running", "paused", "restarting")
 EXITED_STATES = ("exited", "dead", "removing")
+SIGKILL_EXIT = 128 + 9
+"""The exit code of a process the OOM killer ended."""
 STATE_RANK = {"created": 0, **dict.fromkeys(RUNNING_STATES, 1), **dict.fromkeys(EXITED_STATES, 2)}
 
 
@@ -134,8 +137,9 @@ class ContainerRecord(_Tracked):
     exit_code: int = 0
     oom_killed: bool = False
     oom_event: bool = False
-    """Docker's ``oom`` event came. dockerd 20.10 may get the OOM after the exit when the
-    kill is quick, and then inspect says OOMKilled false for good; the event still comes."""
+    """Known OOM-killed without inspect: Docker's ``oom`` event came, or the kernel's log
+    named the container's cgroup at its exit. dockerd 20.10 may get the OOM after the
+    exit when the kill is quick, and then inspect says OOMKilled false for good."""
     message: str = ""
     """Docker's error, when the container failed to start."""
     finished_known: bool = False
@@ -178,6 +182,21 @@ class ContainerRecord(_Tracked):
         self.oom_killed = self.oom_event or bool(state.get("OOMKilled"))
         self.message = state.get("Error") or ""
         self.finished_known = self.state == cri.CONTAINER_EXITED
+
+    def take_kernel_oom(self, oom_log: KernelOomLog) -> None:
+        """OOMKilled when the kernel's log has the kill, whatever Docker says yet.
+
+        dockerd's ``oom`` event may come after the ``die`` or not at all (the
+        kill came before its shim watched the cgroup), and an inspect then says
+        OOMKilled false; kubelet keeps the reason it saw first.
+        """
+        if (
+            self.exit_code == SIGKILL_EXIT
+            and not self.oom_killed
+            and self.state == cri.CONTAINER_EXITED
+            and oom_log.killed_in(self.id)
+        ):
+            self.oom_event = self.oom_killed = True
 
 
 class StateFiles:
@@ -245,11 +264,18 @@ def _ids_in(directory: Path) -> list[str]:
 class Store(RecordTables[SandboxRecord, ContainerRecord]):
     """Pods and containers by full ID, with their ID indexes (records.py)."""
 
-    def __init__(self, files: StateFiles) -> None:
+    def __init__(self, files: StateFiles, oom_log: KernelOomLog | None = None) -> None:
         super().__init__()
         self.files = files
+        self.oom_log = oom_log
+        """The kernel's OOM kills, asked when a container is seen SIGKILLed."""
         self.live = False
         """Whether every change Docker made is here (see the module docstring)."""
+
+    def changed(self, record: SandboxRecord | ContainerRecord) -> None:
+        if isinstance(record, ContainerRecord) and self.oom_log is not None:
+            record.take_kernel_oom(self.oom_log)
+        super().changed(record)
 
     def apply_listing(self, states: dict[str, str], listed_since: float) -> list[str]:
         """Take the states of a ``docker ps -a`` that began at ``listed_since``.
