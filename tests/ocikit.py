@@ -84,6 +84,7 @@ class OciKit:
 
     async def close(self) -> None:
         await self.events.close()
+        self.ctx.exits.close()
         self.stats.close()
         await self.ctx.images.close()
 

@@ -30,7 +30,9 @@ class FakeRunc:
 
 
 def containers(tmp_path: Path, status: str | None) -> tuple[OciContainers, Any]:
-    ctx: Any = SimpleNamespace(store=RuntimeStore(tmp_path), runc=FakeRunc(status), images=None)
+    ctx: Any = SimpleNamespace(
+        store=RuntimeStore(tmp_path), runc=FakeRunc(status), images=None, exited=frozenset
+    )
     return OciContainers(ctx), ctx
 
 

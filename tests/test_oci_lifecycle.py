@@ -228,7 +228,10 @@ async def test_a_pod_whose_pause_exited_is_not_ready(kit: OciKit) -> None:
     assert [(p.id, p.state) for p in listed.items] == [(pod, cri.SANDBOX_NOTREADY)]
 
 
-async def test_events_follow_the_lifecycle_and_exits(kit: OciKit) -> None:
+@pytest.mark.parametrize("followed", [True, False], ids=["inotify", "polled"])
+async def test_events_follow_the_lifecycle_and_exits(kit: OciKit, followed: bool) -> None:
+    if followed:
+        kit.ctx.exits.start()
     kit.events.start()
     subscription = kit.events.hub.subscribe()
     pod = await run_pod(kit)

@@ -122,6 +122,7 @@ class OciAdapter(Adapter):
         except OSError as e:
             raise StartupError(f"cannot open the image store in {self.store_root}: {e}") from None
         self.info.load()
+        self.ctx.exits.start()
         await recovery.recover(self.ctx, self.oci_sandboxes, self.oci_containers)
         self.oci_events.start()
 
@@ -139,5 +140,6 @@ class OciAdapter(Adapter):
 
     async def close(self) -> None:
         await self.oci_events.close()
+        self.ctx.exits.close()
         self.oci_stats.close()
         await self.oci_images.close()

@@ -355,7 +355,11 @@ def exit_code(persist_dir: Path) -> tuple[int, int] | None:
     The code is 128 + the signal for a killed container, -1 when conmon
     could not tell. The finish time is when conmon wrote the file (its ctime).
     """
-    path = f"{persist_dir}/{EXIT_FILE}"  # kubelet asks every second: no pathlib here
+    return read_exit_file(f"{persist_dir}/{EXIT_FILE}")
+
+
+def read_exit_file(path: str) -> tuple[int, int] | None:
+    """(exit code, finish time in ns) from one of conmon's exit files; None without one."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -365,6 +369,8 @@ def exit_code(persist_dir: Path) -> tuple[int, int] | None:
         finished = os.fstat(fd).st_ctime_ns
     finally:
         os.close(fd)
+    if not text:
+        return None  # being written
     try:
         return int(text), finished
     except ValueError:

@@ -468,8 +468,14 @@ class OciContainers:
         """Learn of an exit from conmon's files (the only way pycrid hears of one)."""
         if not record.started_at or record.finished_at:
             return
+        in_exit_dir = record.id in self.ctx.exited()
+        if not in_exit_dir and self._monitor_running(record.id):
+            return
         persist = self.ctx.store.container_dir(record.id)
         exited = conmon.exit_code(persist)
+        if exited is None and in_exit_dir:
+            # conmon writes both files; the exit directory's may come first.
+            exited = conmon.read_exit_file(f"{self.ctx.exit_dir}/{record.id}")
         if exited is None:
             if self._monitor_running(record.id):
                 return
@@ -531,10 +537,10 @@ class OciContainers:
     ) -> cri.ListContainersResponse:
         wanted = request.filter
         everything = passes_all(wanted)
-        exited = self.ctx.exited()
-        key = self._listed.key(frozenset(exited))
+        key = self._listed.key(self.ctx.exits.key())
         if everything and (kept := self._listed.get(key)) is not None:
             return kept
+        exited = self.ctx.exited()
         containers = []
         for record in list(self.ctx.store.containers.values()):
             if record.id not in self.ctx.store.container_ids:

@@ -16,13 +16,13 @@ long as the processes (bundles, runc's state, namespace pins, the pod's
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pycrid.adapters.config import Config
 from pycrid.adapters.node.podnetwork import PodNetworks
 from pycrid.adapters.oci.images.service import OciImages
+from pycrid.adapters.oci.runtime.exitwatch import ExitWatch
 from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
 from pycrid.adapters.oci.runtime.ociapi import ConmonApi, RuncApi
 from pycrid.adapters.oci.runtime.store import RuntimeStore
@@ -38,6 +38,10 @@ class OciContext:
     networks: PodNetworks
     node: NodeFacts
     run_dir: Path
+    exits: ExitWatch = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.exits = ExitWatch(self.exit_dir)
 
     # Per object.
 
@@ -54,13 +58,10 @@ class OciContext:
     def exit_dir(self) -> Path:
         return self.run_dir / "exits"
 
-    def exited(self) -> set[str]:
-        """IDs whose process conmon saw exit: one directory read answers for every object.
+    def exited(self) -> frozenset[str]:
+        """IDs whose process conmon saw exit (exitwatch.py).
 
         conmon writes ``<exit_dir>/<id>`` when the process it watches ends; the
         files go when the object is removed.
         """
-        try:
-            return set(os.listdir(self.exit_dir))
-        except FileNotFoundError:
-            return set()
+        return self.exits.ids()

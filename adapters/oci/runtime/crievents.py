@@ -2,10 +2,11 @@
 
 Every state change of a pod or container is written to the runtime store
 (store.py), which tells the feed. An exit is the one change nobody calls
-about: conmon writes an exit file, and the runtime reads it when asked. While
-someone subscribes to events, a watch looks at the exit directory a few
-times a second, so that a container that ends by itself is reported STOPPED
-without waiting for a status call.
+about: conmon writes an exit file. When the exit directory changes
+(exitwatch.py), the records it names are brought up to date at once, so that
+a container that ends by itself is reported STOPPED without waiting for a
+status call. Where the directory cannot be followed, it is looked at a few
+times a second while someone subscribes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class OciEvents:
         self.hub = ContainerEvents()
         self.feed = EventFeed(self.hub, store_statuses(ctx.store))
         self._task: asyncio.Task[None] | None = None
+        self._exits_changed = asyncio.Event()
+        ctx.exits.on_change(self._exits_changed.set)
 
     def start(self) -> None:
         """Seed the feed with the recovered objects, then follow the store and the exits."""
@@ -61,9 +64,13 @@ class OciEvents:
 
     async def _watch_exits(self) -> None:
         while True:
-            await asyncio.sleep(EXIT_POLL)
-            if not self.hub.subscribed:
-                continue
+            if self.ctx.exits.followed:
+                await self._exits_changed.wait()
+                self._exits_changed.clear()
+            else:
+                await asyncio.sleep(EXIT_POLL)
+                if not self.hub.subscribed:
+                    continue
             try:
                 await self._look()
             except Exception:

@@ -6,23 +6,17 @@ needs the other to answer for a pod.
 
 from __future__ import annotations
 
-from pycrid.adapters.oci.runtime import conmon
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.spec import PodFacts
 from pycrid.adapters.oci.runtime.store import SandboxRecord
 
 
-def refresh(ctx: OciContext, record: SandboxRecord, exited: set[str] | None = None) -> None:
+def refresh(ctx: OciContext, record: SandboxRecord, exited: frozenset[str] | None = None) -> None:
     """A pod whose pause process exited is not ready any more.
 
     ``exited``: what ``ctx.exited()`` said, when the caller looks at many pods.
     """
-    if not record.ready:
-        return
-    if exited is not None:
-        if record.id in exited:
-            record.ready = False
-    elif conmon.exit_code(ctx.store.sandbox_dir(record.id)) is not None:
+    if record.ready and record.id in (ctx.exited() if exited is None else exited):
         record.ready = False
 
 

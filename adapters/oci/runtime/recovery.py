@@ -28,7 +28,7 @@ from pathlib import Path
 from pycrid.adapters.errors import CRIError
 from pycrid.adapters.node import netns
 from pycrid.adapters.oci.images.rootfs import is_mounted, remove_rootfs
-from pycrid.adapters.oci.runtime import userns
+from pycrid.adapters.oci.runtime import conmon, userns
 from pycrid.adapters.oci.runtime.containers import OciContainers
 from pycrid.adapters.oci.runtime.context import OciContext
 from pycrid.adapters.oci.runtime.sandboxes import OciSandboxes, run_command
@@ -50,6 +50,10 @@ async def recover(ctx: OciContext, sandboxes: OciSandboxes, containers: OciConta
             log.warning("could not recover %s: %s", what, e)
 
     for record in list(ctx.store.sandboxes.values()):
+        if record.ready and conmon.exit_code(ctx.store.sandbox_dir(record.id)) is not None:
+            # The pause exited while pycrid was away, and the exit directory (under
+            # the run directory) may be gone with a reboot: the record says so now.
+            record.ready = False
         if not record.ready and not record.stopping and not record.network.torn_down:
             log.info("pod sandbox %s was left half made; removing it", record.id[:13])
             for container in ctx.store.containers_of(record.id):

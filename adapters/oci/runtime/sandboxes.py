@@ -374,7 +374,7 @@ class OciSandboxes:
 
     # PodSandboxStatus and ListPodSandbox.
 
-    def refresh(self, record: SandboxRecord, exited: set[str] | None = None) -> None:
+    def refresh(self, record: SandboxRecord, exited: frozenset[str] | None = None) -> None:
         """A pod whose pause process exited is not ready any more (podstate.py)."""
         podstate.refresh(self.ctx, record, exited)
 
@@ -413,10 +413,10 @@ class OciSandboxes:
     ) -> cri.ListPodSandboxResponse:
         wanted = request.filter
         everything = passes_all(wanted)
-        exited = self.ctx.exited()
-        key = self._listed.key(frozenset(exited))
+        key = self._listed.key(self.ctx.exits.key())
         if everything and (kept := self._listed.get(key)) is not None:
             return kept
+        exited = self.ctx.exited()
         items = []
         for record in list(self.ctx.store.sandboxes.values()):
             if record.id not in self.ctx.store.sandbox_ids:
