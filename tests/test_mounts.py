@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pycrid.adapters.node import mounts, netns
+from pycrid.adapters.oci.images.rootfs import is_mounted
 
 
 def test_flag_options_become_flags_and_the_rest_data() -> None:
@@ -34,6 +35,22 @@ def test_a_tmpfs_is_mounted_and_unmounted_and_an_unmounted_target_is_fine(tmp_pa
     mounts.unmount(target)  # not mounted: fine
     with pytest.raises(mounts.MountError):
         mounts.mount("none", tmp_path / "absent", "tmpfs")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_a_mount_point_is_told_even_when_its_path_needs_escaping(tmp_path: Path) -> None:
+    spaced = tmp_path / "with space\\and backslash"
+    prefix = tmp_path / "with"
+    for directory in (spaced, prefix):
+        directory.mkdir()
+    mounts.mount("shm", spaced, "tmpfs", "size=64k")
+    try:
+        assert is_mounted(spaced)
+        assert not is_mounted(prefix)  # a prefix of a mount point's name is no mount
+        assert not is_mounted(tmp_path)
+    finally:
+        mounts.unmount(spaced)
+    assert not is_mounted(spaced)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")

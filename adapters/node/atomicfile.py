@@ -55,7 +55,9 @@ def remove_leftovers(directory: Path) -> int:
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_bytes(path, json.dumps(value, sort_keys=True, indent=1).encode())
+    # No indent: json's C encoder only serves compact output, and records are
+    # written several times per pod start.
+    write_bytes(path, json.dumps(value, sort_keys=True).encode())
 
 
 async def write_json_async(path: Path, value: Any) -> None:
