@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from pycrid.adapters.node import atomicfile
 
 
@@ -27,3 +29,18 @@ def test_leftovers_of_killed_writes_are_removed_and_nothing_else(tmp_path: Path)
     assert atomicfile.remove_leftovers(tmp_path) == 1
     assert sorted(os.listdir(tmp_path)) == sorted(["a.json", *(p.name for p in kept)])
     assert atomicfile.remove_leftovers(tmp_path / "missing") == 0
+
+
+def test_a_durable_write_syncs_the_file_and_its_directory_and_another_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    atomicfile.write_json(tmp_path / "record.json", {"n": 1})
+    assert len(synced) == 2
+    synced.clear()
+    atomicfile.write_json(tmp_path / "config.json", {"n": 1}, durable=False)
+    assert synced == []
+    assert atomicfile.read_json(tmp_path / "config.json") == {"n": 1}
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "record.json"]

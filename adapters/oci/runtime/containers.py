@@ -257,7 +257,8 @@ class OciContainers:
             idmapped_sources=idmapped,
         )
         bundle = ctx.bundle(record.id)
-        await atomicfile.write_json_async(bundle / "config.json", generated.spec)
+        # The bundle matters only while its processes run: no fsync for it.
+        await atomicfile.write_json_async(bundle / "config.json", generated.spec, durable=False)
         self._specs[record.id] = generated.spec
         runtime = None
         if ids is not None:

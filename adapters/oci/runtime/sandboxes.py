@@ -194,7 +194,8 @@ class OciSandboxes:
             image_name=ctx.config.pause_image,
         )
         bundle = ctx.bundle(record.id)
-        await atomicfile.write_json_async(bundle / "config.json", generated.spec)
+        # The bundle matters only while its processes run: no fsync for it.
+        await atomicfile.write_json_async(bundle / "config.json", generated.spec, durable=False)
         runtime = None
         if ids is not None:
             runtime = userns.runtime_for(
