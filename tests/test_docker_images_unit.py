@@ -280,9 +280,9 @@ async def test_image_names_are_written_in_a_worker_thread(
     writers: list[str] = []
     real_write = atomicfile.write_json
 
-    def recording_write(path: Path, value: Any) -> None:
+    def recording_write(path: Path, value: Any, **options: bool) -> None:
         writers.append(threading.current_thread().name)
-        real_write(path, value)
+        real_write(path, value, **options)
 
     monkeypatch.setattr(atomicfile, "write_json", recording_write)
     names = ImageNames(tmp_path / "names.json")
@@ -307,12 +307,12 @@ async def test_a_cancelled_save_still_lands_before_the_next(
     release, first_written = threading.Event(), threading.Event()
     real_write = atomicfile.write_json
 
-    def first_write_is_slow(target: Path, value: Any) -> None:
+    def first_write_is_slow(target: Path, value: Any, **options: bool) -> None:
         if "r/x@sha256:b" in value["aliases"]:
-            real_write(target, value)
+            real_write(target, value, **options)
             return
         release.wait(5)
-        real_write(target, value)
+        real_write(target, value, **options)
         first_written.set()
 
     monkeypatch.setattr(atomicfile, "write_json", first_write_is_slow)
