@@ -222,11 +222,13 @@ class OciSandboxes:
 
         if early_network:
             assert network_list is not None
+            # The network list is saved before ADD (set_up); the pid and ADD's result
+            # are saved with the ready pod below: a crash before that leaves a pod
+            # recovery removes, through runc and the saved list, needing neither.
             await _both(
                 make_pause(),
                 ctx.networks.set_up(record.id, record.config, network_list, record.network, save),
             )
-            await ctx.store.save_sandbox(record)
         else:
             await make_pause()
             await ctx.store.save_sandbox(record)
