@@ -82,8 +82,6 @@ class KernelOomLog:
             except OSError as e:
                 if e.errno == errno.EPIPE:
                     continue  # the ring overwrote records before they were read
-                if e.errno == errno.EINTR:
-                    continue
                 log.warning("reading the kernel log: %s; OOM kills known from events only", e)
                 self.close()
                 return
