@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 from pycrid.adapters import errors
 from pycrid.adapters.backendmetrics import timed_cni_call
 from pycrid.adapters.deadline import seconds_left
+from pycrid.adapters.node.dirwatch import DirectoryWatch
 
 log = logging.getLogger("pycrid.cni")
 
@@ -134,29 +136,73 @@ def find_plugin(plugin_type: str, bin_dirs: list[str]) -> Path:
     raise NetworkNotReady(f"CNI plugin {plugin_type!r} not found in {', '.join(bin_dirs)}")
 
 
-_checked: dict[tuple[str, tuple[str, ...]], tuple[tuple[object, ...], str]] = {}
+@dataclass
+class _Checked:
+    """The last answer of ``network_problem`` for one set of directories."""
+
+    mark: tuple[object, ...]
+    problem: str
+    watch: DirectoryWatch | None
+
+
+MAX_WATCHED = 4
+"""Directory sets followed with inotify at once (a daemon has one; tests make many)."""
+
+_checked: dict[tuple[str, tuple[str, ...]], _Checked] = {}
+_checked_lock = threading.Lock()
 
 
 def network_problem(conf_dir: str, bin_dirs: list[str]) -> str:
-    """Why pods cannot get a CNI network right now, or "" when they can.
+    """Why pods cannot get a CNI network right now, or "" when it can.
 
-    kubelet asks Status every few seconds; the config is read and its
-    plugins looked up again only when an entry of the config directory or
-    one of the plugin directories changed since the last answer.
+    kubelet asks Status every few seconds. The directories are followed with
+    inotify: while nothing in them changed, the last answer stands at the
+    cost of one system call. Otherwise (and where they cannot be followed)
+    they are looked at, and the config read and its plugins looked up again
+    only when an entry of the config directory or one of the plugin
+    directories changed since the last answer.
     """
     key = (conf_dir, tuple(bin_dirs))
-    mark = _fingerprint(conf_dir, bin_dirs)
-    kept = _checked.get(key)
-    if kept is not None and kept[0] == mark:
-        return kept[1]
-    problem = _network_problem(conf_dir, bin_dirs)
-    _checked[key] = (mark, problem)
-    return problem
+    with _checked_lock:
+        kept = _checked.get(key)
+        if kept is not None and kept.watch is not None and not kept.watch.changed():
+            return kept.problem
+        watch = kept.watch if kept is not None else None
+        if watch is None or watch.broken:
+            if watch is not None:
+                watch.close()
+            # Made before the directories are looked at: what changes meanwhile shows next time.
+            watch = _new_watch(key)
+        mark, linked = _fingerprint(conf_dir, bin_dirs)
+        if linked and watch is not None:  # a config behind a symlink can change unseen
+            watch.close()
+            watch = None
+        if kept is not None and kept.mark == mark:
+            problem = kept.problem
+        else:
+            problem = _network_problem(conf_dir, bin_dirs)
+        _checked.pop(key, None)
+        _checked[key] = _Checked(mark, problem, watch)
+        return problem
 
 
-def _fingerprint(conf_dir: str, bin_dirs: list[str]) -> tuple[object, ...]:
-    """What changes when a config file or a plugin directory changes."""
+def _new_watch(key: tuple[str, tuple[str, ...]]) -> DirectoryWatch | None:
+    followed = [k for k, kept in _checked.items() if kept.watch is not None and k != key]
+    for oldest in followed[: max(0, len(followed) - MAX_WATCHED + 1)]:
+        old = _checked.pop(oldest)
+        if old.watch is not None:
+            old.watch.close()
+    try:
+        return DirectoryWatch((key[0], *key[1]))
+    except OSError:
+        return None
+
+
+def _fingerprint(conf_dir: str, bin_dirs: list[str]) -> tuple[tuple[object, ...], bool]:
+    """What changes when a config file or a plugin directory changes; and whether a
+    config entry is a symbolic link."""
     marks: list[object] = []
+    linked = False
     for directory in (conf_dir, *bin_dirs):
         try:
             st = os.stat(directory)
@@ -167,9 +213,10 @@ def _fingerprint(conf_dir: str, bin_dirs: list[str]) -> tuple[object, ...]:
     with contextlib.suppress(OSError), os.scandir(conf_dir) as entries:
         for entry in entries:
             with contextlib.suppress(OSError):
+                linked = linked or entry.is_symlink()
                 st = entry.stat()
                 marks.append((entry.name, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size))
-    return tuple(marks)
+    return tuple(marks), linked
 
 
 def _network_problem(conf_dir: str, bin_dirs: list[str]) -> str:
