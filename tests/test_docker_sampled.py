@@ -105,12 +105,13 @@ async def test_image_fs_info_does_not_size_every_container_on_each_call(kit: Kit
         again = await kit.images.image_fs_info(cri.ImageFsInfoRequest())
     await settle()
     assert len(kit.docker.called("df")) == 1
-    assert again == first
+    assert again is first  # one answer per sample, not one built per call
     kit.images.changed()  # a pull or a removal
     kit.images.disk_usage.min_interval = 0
     await kit.images.image_fs_info(cri.ImageFsInfoRequest())
     await settle()
     assert len(kit.docker.called("df")) == 2
+    assert await kit.images.image_fs_info(cri.ImageFsInfoRequest()) is not first  # the new sample
 
 
 async def test_status_pings_only_without_the_event_stream_and_asks_docker_info_once(

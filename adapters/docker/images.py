@@ -128,6 +128,7 @@ class DockerImages:
             interval=DISK_USAGE_INTERVAL,
             min_interval=DISK_USAGE_MIN_INTERVAL,
         )
+        self._fs_info: tuple[DiskUsage, cri.ImageFsInfoResponse] | None = None
 
     # Looking images up.
 
@@ -381,10 +382,15 @@ class DockerImages:
 
     async def image_fs_info(self, request: cri.ImageFsInfoRequest) -> cri.ImageFsInfoResponse:
         usage = await self.disk_usage.get()
-        return cri.ImageFsInfoResponse(
+        kept = self._fs_info
+        if kept is not None and kept[0] is usage:
+            return kept[1]  # one answer per sample: kubelet asks far more often than it moves
+        response = cri.ImageFsInfoResponse(
             image_filesystems=[usage.filesystem(usage.layers_bytes)],
             container_filesystems=[usage.filesystem(usage.writable_bytes)],
         )
+        self._fs_info = (usage, response)
+        return response
 
     async def _measure_disk_usage(self) -> DiskUsage:
         """dockerd's root file system and what its layers take: ``/system/df`` sizes every

@@ -64,9 +64,11 @@ class DirectoryWatch:
             events = self._inotify.read(timeout=0)
         except BlockingIOError:
             events = []
-        if any(event.mask & LOST for event in events):
-            self.broken = True
-        return bool(events) or any(os.path.lexists(d) for d in self._missing)
+        # os.access answers False without raising: a missing path costs no exception.
+        appeared = any(os.access(d, os.F_OK) for d in self._missing)
+        if appeared or any(event.mask & LOST for event in events):
+            self.broken = True  # a new watch is needed, on what is there now
+        return appeared or bool(events)
 
     def close(self) -> None:
         self._inotify.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pycrid.adapters.oci.runtime.nodefacts import NodeFacts
 from pycrid.api.cri import api_pb2 as cri
 
 HANDLER_NAMES = ("", "runc")
+BINARIES = ("runc", "conmon")
 
 
 VERSION_TIMEOUT = 5.0
@@ -45,6 +47,10 @@ class OciRuntimeInfo:
         self.state_dir = state_dir
         self.pod_cidr = PodCidr(state_dir)
         self._versions_seen: dict[str, str] | None = None
+        self._found: dict[str, str] = {}
+        """Where each binary was found on PATH; looked for again once it is gone."""
+        self._answer: tuple[tuple[object, ...], cri.StatusResponse] | None = None
+        """The last plain Status answer, with the facts it was made from."""
 
     def load(self) -> None:
         self.pod_cidr.load()
@@ -55,15 +61,34 @@ class OciRuntimeInfo:
             user_namespaces=True,
         )
 
+    def missing_binaries(self) -> list[str]:
+        """runc and conmon, those not on PATH. A binary found once is checked where it was
+        found (one system call); it is looked for along PATH again only once it is gone."""
+        missing = []
+        for name in BINARIES:
+            found = self._found.get(name)
+            if found is not None and os.access(found, os.X_OK):
+                continue
+            found = shutil.which(name)
+            if found is None:
+                self._found.pop(name, None)
+                missing.append(name)
+            else:
+                self._found[name] = found
+        return missing
+
     async def status(self, request: cri.StatusRequest) -> cri.StatusResponse:
-        missing = [b for b in ("runc", "conmon") if shutil.which(b) is None]
+        missing = self.missing_binaries()
+        problem = cni.network_problem(
+            self.config.network.cni_conf_dir, self.config.network.cni_bin_dirs
+        )
+        key = (tuple(missing), problem)
+        if not request.verbose and self._answer is not None and self._answer[0] == key:
+            return self._answer[1]  # kubelet asks every few seconds; callers never change it
         runtime = cri.RuntimeCondition(type="RuntimeReady", status=not missing)
         if missing:
             runtime.reason = "RuntimeNotInstalled"
             runtime.message = f"{' and '.join(missing)} not found on PATH"
-        problem = cni.network_problem(
-            self.config.network.cni_conf_dir, self.config.network.cni_bin_dirs
-        )
         network = cri.RuntimeCondition(type="NetworkReady", status=not problem)
         if problem:
             network.reason = "NetworkPluginNotReady"
@@ -75,27 +100,29 @@ class OciRuntimeInfo:
             ],
             features=cri.RuntimeFeatures(supplemental_groups_policy=True),
         )
-        if request.verbose:
-            response.info["config"] = json.dumps(
-                {
-                    # kubeadm reads it to warn when its pause image differs.
-                    "sandboxImage": self.config.pause_image,
-                    "stateDir": str(self.state_dir),
-                    "runDir": self.config.run_dir,
-                    "cgroupManager": "systemd" if self.node.systemd_cgroups else "cgroupfs",
-                    "cgroupParent": self.node.cgroup_parent,
-                    "cgroupV2": self.node.cgroup_v2,
-                    "podCIDR": self.pod_cidr.value,
-                    "registries": {
-                        host: {"mirrors": r.mirrors, "insecure": r.insecure}
-                        for host, r in self.config.registries.items()
-                    },
-                }
-            )
-            response.info.update(
-                cni_info(self.config.network.cni_conf_dir, self.config.network.cni_bin_dirs)
-            )
-            response.info.update(await self._versions(missing))
+        if not request.verbose:
+            self._answer = (key, response)
+            return response
+        response.info["config"] = json.dumps(
+            {
+                # kubeadm reads it to warn when its pause image differs.
+                "sandboxImage": self.config.pause_image,
+                "stateDir": str(self.state_dir),
+                "runDir": self.config.run_dir,
+                "cgroupManager": "systemd" if self.node.systemd_cgroups else "cgroupfs",
+                "cgroupParent": self.node.cgroup_parent,
+                "cgroupV2": self.node.cgroup_v2,
+                "podCIDR": self.pod_cidr.value,
+                "registries": {
+                    host: {"mirrors": r.mirrors, "insecure": r.insecure}
+                    for host, r in self.config.registries.items()
+                },
+            }
+        )
+        response.info.update(
+            cni_info(self.config.network.cni_conf_dir, self.config.network.cni_bin_dirs)
+        )
+        response.info.update(await self._versions(missing))
         return response
 
     async def _versions(self, missing: list[str]) -> dict[str, str]:
