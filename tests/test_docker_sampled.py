@@ -105,13 +105,32 @@ async def test_image_fs_info_does_not_size_every_container_on_each_call(kit: Kit
         again = await kit.images.image_fs_info(cri.ImageFsInfoRequest())
     await settle()
     assert len(kit.docker.called("df")) == 1
-    assert again is first  # one answer per sample, not one built per call
+    assert again == first
+    kept = await _steady_fs_info(kit)  # one answer per sample, not one built per call
     kit.images.changed()  # a pull or a removal
     kit.images.disk_usage.min_interval = 0
     await kit.images.image_fs_info(cri.ImageFsInfoRequest())
     await settle()
     assert len(kit.docker.called("df")) == 2
-    assert await kit.images.image_fs_info(cri.ImageFsInfoRequest()) is not first  # the new sample
+    for _ in range(200):  # the new sample lands once its worker thread is done
+        renewed = await kit.images.image_fs_info(cri.ImageFsInfoRequest())
+        if renewed is not kept:
+            break
+        await asyncio.sleep(0.01)
+    assert renewed is not kept
+
+
+async def _steady_fs_info(kit: Kit) -> cri.ImageFsInfoResponse:
+    """The answer once two calls in a row give the same object (a sample is taken partly
+    in a worker thread, so a refresh may still land between two calls)."""
+    previous = None
+    for _ in range(200):
+        answer = await kit.images.image_fs_info(cri.ImageFsInfoRequest())
+        if answer is previous:
+            return answer
+        previous = answer
+        await asyncio.sleep(0.01)
+    raise AssertionError("ImageFsInfo built a new answer on every call")
 
 
 async def test_status_pings_only_without_the_event_stream_and_asks_docker_info_once(

@@ -556,9 +556,13 @@ def test_image_gc_removes_unused_images_and_keeps_those_in_use(
         wait_for(lambda: UNUSED_IMAGE not in image_names(node), "kubelet's image GC", 120, 2)
     kept = {image_name(node, ref) for ref in in_use} | {PAUSE_IMAGE}
     assert kept <= image_names(node), (kept, image_names(node))
-    for name, pod in node.pods().items():
-        if name not in RESTARTING:
-            assert is_ready(pod), name
+
+    def not_ready() -> list[str]:
+        return [n for n, pod in node.pods().items() if n not in RESTARTING and not is_ready(pod)]
+
+    # The collection can end before the restarted kubelet has reported every pod again.
+    wait_for(lambda: not not_ready(), "kubelet to report its pods ready again", 60, 2)
+    assert not_ready() == []
     # A new pod still starts, on the images that were kept.
     node.write_manifest(manifests.pod("after-gc", manifests.sleeper("app")))
     ready_pod(node, "after-gc")
