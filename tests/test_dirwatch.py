@@ -111,9 +111,18 @@ def test_a_config_behind_a_symlink_is_looked_at_every_time(
     os.rename(conf / "10-n.conflist", target)
     (conf / "10-n.conflist").symlink_to(target)
     looked = _counting_fingerprints(monkeypatch)
+    watches = []
+    real_watch = cni.DirectoryWatch
+
+    def counted_watch(directories: list[str]) -> DirectoryWatch:
+        watches.append(directories)
+        return real_watch(directories)
+
+    monkeypatch.setattr(cni, "DirectoryWatch", counted_watch)
     for _ in range(3):
         assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
     assert len(looked) == 3
+    assert len(watches) == 1  # not made and dropped again on every call
     network = {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "portmap"}]}
     target.write_text(json.dumps(network))  # the change behind the link
     assert "portmap" in cni.network_problem(str(conf), [str(bin_dir)])
@@ -125,3 +134,18 @@ def test_only_a_few_directory_sets_are_followed_at_once(tmp_path: Path) -> None:
         cni.network_problem(str(conf), [str(bin_dir)])
     followed = [kept for kept in cni._checked.values() if kept.watch is not None]
     assert 0 < len(followed) <= cni.MAX_WATCHED
+
+
+def test_a_config_no_longer_behind_a_symlink_is_followed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf, bin_dir = _bridge_setup(tmp_path)
+    target = tmp_path / "elsewhere.conflist"
+    os.rename(conf / "10-n.conflist", target)
+    (conf / "10-n.conflist").symlink_to(target)
+    assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
+    os.replace(target, conf / "10-n.conflist")  # a plain file again
+    looked = _counting_fingerprints(monkeypatch)
+    for _ in range(4):
+        assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
+    assert len(looked) == 2  # the call that saw the change, and the one that made the watch

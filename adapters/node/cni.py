@@ -143,6 +143,8 @@ class _Checked:
     mark: tuple[object, ...]
     problem: str
     watch: DirectoryWatch | None
+    linked: bool
+    """A config entry is a symbolic link: no watch is tried while one is."""
 
 
 MAX_WATCHED = 4
@@ -168,9 +170,10 @@ def network_problem(conf_dir: str, bin_dirs: list[str]) -> str:
         if kept is not None and kept.watch is not None and not kept.watch.changed():
             return kept.problem
         watch = kept.watch if kept is not None else None
-        if watch is None or watch.broken:
-            if watch is not None:
-                watch.close()
+        if watch is not None and watch.broken:
+            watch.close()
+            watch = None
+        if watch is None and (kept is None or not kept.linked):
             # Made before the directories are looked at: what changes meanwhile shows next time.
             watch = _new_watch(key)
         mark, linked = _fingerprint(conf_dir, bin_dirs)
@@ -182,7 +185,7 @@ def network_problem(conf_dir: str, bin_dirs: list[str]) -> str:
         else:
             problem = _network_problem(conf_dir, bin_dirs)
         _checked.pop(key, None)
-        _checked[key] = _Checked(mark, problem, watch)
+        _checked[key] = _Checked(mark, problem, watch, linked)
         return problem
 
 
