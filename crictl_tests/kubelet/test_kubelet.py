@@ -429,9 +429,14 @@ def test_edited_manifest_replaces_the_pod(node: KubeletNode) -> None:
 
     new = node.wait_pod("edited", replaced, "the edited pod Ready")
     assert sh(node, "edited", "app", "echo $VERSION") == "2\n"
-    (old_sandbox,) = sandboxes_of(node, old["metadata"]["uid"]) or [None]
-    if old_sandbox is not None:  # not collected yet: then it must be stopped
-        assert old_sandbox.state == cri.SANDBOX_NOTREADY
+
+    def old_stopped() -> bool:
+        """The old pod stopped (or already collected): kubelet stops it beside starting
+        the new one, and its container gets its grace period."""
+        sandboxes = sandboxes_of(node, old["metadata"]["uid"])
+        return all(s.state == cri.SANDBOX_NOTREADY for s in sandboxes)
+
+    wait_for(old_stopped, "kubelet to stop the old pod", 60, 1)
     running = [c for c in node.cri_containers() if c.state == cri.CONTAINER_RUNNING]
     assert container_id(new, "app") in [c.id for c in running]
     assert container_id(old, "app") not in [c.id for c in running]
