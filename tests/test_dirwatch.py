@@ -73,6 +73,15 @@ def _bridge_setup(tmp_path: Path) -> tuple[Path, Path]:
     return conf, bin_dir
 
 
+def _linked_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """``_bridge_setup`` with the config file moved out and a symbolic link left to it."""
+    conf, bin_dir = _bridge_setup(tmp_path)
+    target = tmp_path / "elsewhere.conflist"
+    os.rename(conf / "10-n.conflist", target)
+    (conf / "10-n.conflist").symlink_to(target)
+    return conf, bin_dir, target
+
+
 def _counting_fingerprints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     looked = []
     real = cni._fingerprint
@@ -106,10 +115,7 @@ def test_followed_directories_are_not_looked_at_while_nothing_changes(
 def test_a_config_behind_a_symlink_is_looked_at_every_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conf, bin_dir = _bridge_setup(tmp_path)
-    target = tmp_path / "elsewhere.conflist"
-    os.rename(conf / "10-n.conflist", target)
-    (conf / "10-n.conflist").symlink_to(target)
+    conf, bin_dir, target = _linked_setup(tmp_path)
     looked = _counting_fingerprints(monkeypatch)
     watches = []
     real_watch = cni.DirectoryWatch
@@ -139,10 +145,7 @@ def test_only_a_few_directory_sets_are_followed_at_once(tmp_path: Path) -> None:
 def test_a_config_no_longer_behind_a_symlink_is_followed_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conf, bin_dir = _bridge_setup(tmp_path)
-    target = tmp_path / "elsewhere.conflist"
-    os.rename(conf / "10-n.conflist", target)
-    (conf / "10-n.conflist").symlink_to(target)
+    conf, bin_dir, target = _linked_setup(tmp_path)
     assert "bridge" in cni.network_problem(str(conf), [str(bin_dir)])
     os.replace(target, conf / "10-n.conflist")  # a plain file again
     looked = _counting_fingerprints(monkeypatch)
